@@ -1,0 +1,137 @@
+// Package engine defines the seam between the hub and whatever carries
+// events between Switchboard nodes and keeps room streams: the in-memory
+// engine (engine/memory) for a single node, and brokers such as Redis for a
+// cluster. Every implementation must pass the shared suite in
+// engine/enginetest, so the hub behaves the same on all of them.
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/switchboard-rt/switchboard/protocol"
+)
+
+// Publication is one event in a room.
+type Publication struct {
+	// Type is the event type ("message" or an application type).
+	Type string
+	// Data is the event payload, valid JSON (may be empty).
+	Data json.RawMessage
+	// UserID is the publishing user, "" when the server API published it.
+	UserID string
+	// ClientID is the publishing connection, "" when not a connection; the
+	// hub uses it to skip the sender when echo is off.
+	ClientID string
+	// Time is when the engine accepted the event, in Unix milliseconds.
+	Time int64
+	// Position is the event's place in the room stream. Engines set it on
+	// Publish; it is zero for ephemeral events.
+	Position protocol.StreamPosition
+	// Ephemeral events (join/leave notices) reach every node but are not
+	// appended to the stream: no position, no history.
+	Ephemeral bool
+}
+
+// HistoryPolicy says how much of a room's stream an engine keeps. The zero
+// value keeps nothing (positions are still assigned).
+type HistoryPolicy struct {
+	// Size is the number of most recent events kept; 0 keeps none.
+	Size int
+	// TTL is how long an event is kept; 0 keeps events until Size evicts
+	// them. The stream's position is kept at least as long as its history.
+	TTL time.Duration
+}
+
+// Enabled reports whether the policy keeps any history.
+func (p HistoryPolicy) Enabled() bool { return p.Size > 0 }
+
+// PublishOptions tune one Publish.
+type PublishOptions struct {
+	// History is the room's history policy.
+	History HistoryPolicy
+	// IdempotencyKey, when set, makes Publish idempotent: a second Publish
+	// with the same room and key within IdempotencyTTL is not delivered
+	// again and returns the first call's position with Duplicate set.
+	IdempotencyKey string
+	// IdempotencyTTL is how long a key is remembered; 0 means 2 minutes.
+	IdempotencyTTL time.Duration
+}
+
+// PublishResult is what Publish returns.
+type PublishResult struct {
+	Position  protocol.StreamPosition
+	Duplicate bool // an earlier Publish with the same idempotency key won
+}
+
+// HistoryQuery selects events from a room's stream.
+type HistoryQuery struct {
+	// Since returns only events after this position. With a zero Since, the
+	// newest Limit events are returned. If Since.Epoch differs from the
+	// stream's, or events after Since were evicted, HistoryResult.Complete
+	// is false.
+	Since protocol.StreamPosition
+	// Limit caps the number of events returned; 0 means no cap.
+	Limit int
+}
+
+// HistoryResult is what History returns.
+type HistoryResult struct {
+	Publications []*Publication // oldest first
+	// Latest is the stream's current top position (the last offset and
+	// the epoch), whatever was returned.
+	Latest protocol.StreamPosition
+	// Complete reports that every event after Since is either returned or
+	// beyond Limit: there is no gap between Since and the first event.
+	Complete bool
+}
+
+// Handler receives what an engine delivers to this node. Calls for one room
+// come in the room's stream order and never concurrently for the same room;
+// they must not block (the hub only queues bytes).
+type Handler interface {
+	// HandlePublication delivers an event published to a room that this
+	// node subscribed to with Subscribe.
+	HandlePublication(room string, pub *Publication)
+	// HandleControl delivers a node-to-node command published with
+	// PublishControl, on every node including the sender.
+	HandleControl(data []byte)
+}
+
+// Engine carries events between nodes and keeps room streams.
+//
+// Contract (checked by engine/enginetest):
+//   - Publish appends to the room's stream and delivers to every node that
+//     subscribed the room, atomically: an event that Publish acknowledged is
+//     in the stream (if history is on) and is delivered in stream order.
+//   - Offsets in a room increase by one per non-ephemeral event, starting at
+//     1 in a new epoch. The epoch changes only when the stream is lost.
+//   - A node receives publications only for rooms it has subscribed and not
+//     unsubscribed since.
+//
+// All methods are safe for concurrent use.
+type Engine interface {
+	// Run connects the engine and starts delivering to h. It returns when
+	// the engine is ready to Publish; delivery stops when ctx is cancelled.
+	Run(ctx context.Context, h Handler) error
+	// Publish publishes pub to room.
+	Publish(ctx context.Context, room string, pub *Publication, opts PublishOptions) (PublishResult, error)
+	// Subscribe makes this node receive room's publications. The hub calls
+	// it when a room gets its first local member.
+	Subscribe(ctx context.Context, room string) error
+	// Unsubscribe stops delivery of room's publications to this node.
+	Unsubscribe(ctx context.Context, room string) error
+	// History reads a room's stream.
+	History(ctx context.Context, room string, q HistoryQuery, policy HistoryPolicy) (HistoryResult, error)
+	// PublishControl sends a command to every node.
+	PublishControl(ctx context.Context, data []byte) error
+	// Ready reports whether the engine can serve (for /readyz).
+	Ready(ctx context.Context) error
+	// Close releases the engine's resources.
+	Close() error
+}
+
+// ErrClosed is returned by an engine used after Close.
+var ErrClosed = errors.New("engine: closed")

@@ -1,0 +1,304 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/switchboard-rt/switchboard/engine"
+	"github.com/switchboard-rt/switchboard/protocol"
+)
+
+// Client is one connection as the hub sees it. The transport calls
+// HandleMessage for each text frame (from one goroutine) and Gone once.
+type Client struct {
+	hub         *Hub
+	id          string
+	userID      string
+	anonymous   bool
+	sink        Sink
+	connectedAt time.Time
+
+	mu        sync.Mutex
+	rooms     map[string]*member // nil until the first subscribe
+	gone      bool
+	errCount  int
+	errWindow time.Time
+}
+
+// ID returns the connection id.
+func (c *Client) ID() string { return c.id }
+
+// UserID returns the user id (generated for anonymous connections).
+func (c *Client) UserID() string { return c.userID }
+
+// Close asks the transport to close the connection with d.
+func (c *Client) Close(d protocol.Disconnect) { c.sink.Close(d) }
+
+// Gone tells the hub the connection has ended: it leaves every room
+// (sending user_left) and is unregistered. Safe to call more than once.
+func (c *Client) Gone() {
+	c.mu.Lock()
+	if c.gone {
+		c.mu.Unlock()
+		return
+	}
+	c.gone = true
+	rooms := c.rooms
+	c.rooms = nil
+	c.mu.Unlock()
+	for name := range rooms {
+		if c.hub.leave(c, name) {
+			c.hub.joinLeave(name, protocol.TypeUserLeft, c)
+		}
+	}
+	c.hub.remove(c)
+}
+
+func (c *Client) sendEnvelope(e *protocol.Envelope) {
+	c.sink.Send(protocol.NewFrame(protocol.Encode(e)))
+}
+
+// sendError sends an `error` event; a connection that earns too many in a
+// window is closed with 1008, so a broken or hostile client costs little.
+func (c *Client) sendError(e *protocol.Error) {
+	c.hub.stats.clientErrors.Add(1)
+	c.sendEnvelope(&protocol.Envelope{Type: protocol.TypeError, ID: e.Ref, Data: protocol.EncodeData(e)})
+	now := time.Now()
+	c.mu.Lock()
+	if now.Sub(c.errWindow) > c.hub.opts.ErrorWindow {
+		c.errWindow, c.errCount = now, 0
+	}
+	c.errCount++
+	over := c.errCount > c.hub.opts.MaxErrors
+	c.mu.Unlock()
+	if over {
+		c.sink.Close(protocol.NewDisconnect(protocol.ClosePolicyViolation, "too many invalid messages"))
+	}
+}
+
+// HandleMessage runs one client frame (JSON text) through the protocol.
+func (c *Client) HandleMessage(data []byte) {
+	h := c.hub
+	h.stats.messagesIn.Add(1)
+	env, err := protocol.Decode(data)
+	if err != nil {
+		var pe *protocol.Error
+		if !errors.As(err, &pe) {
+			pe = protocol.Errorf(protocol.ErrBadJSON, "", "%v", err)
+		}
+		c.sendError(pe)
+		return
+	}
+	ctx := context.Background()
+	switch env.Type {
+	case protocol.TypePing:
+		c.sendEnvelope(&protocol.Envelope{Type: protocol.TypePong, ID: env.ID})
+	case protocol.TypeSubscribe:
+		c.subscribe(ctx, env, false)
+	case protocol.TypeSync:
+		c.subscribe(ctx, env, true)
+	case protocol.TypeUnsubscribe:
+		c.unsubscribe(env)
+	case protocol.TypeAuth, protocol.TypeRefresh, protocol.TypeRPC, protocol.TypeHistory, protocol.TypePresence:
+		c.sendError(protocol.Errorf(protocol.ErrNotImplemented, env.ID, "%q is not enabled on this server", env.Type))
+	default:
+		if protocol.IsServerOnly(env.Type) {
+			c.sendError(protocol.Errorf(protocol.ErrUnknownType, env.ID, "type %q is sent by the server only", env.Type))
+			return
+		}
+		c.publish(ctx, env)
+	}
+}
+
+// SubscribedData is the data of a `subscribed` answer.
+type SubscribedData struct {
+	// Members is the number of connections in the room on this node.
+	Members int `json:"members"`
+	// Position is the id of the room's newest event when the subscription
+	// started (offset 0 if none yet); a client that has seen no event
+	// recovers from here after a reconnect.
+	Position string `json:"position"`
+	// Recovered is set when the request carried last_event_id: true if
+	// every missed event was replayed, false if the app must reload state.
+	Recovered *bool `json:"recovered,omitempty"`
+	// Replayed is how many missed events were sent before this answer's
+	// live events.
+	Replayed int `json:"replayed,omitempty"`
+}
+
+// subscribe handles `subscribe` (and `sync`, which requires an existing
+// subscription). With last_event_id it replays the missed events first:
+// the member parks live events while history is read, then releases those
+// after the replayed ones, so the client sees each event exactly once.
+func (c *Client) subscribe(ctx context.Context, env *protocol.Envelope, sync bool) {
+	h := c.hub
+	if e := protocol.ValidateRoom(env.Room); e != nil {
+		e.Ref = env.ID
+		c.sendError(e)
+		return
+	}
+	var since protocol.StreamPosition
+	recover := env.LastEventID != ""
+	if recover {
+		p, ok := protocol.ParseEventID(env.LastEventID)
+		if !ok {
+			c.sendError(protocol.Errorf(protocol.ErrBadRequest, env.ID, "last_event_id %q is not an event id (EPOCH-OFFSET)", env.LastEventID))
+			return
+		}
+		since = p
+	} else if sync {
+		c.sendError(protocol.Errorf(protocol.ErrBadRequest, env.ID, "sync needs last_event_id"))
+		return
+	}
+	c.mu.Lock()
+	if c.gone {
+		c.mu.Unlock()
+		return
+	}
+	_, already := c.rooms[env.Room]
+	if sync && !already {
+		c.mu.Unlock()
+		c.sendError(protocol.Errorf(protocol.ErrNotSubscribed, env.ID, "sync for room %q, which this connection has not subscribed", env.Room))
+		return
+	}
+	if !already && len(c.rooms) >= h.opts.MaxRoomsPerClient {
+		c.mu.Unlock()
+		c.sendError(protocol.Errorf(protocol.ErrTooManyRooms, env.ID, "a connection may be in at most %d rooms", h.opts.MaxRoomsPerClient))
+		return
+	}
+	c.mu.Unlock()
+
+	m, members, wasMember, err := h.join(ctx, c, env.Room, true)
+	if err != nil {
+		c.sendError(protocol.Errorf(protocol.ErrInternal, env.ID, "subscribe failed: %v", err))
+		return
+	}
+	c.mu.Lock()
+	if c.gone { // the connection ended while joining: undo
+		c.mu.Unlock()
+		h.leave(c, env.Room)
+		return
+	}
+	if c.rooms == nil {
+		c.rooms = make(map[string]*member, 1)
+	}
+	c.rooms[env.Room] = m
+	c.mu.Unlock()
+
+	q := engine.HistoryQuery{Since: since}
+	if !recover {
+		q.Limit = 1 // only Latest is needed; 0 would mean "no cap"
+	}
+	hist, err := h.eng.History(ctx, env.Room, q, h.opts.History)
+	if err != nil {
+		h.stats.engineErrors.Add(1)
+		m.release(protocol.StreamPosition{})
+		c.sendError(protocol.Errorf(protocol.ErrInternal, env.ID, "reading room history failed: %v", err))
+		return
+	}
+	data := SubscribedData{Members: members, Position: hist.Latest.EventID()}
+	last := hist.Latest
+	if recover {
+		ok := hist.Complete
+		data.Recovered = &ok
+		if ok {
+			data.Replayed = len(hist.Publications)
+		}
+	}
+	c.sendEnvelope(&protocol.Envelope{Type: protocol.TypeSubscribed, ID: env.ID, Room: env.Room, Data: protocol.EncodeData(data)})
+	if recover && hist.Complete {
+		for _, pub := range hist.Publications {
+			c.sink.Send(protocol.NewFrame(encodePublication(env.Room, pub)))
+		}
+		h.stats.recovered.Add(1)
+	} else if recover {
+		h.stats.recoveryFailed.Add(1)
+	}
+	m.release(last)
+	if !wasMember {
+		h.joinLeave(env.Room, protocol.TypeUserJoined, c)
+	}
+}
+
+func (c *Client) unsubscribe(env *protocol.Envelope) {
+	if e := protocol.ValidateRoom(env.Room); e != nil {
+		e.Ref = env.ID
+		c.sendError(e)
+		return
+	}
+	c.mu.Lock()
+	_, ok := c.rooms[env.Room]
+	delete(c.rooms, env.Room)
+	c.mu.Unlock()
+	if !ok {
+		c.sendError(protocol.Errorf(protocol.ErrNotSubscribed, env.ID, "not subscribed to room %q", env.Room))
+		return
+	}
+	c.hub.leave(c, env.Room)
+	c.sendEnvelope(&protocol.Envelope{Type: protocol.TypeUnsubscribed, ID: env.ID, Room: env.Room})
+	c.hub.joinLeave(env.Room, protocol.TypeUserLeft, c)
+}
+
+// AckData is the data of an `ack`.
+type AckData struct {
+	EventID   string `json:"event_id"`
+	Duplicate bool   `json:"duplicate,omitempty"`
+}
+
+// publish handles an application event sent to a room.
+func (c *Client) publish(ctx context.Context, env *protocol.Envelope) {
+	if env.Room == "" {
+		c.sendError(protocol.Errorf(protocol.ErrBadRequest, env.ID, "an event of type %q needs a room", env.Type))
+		return
+	}
+	if e := protocol.ValidateRoom(env.Room); e != nil {
+		e.Ref = env.ID
+		c.sendError(e)
+		return
+	}
+	key := ""
+	if env.ID != "" {
+		// A re-sent publish (same id) is acknowledged again, not delivered
+		// again. Anonymous users get a new id per connection, so their key
+		// is the message id alone; clients generate unique ids (UUIDs).
+		if c.anonymous {
+			key = "c:" + env.ID
+		} else {
+			key = "u:" + strconv.Itoa(len(c.userID)) + ":" + c.userID + ":" + env.ID
+		}
+	}
+	res, err := c.hub.publish(ctx, env.Room, &engine.Publication{
+		Type: env.Type, Data: env.Data, UserID: c.userID, ClientID: c.id,
+	}, key)
+	if err != nil {
+		c.sendError(protocol.Errorf(protocol.ErrInternal, env.ID, "publish failed, not stored: %v", err))
+		return
+	}
+	if env.ID != "" {
+		c.sendEnvelope(&protocol.Envelope{Type: protocol.TypeAck, ID: env.ID, Room: env.Room,
+			Data: protocol.EncodeData(AckData{EventID: res.EventID, Duplicate: res.Duplicate})})
+	}
+}
+
+// JoinLeaveData is the data of user_joined and user_left events.
+type JoinLeaveData struct {
+	ConnectionID string `json:"connection_id"`
+}
+
+// joinLeave announces c joining or leaving room to the room's members on
+// every node. It is best effort: a failure is counted, not returned.
+func (h *Hub) joinLeave(room, typ string, c *Client) {
+	if h.opts.NoJoinLeave {
+		return
+	}
+	_, err := h.eng.Publish(context.Background(), room, &engine.Publication{
+		Type: typ, UserID: c.userID, ClientID: c.id, Ephemeral: true,
+		Data: protocol.EncodeData(JoinLeaveData{ConnectionID: c.id}),
+	}, engine.PublishOptions{})
+	if err != nil {
+		h.stats.engineErrors.Add(1)
+	}
+}

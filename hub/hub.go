@@ -1,0 +1,425 @@
+// Package hub is Switchboard's core: it holds the connections of this node,
+// groups them into rooms, runs the protocol of docs/protocol.md for each
+// connection, and fans events out. It knows nothing of HTTP or WebSocket
+// framing: a transport hands it a Sink per connection and the text of each
+// frame; an engine (engine/memory, or a broker for a cluster) carries events
+// between nodes and keeps room streams.
+//
+// Lock order: Hub.subLocks[i] -> roomShard.mu -> room.mu -> member.mu;
+// Client.mu is never held while taking any of those. The engine may call
+// the Handler methods while holding its own stream lock, so the hub never
+// calls the engine while holding roomShard.mu, room.mu or member.mu.
+package hub
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/switchboard-rt/switchboard/engine"
+	"github.com/switchboard-rt/switchboard/engine/memory"
+	"github.com/switchboard-rt/switchboard/protocol"
+)
+
+// Sink is what the hub needs from a transport connection.
+type Sink interface {
+	// Send queues f for the connection without blocking. It returns false
+	// if the connection is closing or the frame was refused by the queue
+	// policy (which then closes the connection as a slow consumer).
+	Send(f *protocol.Frame) bool
+	// Close sends a `disconnect` event and a close frame with d.Code after
+	// what is already queued, then closes the connection. It may be called
+	// more than once; the first call wins.
+	Close(d protocol.Disconnect)
+}
+
+// ConnInfo describes a new connection.
+type ConnInfo struct {
+	// UserID is the authenticated user; "" makes an anonymous user with a
+	// generated id ("anon-...").
+	UserID string
+	// RemoteAddr is the client's address, for logs.
+	RemoteAddr string
+	// Heartbeat is the server ping interval announced to the client.
+	Heartbeat time.Duration
+}
+
+// Options configure a Hub. The zero value works: in-memory engine, history
+// of 100 events for 5 minutes per room, echo on, join/leave events on.
+type Options struct {
+	// Engine carries events and keeps streams. Default: a new memory engine.
+	Engine engine.Engine
+	// Logger receives the hub's logs. Default: discard.
+	Logger *slog.Logger
+	// NodeID names this node in connection_established and stats.
+	// Default: a random id.
+	NodeID string
+	// MaxRoomsPerClient caps subscriptions per connection. Default 128.
+	MaxRoomsPerClient int
+	// History is the default history policy of every room.
+	// Default: the last 100 events, kept 5 minutes.
+	History engine.HistoryPolicy
+	// NoHistory turns history (and so recovery) off for every room.
+	NoHistory bool
+	// NoEcho stops a client's own publications coming back to it.
+	NoEcho bool
+	// NoJoinLeave turns off user_joined and user_left events.
+	NoJoinLeave bool
+	// MaxErrors is how many `error` events a connection may earn in
+	// ErrorWindow before it is closed with 1008. Default 50 per 10 s.
+	MaxErrors   int
+	ErrorWindow time.Duration
+	// DedupWindow is how long a client publish id is remembered so a
+	// re-sent publish is not delivered twice. Default 2 minutes.
+	DedupWindow time.Duration
+}
+
+// Defaults for Options.
+const (
+	DefaultMaxRoomsPerClient = 128
+	DefaultHistorySize       = 100
+	DefaultHistoryTTL        = 5 * time.Minute
+	DefaultMaxErrors         = 50
+	DefaultErrorWindow       = 10 * time.Second
+	DefaultDedupWindow       = 2 * time.Minute
+)
+
+// numShards spreads rooms and connections over independent locks.
+const numShards = 64
+
+// numSubLocks serializes joins and leaves of one room (and so its engine
+// subscribe/unsubscribe) without one lock for all rooms.
+const numSubLocks = 256
+
+// Hub is the connection and room registry of one node. Create it with New,
+// start it with Run. All methods are safe for concurrent use.
+type Hub struct {
+	opts     Options
+	eng      engine.Engine
+	log      *slog.Logger
+	seed     maphash.Seed
+	rooms    [numShards]roomShard
+	conns    [numShards]connShard
+	subLocks [numSubLocks]sync.Mutex
+	stats    counters
+	closing  atomic.Bool
+}
+
+type roomShard struct {
+	mu    sync.RWMutex
+	rooms map[string]*room
+}
+
+type connShard struct {
+	mu    sync.RWMutex
+	byID  map[string]*Client
+	users map[string]map[*Client]struct{}
+}
+
+// New returns a hub. It does not start the engine; call Run.
+func New(opts Options) (*Hub, error) {
+	if opts.Engine == nil {
+		opts.Engine = memory.New(memory.Options{})
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.NodeID == "" {
+		opts.NodeID = randomID(4)
+	}
+	if opts.MaxRoomsPerClient <= 0 {
+		opts.MaxRoomsPerClient = DefaultMaxRoomsPerClient
+	}
+	if opts.NoHistory {
+		opts.History = engine.HistoryPolicy{}
+	} else if opts.History == (engine.HistoryPolicy{}) {
+		opts.History = engine.HistoryPolicy{Size: DefaultHistorySize, TTL: DefaultHistoryTTL}
+	}
+	if opts.History.Size < 0 || opts.History.TTL < 0 {
+		return nil, fmt.Errorf("hub: history size and TTL must not be negative (got %d, %s)", opts.History.Size, opts.History.TTL)
+	}
+	if opts.MaxErrors <= 0 {
+		opts.MaxErrors = DefaultMaxErrors
+	}
+	if opts.ErrorWindow <= 0 {
+		opts.ErrorWindow = DefaultErrorWindow
+	}
+	if opts.DedupWindow <= 0 {
+		opts.DedupWindow = DefaultDedupWindow
+	}
+	h := &Hub{opts: opts, eng: opts.Engine, log: opts.Logger, seed: maphash.MakeSeed()}
+	for i := range h.rooms {
+		h.rooms[i].rooms = make(map[string]*room)
+		h.conns[i].byID = make(map[string]*Client)
+		h.conns[i].users = make(map[string]map[*Client]struct{})
+	}
+	return h, nil
+}
+
+// Run starts the engine; the hub delivers its events until ctx ends.
+func (h *Hub) Run(ctx context.Context) error {
+	if err := h.eng.Run(ctx, (*engineHandler)(h)); err != nil {
+		return fmt.Errorf("hub: start engine: %w", err)
+	}
+	return nil
+}
+
+// Engine returns the hub's engine.
+func (h *Hub) Engine() engine.Engine { return h.eng }
+
+// NodeID returns this node's id.
+func (h *Hub) NodeID() string { return h.opts.NodeID }
+
+// Ready reports whether the hub can serve: not shutting down and the
+// engine reachable.
+func (h *Hub) Ready(ctx context.Context) error {
+	if h.closing.Load() {
+		return errors.New("hub: shutting down")
+	}
+	return h.eng.Ready(ctx)
+}
+
+func (h *Hub) hash(s string) uint64 { return maphash.String(h.seed, s) }
+
+func (h *Hub) roomShard(name string) *roomShard { return &h.rooms[h.hash(name)%numShards] }
+
+func (h *Hub) connShard(id string) *connShard { return &h.conns[h.hash(id)%numShards] }
+
+// Connect registers a new connection and sends it connection_established.
+// The transport must call Client.HandleMessage for each text frame and
+// Client.Gone when the connection has ended, whoever ended it.
+func (h *Hub) Connect(sink Sink, info ConnInfo) *Client {
+	c := &Client{
+		hub:         h,
+		id:          randomID(8),
+		userID:      info.UserID,
+		sink:        sink,
+		connectedAt: time.Now(),
+	}
+	if c.userID == "" {
+		c.userID = "anon-" + randomID(6)
+		c.anonymous = true
+	}
+	sh := h.connShard(c.id)
+	sh.mu.Lock()
+	sh.byID[c.id] = c
+	us := h.connShard(c.userID)
+	if us != sh {
+		sh.mu.Unlock()
+		us.mu.Lock()
+	}
+	set := us.users[c.userID]
+	if set == nil {
+		set = make(map[*Client]struct{}, 1)
+		us.users[c.userID] = set
+	}
+	set[c] = struct{}{}
+	us.mu.Unlock()
+	h.stats.connections.Add(1)
+	h.stats.connectionsTotal.Add(1)
+
+	c.sendEnvelope(&protocol.Envelope{
+		Type: protocol.TypeConnectionEstablished,
+		Data: protocol.EncodeData(ConnectionEstablished{
+			UserID:            c.userID,
+			ConnectionID:      c.id,
+			ServerTime:        time.Now().UnixMilli(),
+			HeartbeatInterval: info.Heartbeat.Milliseconds(),
+			ProtocolVersion:   protocol.Version,
+			Node:              h.opts.NodeID,
+		}),
+	})
+	return c
+}
+
+// ConnectionEstablished is the data of the first event on a connection.
+type ConnectionEstablished struct {
+	UserID            string `json:"user_id"`
+	ConnectionID      string `json:"connection_id"`
+	ServerTime        int64  `json:"server_time"`           // Unix milliseconds
+	HeartbeatInterval int64  `json:"heartbeat_interval_ms"` // server ping interval
+	ProtocolVersion   int    `json:"protocol_version"`
+	Node              string `json:"node"`
+}
+
+// remove unregisters c; called once from Client.Gone.
+func (h *Hub) remove(c *Client) {
+	sh := h.connShard(c.id)
+	sh.mu.Lock()
+	delete(sh.byID, c.id)
+	sh.mu.Unlock()
+	us := h.connShard(c.userID)
+	us.mu.Lock()
+	if set := us.users[c.userID]; set != nil {
+		delete(set, c)
+		if len(set) == 0 {
+			delete(us.users, c.userID)
+		}
+	}
+	us.mu.Unlock()
+	h.stats.connections.Add(-1)
+}
+
+// Shutdown closes every connection with d (normally 1012) and waits until
+// they are gone or ctx ends. New connections are refused by the transport
+// once Ready reports the hub is closing.
+func (h *Hub) Shutdown(ctx context.Context, d protocol.Disconnect) error {
+	h.closing.Store(true)
+	for _, c := range h.allClients() {
+		c.sink.Close(d)
+	}
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for h.stats.connections.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("hub: %d connections still open at the drain deadline: %w", h.stats.connections.Load(), ctx.Err())
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// Closing reports whether Shutdown has begun.
+func (h *Hub) Closing() bool { return h.closing.Load() }
+
+func (h *Hub) allClients() []*Client {
+	var out []*Client
+	for i := range h.conns {
+		sh := &h.conns[i]
+		sh.mu.RLock()
+		for _, c := range sh.byID {
+			out = append(out, c)
+		}
+		sh.mu.RUnlock()
+	}
+	return out
+}
+
+func randomID(nbytes int) string {
+	b := make([]byte, nbytes)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// PublishResult is what Publish returns.
+type PublishResult struct {
+	// EventID is the event's id in the room stream ("EPOCH-OFFSET").
+	EventID string `json:"event_id"`
+	// Recipients is the number of connections on this node that were in
+	// the room when the event was published.
+	Recipients int `json:"recipients"`
+	// Duplicate reports that the idempotency key was seen before and the
+	// event was not published again; EventID is the first event's.
+	Duplicate bool `json:"duplicate,omitempty"`
+}
+
+// PublishOptions tune a server-side Publish.
+type PublishOptions struct {
+	// IdempotencyKey makes the publish idempotent within the dedup window.
+	IdempotencyKey string
+}
+
+// Publish publishes an event of type typ with data to room from the server
+// (no user). data must be valid JSON or empty.
+func (h *Hub) Publish(ctx context.Context, room, typ string, data json.RawMessage, opts PublishOptions) (PublishResult, error) {
+	if e := protocol.ValidateRoom(room); e != nil {
+		return PublishResult{}, e
+	}
+	if typ == "" {
+		typ = protocol.TypeMessage
+	}
+	if protocol.IsReserved(typ) {
+		return PublishResult{}, protocol.Errorf(protocol.ErrBadRequest, "", "event type %q is reserved by the protocol", typ)
+	}
+	if len(data) > 0 && !json.Valid(data) {
+		return PublishResult{}, protocol.Errorf(protocol.ErrBadJSON, "", "data is not valid JSON")
+	}
+	key := ""
+	if opts.IdempotencyKey != "" {
+		key = "api:" + opts.IdempotencyKey
+	}
+	return h.publish(ctx, room, &engine.Publication{Type: typ, Data: data}, key)
+}
+
+func (h *Hub) publish(ctx context.Context, room string, pub *engine.Publication, idemKey string) (PublishResult, error) {
+	res, err := h.eng.Publish(ctx, room, pub, engine.PublishOptions{
+		History:        h.opts.History,
+		IdempotencyKey: idemKey,
+		IdempotencyTTL: h.opts.DedupWindow,
+	})
+	if err != nil {
+		h.stats.engineErrors.Add(1)
+		return PublishResult{}, fmt.Errorf("hub: publish to %q: %w", room, err)
+	}
+	h.stats.publications.Add(1)
+	return PublishResult{EventID: res.Position.EventID(), Recipients: h.RoomSize(room), Duplicate: res.Duplicate}, nil
+}
+
+// engineHandler receives the engine's deliveries.
+type engineHandler Hub
+
+func (eh *engineHandler) HandlePublication(room string, pub *engine.Publication) {
+	h := (*Hub)(eh)
+	r := h.lookupRoom(room)
+	if r == nil {
+		return
+	}
+	f := protocol.NewFrame(encodePublication(room, pub))
+	skip := ""
+	if h.opts.NoEcho || pub.Ephemeral {
+		// Join/leave notices are not sent to the connection they are about:
+		// it has its own subscribed/unsubscribed answer.
+		skip = pub.ClientID
+	}
+	n := r.fanout(f, pub.Position, skip)
+	h.stats.messagesOut.Add(uint64(n))
+}
+
+// encodePublication encodes a room event once for all its recipients.
+func encodePublication(room string, pub *engine.Publication) []byte {
+	b := make([]byte, 0, 96+len(room)+len(pub.Type)+len(pub.UserID)+len(pub.Data))
+	b = append(b, `{"type":`...)
+	b = protocol.AppendString(b, pub.Type)
+	if !pub.Ephemeral {
+		b = append(b, `,"id":"`...)
+		b = pub.Position.AppendEventID(b)
+		b = append(b, '"')
+	}
+	b = append(b, `,"room":`...)
+	b = protocol.AppendString(b, room)
+	if pub.UserID != "" {
+		b = append(b, `,"user_id":`...)
+		b = protocol.AppendString(b, pub.UserID)
+	}
+	if len(pub.Data) > 0 {
+		b = append(b, `,"data":`...)
+		b = append(b, pub.Data...)
+	}
+	b = append(b, `,"ts":`...)
+	b = appendInt(b, pub.Time)
+	return append(b, '}')
+}
+
+func appendInt(b []byte, v int64) []byte { return strconv.AppendInt(b, v, 10) }
+
+func itoa(v int) string { return strconv.Itoa(v) }
+
+func (eh *engineHandler) HandleControl(data []byte) {
+	h := (*Hub)(eh)
+	var cmd control
+	if err := json.Unmarshal(data, &cmd); err != nil {
+		h.log.Error("hub: bad control message", "err", err)
+		return
+	}
+	h.applyControl(&cmd)
+}

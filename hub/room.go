@@ -1,0 +1,232 @@
+package hub
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+
+	"github.com/switchboard-rt/switchboard/protocol"
+)
+
+// room is the local membership of one room. Members sit in a slice so that
+// fan-out walks contiguous memory; index gives O(1) removal.
+type room struct {
+	name    string
+	mu      sync.RWMutex
+	members []*member
+	index   map[*Client]int
+}
+
+// member is one connection's subscription. While a subscribe or sync
+// replays history, live events are parked in pending instead of being sent,
+// so that the seam between history and live has no gap and no duplicate.
+type member struct {
+	c         *Client
+	buffering atomic.Bool
+	mu        sync.Mutex // guards pending
+	pending   []pendingEvent
+}
+
+type pendingEvent struct {
+	pos protocol.StreamPosition
+	f   *protocol.Frame
+}
+
+// maxPending bounds what one recovering member may park. A room busy
+// enough to exceed it while one history read runs is a slow consumer.
+const maxPending = 10000
+
+// fanout queues f to every member except the connection skip. It returns
+// the number of connections it queued to.
+func (r *room) fanout(f *protocol.Frame, pos protocol.StreamPosition, skip string) int {
+	n := 0
+	r.mu.RLock()
+	for _, m := range r.members {
+		if skip != "" && m.c.id == skip {
+			continue
+		}
+		if m.buffering.Load() && m.park(pos, f) {
+			n++
+			continue
+		}
+		if m.c.sink.Send(f) {
+			n++
+		}
+	}
+	r.mu.RUnlock()
+	return n
+}
+
+// park holds a live event while history is replayed. It returns false if
+// buffering ended meanwhile (the caller then sends directly).
+func (m *member) park(pos protocol.StreamPosition, f *protocol.Frame) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.buffering.Load() {
+		return false
+	}
+	if len(m.pending) >= maxPending {
+		m.pending = nil
+		m.buffering.Store(false)
+		m.c.sink.Close(protocol.NewDisconnect(protocol.CloseSlowConsumer, "too many events during recovery"))
+		return true
+	}
+	m.pending = append(m.pending, pendingEvent{pos, f})
+	return true
+}
+
+// release sends the parked events that come after last (or all of them if
+// they belong to another epoch) and switches the member to live delivery.
+func (m *member) release(last protocol.StreamPosition) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, p := range m.pending {
+		if p.pos.Epoch == last.Epoch && p.pos.Offset <= last.Offset && p.pos.Offset != 0 {
+			continue // already part of the replayed history
+		}
+		m.c.sink.Send(p.f)
+	}
+	m.pending = nil
+	m.buffering.Store(false)
+}
+
+func (h *Hub) lookupRoom(name string) *room {
+	sh := h.roomShard(name)
+	sh.mu.RLock()
+	r := sh.rooms[name]
+	sh.mu.RUnlock()
+	return r
+}
+
+// RoomSize returns the number of local connections in room.
+func (h *Hub) RoomSize(name string) int {
+	r := h.lookupRoom(name)
+	if r == nil {
+		return 0
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return len(r.members)
+}
+
+// join adds c to room name, subscribing the engine when it is the room's
+// first local member. With buffering set, live events are parked until
+// member.release. It returns the member, the local member count, and
+// whether c was already a member.
+func (h *Hub) join(ctx context.Context, c *Client, name string, buffering bool) (*member, int, bool, error) {
+	l := &h.subLocks[h.hash(name)%numSubLocks]
+	l.Lock()
+	defer l.Unlock()
+	sh := h.roomShard(name)
+	sh.mu.RLock()
+	r := sh.rooms[name]
+	sh.mu.RUnlock()
+	if r == nil {
+		// Subscribe before the room is visible: no event published after
+		// this member's position can then be missed by this node.
+		if err := h.eng.Subscribe(ctx, name); err != nil {
+			h.stats.engineErrors.Add(1)
+			return nil, 0, false, err
+		}
+		r = &room{name: name, index: make(map[*Client]int)}
+		sh.mu.Lock()
+		sh.rooms[name] = r
+		sh.mu.Unlock()
+		h.stats.rooms.Add(1)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if i, ok := r.index[c]; ok {
+		m := r.members[i]
+		if buffering {
+			m.buffering.Store(true)
+		}
+		return m, len(r.members), true, nil
+	}
+	m := &member{c: c}
+	m.buffering.Store(buffering)
+	r.index[c] = len(r.members)
+	r.members = append(r.members, m)
+	return m, len(r.members), false, nil
+}
+
+// leave removes c from room name, unsubscribing the engine and freeing the
+// room when it was the last local member. It reports whether c was in it.
+func (h *Hub) leave(c *Client, name string) bool {
+	l := &h.subLocks[h.hash(name)%numSubLocks]
+	l.Lock()
+	defer l.Unlock()
+	sh := h.roomShard(name)
+	sh.mu.RLock()
+	r := sh.rooms[name]
+	sh.mu.RUnlock()
+	if r == nil {
+		return false
+	}
+	r.mu.Lock()
+	i, ok := r.index[c]
+	if ok {
+		last := len(r.members) - 1
+		r.members[i] = r.members[last]
+		r.index[r.members[i].c] = i
+		r.members[last] = nil
+		r.members = r.members[:last]
+		delete(r.index, c)
+	}
+	empty := len(r.members) == 0
+	r.mu.Unlock()
+	if ok && empty {
+		sh.mu.Lock()
+		delete(sh.rooms, name)
+		sh.mu.Unlock()
+		h.stats.rooms.Add(-1)
+		if err := h.eng.Unsubscribe(context.Background(), name); err != nil {
+			h.stats.engineErrors.Add(1)
+			h.log.Warn("hub: engine unsubscribe failed", "room", name, "err", err)
+		}
+	}
+	return ok
+}
+
+// RoomInfo describes one room on this node.
+type RoomInfo struct {
+	Name    string `json:"name"`
+	Members int    `json:"members"`
+}
+
+// Rooms lists the rooms that have members on this node.
+func (h *Hub) Rooms() []RoomInfo {
+	var out []RoomInfo
+	for i := range h.rooms {
+		sh := &h.rooms[i]
+		sh.mu.RLock()
+		for name, r := range sh.rooms {
+			r.mu.RLock()
+			out = append(out, RoomInfo{Name: name, Members: len(r.members)})
+			r.mu.RUnlock()
+		}
+		sh.mu.RUnlock()
+	}
+	return out
+}
+
+// MemberInfo describes one connection in a room.
+type MemberInfo struct {
+	UserID       string `json:"user_id"`
+	ConnectionID string `json:"connection_id"`
+}
+
+// RoomMembers lists the local connections in room; ok is false if the room
+// has no members on this node.
+func (h *Hub) RoomMembers(name string) (out []MemberInfo, ok bool) {
+	r := h.lookupRoom(name)
+	if r == nil {
+		return nil, false
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, m := range r.members {
+		out = append(out, MemberInfo{UserID: m.c.userID, ConnectionID: m.c.id})
+	}
+	return out, true
+}

@@ -1,0 +1,127 @@
+package hub
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/switchboard-rt/switchboard/protocol"
+)
+
+// counters are the hub's running totals. Fan-out adds once per publication,
+// not once per recipient, so the counters are not a contention point.
+type counters struct {
+	connections      atomic.Int64
+	connectionsTotal atomic.Uint64
+	rooms            atomic.Int64
+	messagesIn       atomic.Uint64
+	messagesOut      atomic.Uint64
+	bytesIn          atomic.Uint64
+	bytesOut         atomic.Uint64
+	publications     atomic.Uint64
+	clientErrors     atomic.Uint64
+	engineErrors     atomic.Uint64
+	queueDrops       atomic.Uint64
+	slowConsumers    atomic.Uint64
+	recovered        atomic.Uint64
+	recoveryFailed   atomic.Uint64
+
+	closesMu   sync.Mutex
+	closes     map[protocol.CloseCode]uint64
+	handshakes map[int]uint64 // by HTTP status (101 for accepted)
+}
+
+// Stats is a snapshot of the hub's counters on this node.
+type Stats struct {
+	Node                    string            `json:"node"`
+	Connections             int64             `json:"connections"`
+	ConnectionsTotal        uint64            `json:"connections_total"`
+	Rooms                   int64             `json:"rooms"`
+	MessagesIn              uint64            `json:"messages_in"`
+	MessagesOut             uint64            `json:"messages_out"`
+	BytesIn                 uint64            `json:"bytes_in"`
+	BytesOut                uint64            `json:"bytes_out"`
+	Publications            uint64            `json:"publications"`
+	ClientErrors            uint64            `json:"client_errors"`
+	EngineErrors            uint64            `json:"engine_errors"`
+	QueueDrops              uint64            `json:"queue_drops"`
+	SlowConsumerDisconnects uint64            `json:"slow_consumer_disconnects"`
+	Recovered               uint64            `json:"recovered"`
+	RecoveryFailed          uint64            `json:"recovery_failed"`
+	Closes                  map[string]uint64 `json:"closes"`     // by close code
+	Handshakes              map[string]uint64 `json:"handshakes"` // by HTTP status, 101 = accepted
+}
+
+// Stats returns a snapshot of this node's counters.
+func (h *Hub) Stats() Stats {
+	s := &h.stats
+	out := Stats{
+		Node:                    h.opts.NodeID,
+		Connections:             s.connections.Load(),
+		ConnectionsTotal:        s.connectionsTotal.Load(),
+		Rooms:                   s.rooms.Load(),
+		MessagesIn:              s.messagesIn.Load(),
+		MessagesOut:             s.messagesOut.Load(),
+		BytesIn:                 s.bytesIn.Load(),
+		BytesOut:                s.bytesOut.Load(),
+		Publications:            s.publications.Load(),
+		ClientErrors:            s.clientErrors.Load(),
+		EngineErrors:            s.engineErrors.Load(),
+		QueueDrops:              s.queueDrops.Load(),
+		SlowConsumerDisconnects: s.slowConsumers.Load(),
+		Recovered:               s.recovered.Load(),
+		RecoveryFailed:          s.recoveryFailed.Load(),
+		Closes:                  map[string]uint64{},
+		Handshakes:              map[string]uint64{},
+	}
+	s.closesMu.Lock()
+	for code, n := range s.closes {
+		out.Closes[itoa(int(code))] = n
+	}
+	for status, n := range s.handshakes {
+		out.Handshakes[itoa(status)] = n
+	}
+	s.closesMu.Unlock()
+	return out
+}
+
+// Meter is how a transport reports what only it sees. All methods are
+// safe for concurrent use.
+type Meter struct{ h *Hub }
+
+// Meter returns the hub's meter for transports.
+func (h *Hub) Meter() Meter { return Meter{h} }
+
+// BytesIn adds n bytes read from clients.
+func (m Meter) BytesIn(n int) { m.h.stats.bytesIn.Add(uint64(n)) }
+
+// BytesOut adds n bytes written to clients.
+func (m Meter) BytesOut(n int) { m.h.stats.bytesOut.Add(uint64(n)) }
+
+// QueueDrop counts n messages dropped by the drop-oldest policy.
+func (m Meter) QueueDrop(n int) { m.h.stats.queueDrops.Add(uint64(n)) }
+
+// SlowConsumer counts a slow-consumer disconnect.
+func (m Meter) SlowConsumer() { m.h.stats.slowConsumers.Add(1) }
+
+// Closed counts a finished connection by the close code that ended it
+// (1006 when the peer vanished without a close frame).
+func (m Meter) Closed(code protocol.CloseCode) {
+	s := &m.h.stats
+	s.closesMu.Lock()
+	if s.closes == nil {
+		s.closes = make(map[protocol.CloseCode]uint64)
+	}
+	s.closes[code]++
+	s.closesMu.Unlock()
+}
+
+// Handshake counts a WebSocket handshake by the HTTP status it got.
+func (m Meter) Handshake(status int) {
+	s := &m.h.stats
+	s.closesMu.Lock()
+	if s.handshakes == nil {
+		s.handshakes = make(map[int]uint64)
+	}
+	s.handshakes[status]++
+	s.closesMu.Unlock()
+}

@@ -1,0 +1,355 @@
+package transport
+
+import (
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lxzan/gws"
+
+	"github.com/switchboard-rt/switchboard/hub"
+	"github.com/switchboard-rt/switchboard/protocol"
+)
+
+// conn is one WebSocket connection: the gws read side, our write queue, and
+// the hub client it feeds. It implements hub.Sink.
+//
+// The write path: Send appends a shared *protocol.Frame to a bounded queue
+// and, if no flush is running, starts one goroutine that takes everything
+// queued and writes it with one writev, looping until the queue is empty.
+// So an idle connection has no writer goroutine, and a busy one coalesces
+// whatever piled up into one system call.
+type conn struct {
+	t       *Handler
+	ws      *gws.Conn
+	raw     net.Conn // the hijacked connection; our frames go straight to it
+	client  *hub.Client
+	deflate bool
+	remote  string
+	start   time.Time
+	slot    int // heartbeat wheel slot
+
+	bytesIn  atomic.Uint64
+	bytesOut atomic.Uint64
+	lastSeen atomic.Int64 // unix nanos of the last frame read
+	pingSent atomic.Int64 // unix nanos of the last unanswered ping check
+
+	mu       sync.Mutex
+	queue    []item
+	spare    []item
+	qbytes   int
+	flushing bool
+	closing  bool                 // no more Sends; a close is queued or done
+	closeD   *protocol.Disconnect // what we close with, nil if the peer closed
+	done     bool                 // the read loop ended
+}
+
+// item is one queued frame: a shared event frame or raw control bytes.
+type item struct {
+	f   *protocol.Frame
+	raw []byte
+}
+
+func (it item) size() int {
+	if it.f != nil {
+		return len(it.f.JSON) + 10
+	}
+	return len(it.raw)
+}
+
+// Send implements hub.Sink.
+func (c *conn) Send(f *protocol.Frame) bool { return c.enqueue(item{f: f}) }
+
+func (c *conn) enqueue(it item) bool {
+	o := &c.t.opts
+	size := it.size()
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return false
+	}
+	if len(c.queue) >= o.QueueMaxMessages || c.qbytes+size > o.QueueMaxBytes {
+		if o.SlowConsumerPolicy != PolicyDropOldest || size > o.QueueMaxBytes {
+			c.mu.Unlock()
+			c.t.meter.SlowConsumer()
+			c.closeWith(protocol.NewDisconnect(protocol.CloseSlowConsumer, "outbound queue full"), true)
+			return false
+		}
+		dropped := 0
+		for len(c.queue) > 0 && (len(c.queue) >= o.QueueMaxMessages || c.qbytes+size > o.QueueMaxBytes) {
+			c.qbytes -= c.queue[0].size()
+			c.queue[0] = item{}
+			c.queue = c.queue[1:]
+			dropped++
+		}
+		c.t.meter.QueueDrop(dropped)
+	}
+	c.queue = append(c.queue, it)
+	c.qbytes += size
+	start := !c.flushing
+	c.flushing = true
+	c.mu.Unlock()
+	if start {
+		go c.flush()
+	}
+	return true
+}
+
+// Close implements hub.Sink: queue a disconnect event and the close frame
+// behind what is already queued.
+func (c *conn) Close(d protocol.Disconnect) { c.closeWith(d, false) }
+
+// closeWith starts closing with d. With discard, what is queued is dropped
+// first (a slow consumer will never read it; it recovers from history).
+func (c *conn) closeWith(d protocol.Disconnect, discard bool) {
+	ev := protocol.NewFrame(protocol.Encode(&protocol.Envelope{Type: protocol.TypeDisconnect, Data: protocol.EncodeData(d)}))
+	c.mu.Lock()
+	if c.closing || c.done {
+		c.mu.Unlock()
+		return
+	}
+	c.closing = true
+	c.closeD = &d
+	if discard {
+		clear(c.queue)
+		c.queue, c.qbytes = c.queue[:0], 0
+	}
+	c.queue = append(c.queue, item{f: ev})
+	start := !c.flushing
+	c.flushing = true
+	c.mu.Unlock()
+	if start {
+		go c.flush()
+	}
+	// A peer that stops reading must not hold the connection open past the
+	// write timeout: the flush's deadline ends the write, and this ends
+	// the connection if even that does not happen.
+	time.AfterFunc(c.t.opts.WriteTimeout+time.Second, func() { _ = c.raw.Close() })
+}
+
+// flush writes queued frames until the queue is empty. Exactly one flush
+// runs per connection at a time (guarded by c.flushing).
+func (c *conn) flush() {
+	var bufs net.Buffers
+	for {
+		c.mu.Lock()
+		batch := c.queue
+		if len(batch) == 0 {
+			c.flushing = false
+			closing, d := c.closing, c.closeD
+			c.mu.Unlock()
+			if closing && d != nil {
+				// The disconnect event went out with the last batch; now the
+				// close frame, through gws so that it knows the handshake
+				// has started and does not answer the peer's close again.
+				_ = c.raw.SetWriteDeadline(time.Now().Add(time.Second))
+				_ = c.ws.WriteClose(uint16(d.Code), []byte(d.Reason))
+			}
+			return
+		}
+		c.queue, c.spare = c.spare[:0], nil
+		c.qbytes = 0
+		c.mu.Unlock()
+
+		bufs = bufs[:0]
+		for _, it := range batch {
+			if it.f != nil {
+				bufs = append(bufs, c.wire(it.f))
+			} else {
+				bufs = append(bufs, it.raw)
+			}
+		}
+		_ = c.raw.SetWriteDeadline(time.Now().Add(c.t.opts.WriteTimeout))
+		n, err := bufs.WriteTo(c.raw)
+		c.bytesOut.Add(uint64(n))
+		c.t.meter.BytesOut(int(n))
+		clear(batch)
+		c.mu.Lock()
+		if cap(batch) <= maxSpareCap {
+			c.spare = batch[:0]
+		}
+		c.mu.Unlock()
+		if err != nil {
+			// The peer is gone or stalled past the write timeout.
+			_ = c.raw.Close()
+			c.mu.Lock()
+			c.closing = true
+			clear(c.queue)
+			c.queue, c.flushing = nil, false
+			c.mu.Unlock()
+			return
+		}
+	}
+}
+
+// maxSpareCap keeps a burst's large batch slice from staying with an idle
+// connection.
+const maxSpareCap = 64
+
+func (c *conn) wire(f *protocol.Frame) []byte {
+	if c.deflate {
+		return f.Wire(slotDeflate, c.t.deflater.frame)
+	}
+	return f.Wire(slotPlain, textFrame)
+}
+
+// ---- gws events (all on the connection's read goroutine) ----
+
+type events struct{ t *Handler }
+
+func (e events) OnOpen(ws *gws.Conn) {}
+
+func (e events) OnClose(ws *gws.Conn, err error) {
+	c := connOf(ws)
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	c.done, c.closing = true, true
+	d := c.closeD
+	clear(c.queue)
+	c.queue = nil
+	c.mu.Unlock()
+	_ = c.raw.Close()
+	c.t.untrack(c)
+	code, reason := closeCodeOf(d, err)
+	c.t.meter.Closed(code)
+	if c.client != nil {
+		c.client.Gone()
+		c.t.log.Info("disconnect",
+			"conn", c.client.ID(), "user", c.client.UserID(), "remote", c.remote,
+			"duration", time.Since(c.start).Round(time.Millisecond).String(),
+			"bytes_in", c.bytesIn.Load(), "bytes_out", c.bytesOut.Load(),
+			"code", int(code), "reason", reason, "by", map[bool]string{true: "server", false: "client"}[d != nil])
+	}
+}
+
+// closeCodeOf names the close: ours if we sent one, the peer's close
+// frame, or 1006 when the connection just ended.
+func closeCodeOf(d *protocol.Disconnect, err error) (protocol.CloseCode, string) {
+	if d != nil {
+		return d.Code, d.Reason
+	}
+	var ce *gws.CloseError
+	if errors.As(err, &ce) {
+		return protocol.CloseCode(ce.Code), string(ce.Reason)
+	}
+	var sc interface{ Uint16() uint16 }
+	if errors.As(err, &sc) {
+		return protocol.CloseCode(sc.Uint16()), err.Error()
+	}
+	switch {
+	case errors.Is(err, gws.ErrTextEncoding):
+		return protocol.CloseInvalidPayload, err.Error()
+	case err == nil, errors.Is(err, io.EOF):
+		return 1006, "connection closed without a close frame"
+	}
+	return 1006, err.Error()
+}
+
+func (e events) OnPing(ws *gws.Conn, payload []byte) {
+	if c := connOf(ws); c != nil {
+		c.lastSeen.Store(time.Now().UnixNano())
+		c.enqueue(item{raw: controlFrame(opPong, payload)})
+	}
+}
+
+func (e events) OnPong(ws *gws.Conn, payload []byte) {
+	if c := connOf(ws); c != nil {
+		c.lastSeen.Store(time.Now().UnixNano())
+	}
+}
+
+func (e events) OnMessage(ws *gws.Conn, msg *gws.Message) {
+	defer msg.Close()
+	c := connOf(ws)
+	if c == nil {
+		return
+	}
+	c.lastSeen.Store(time.Now().UnixNano())
+	if msg.Opcode != gws.OpcodeText {
+		c.Close(protocol.NewDisconnect(protocol.CloseUnsupportedData, "binary frames are not supported: send JSON text frames"))
+		return
+	}
+	c.client.HandleMessage(msg.Bytes())
+}
+
+// session is the gws per-connection storage, reduced to the one pointer we
+// need instead of gws's default map.
+type session struct{ c *conn }
+
+func (s *session) Len() int { return 1 }
+func (s *session) Load(key string) (any, bool) {
+	return s.c, s.c != nil
+}
+func (s *session) Delete(key string)                        {}
+func (s *session) Store(key string, value any)              { s.c, _ = value.(*conn) }
+func (s *session) Range(f func(key string, value any) bool) { f("c", s.c) }
+
+func connOf(ws *gws.Conn) *conn {
+	if s, ok := ws.Session().(*session); ok {
+		return s.c
+	}
+	return nil
+}
+
+// countingConn is what gws reads from and writes its own frames (close,
+// in the handshake the 101 answer) to. It counts bytes in, and turns gws's
+// abrupt Close after a close frame into a half-close: the peer can still
+// answer with its close frame, and the read loop then ends the connection
+// (or the linger timer does).
+type countingConn struct {
+	net.Conn
+	c *conn
+}
+
+// closeLinger is how long we wait for the peer's close frame after ours.
+const closeLinger = 2 * time.Second
+
+func (cc *countingConn) Read(p []byte) (int, error) {
+	n, err := cc.Conn.Read(p)
+	if n > 0 && cc.c != nil {
+		cc.c.bytesIn.Add(uint64(n))
+		cc.c.t.meter.BytesIn(n)
+	}
+	return n, err
+}
+
+func (cc *countingConn) Write(p []byte) (int, error) {
+	fixCloseCode(p)
+	n, err := cc.Conn.Write(p)
+	if n > 0 && cc.c != nil {
+		cc.c.bytesOut.Add(uint64(n))
+		cc.c.t.meter.BytesOut(n)
+	}
+	return n, err
+}
+
+// fixCloseCode corrects one gws quirk: a compressed message that inflates
+// past the read limit is closed with 1011 and reason "message too large";
+// the protocol promises 1009 for every oversize message.
+func fixCloseCode(p []byte) {
+	if len(p) < 4 || p[0] != 0x80|opClose || p[1]&0x80 != 0 {
+		return
+	}
+	n := int(p[1] & 0x7F)
+	if n < 2 || len(p) < 2+n || binary.BigEndian.Uint16(p[2:]) != uint16(protocol.CloseInternalError) {
+		return
+	}
+	if string(p[4:2+n]) == gws.ErrMessageTooLarge.Error() {
+		binary.BigEndian.PutUint16(p[2:], uint16(protocol.CloseMessageTooBig))
+	}
+}
+
+func (cc *countingConn) Close() error {
+	type closeWriter interface{ CloseWrite() error }
+	if cw, ok := cc.Conn.(closeWriter); ok && cw.CloseWrite() == nil {
+		time.AfterFunc(closeLinger, func() { _ = cc.Conn.Close() })
+		return nil
+	}
+	return cc.Conn.Close()
+}

@@ -1,0 +1,501 @@
+// Package transport carries the hub's protocol over WebSocket: it checks
+// and upgrades the HTTP handshake, runs each connection's read loop
+// (github.com/lxzan/gws parses and validates frames), writes through a
+// bounded per-connection queue that coalesces frames into one writev, and
+// keeps connections alive with server pings. It depends on hub, never the
+// other way round.
+package transport
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lxzan/gws"
+
+	"github.com/switchboard-rt/switchboard/hub"
+	"github.com/switchboard-rt/switchboard/protocol"
+)
+
+// Slow-consumer policies: what happens when a connection's queue is full.
+const (
+	// PolicyDisconnect closes the connection with 4005 (slow_consumer); the
+	// client reconnects and recovers what it missed from history.
+	PolicyDisconnect = "disconnect"
+	// PolicyDropOldest drops the oldest queued messages to make room; the
+	// client silently misses them. For feeds where only the latest matters.
+	PolicyDropOldest = "drop_oldest"
+)
+
+// Subprotocol is the WebSocket subprotocol the server selects when a client
+// offers it. Clients may also offer none.
+const Subprotocol = "switchboard.v1"
+
+// Options configure a Handler. Zero values take the documented defaults.
+type Options struct {
+	// Hub receives the connections. Required.
+	Hub *hub.Hub
+	// Logger gets one line per connect and disconnect. Default: discard.
+	Logger *slog.Logger
+	// AllowedOrigins lists the browser origins allowed to connect, as host
+	// patterns ("app.example.com", "*.example.com", "localhost:3000") or
+	// full origins ("https://app.example.com"). "*" allows every origin:
+	// you probably want a list instead. Default (empty): same-origin only.
+	// Requests without an Origin header (non-browser clients) are allowed.
+	AllowedOrigins []string
+	// MaxConnections caps open connections; at the cap the handshake gets
+	// 503 with Retry-After. 0 means no cap (the server sets one from the
+	// process's open-file limit).
+	MaxConnections int
+	// MaxMessageSize caps one client message in bytes, after
+	// decompression; larger ones close the connection with 1009.
+	// Default 65536.
+	MaxMessageSize int
+	// Compression enables permessage-deflate when a client offers it. Off by
+	// default: it costs CPU and memory per connection for little gain on
+	// small JSON. When on, the server uses server_no_context_takeover so
+	// one compressed frame serves every recipient of a room event.
+	Compression bool
+	// CompressionThreshold is the smallest message compressed. Default 256.
+	CompressionThreshold int
+	// HeartbeatInterval is how often the server pings each connection.
+	// Default 25 s; allowed 5 s to 120 s.
+	HeartbeatInterval time.Duration
+	// PongTimeout is how long a pong may take before the connection is
+	// closed with 4008. Default 10 s; must be below HeartbeatInterval.
+	PongTimeout time.Duration
+	// WriteTimeout bounds one write to a connection. Default 10 s.
+	WriteTimeout time.Duration
+	// QueueMaxMessages and QueueMaxBytes bound each connection's outbound
+	// queue. Defaults 1024 messages and 1 MiB.
+	QueueMaxMessages int
+	QueueMaxBytes    int
+	// SlowConsumerPolicy is PolicyDisconnect (default) or PolicyDropOldest.
+	SlowConsumerPolicy string
+	// ReadBufferSize is each connection's read buffer; larger messages are
+	// read into pooled buffers. Default 1024: idle connections stay small.
+	ReadBufferSize int
+}
+
+// Defaults for Options.
+const (
+	DefaultMaxMessageSize       = 64 << 10
+	DefaultCompressionThreshold = 256
+	DefaultHeartbeatInterval    = 25 * time.Second
+	DefaultPongTimeout          = 10 * time.Second
+	DefaultWriteTimeout         = 10 * time.Second
+	DefaultQueueMaxMessages     = 1024
+	DefaultQueueMaxBytes        = 1 << 20
+	DefaultReadBufferSize       = 1024
+)
+
+func (o *Options) fill() error {
+	if o.Hub == nil {
+		return errors.New("transport: Options.Hub is required")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	setDefault(&o.MaxMessageSize, DefaultMaxMessageSize)
+	setDefault(&o.CompressionThreshold, DefaultCompressionThreshold)
+	setDefault(&o.HeartbeatInterval, DefaultHeartbeatInterval)
+	setDefault(&o.PongTimeout, DefaultPongTimeout)
+	setDefault(&o.WriteTimeout, DefaultWriteTimeout)
+	setDefault(&o.QueueMaxMessages, DefaultQueueMaxMessages)
+	setDefault(&o.QueueMaxBytes, DefaultQueueMaxBytes)
+	setDefault(&o.ReadBufferSize, DefaultReadBufferSize)
+	if o.SlowConsumerPolicy == "" {
+		o.SlowConsumerPolicy = PolicyDisconnect
+	}
+	switch {
+	case o.HeartbeatInterval < 5*time.Second || o.HeartbeatInterval > 120*time.Second:
+		return fmt.Errorf("transport: heartbeat interval %s is outside 5s..120s", o.HeartbeatInterval)
+	case o.PongTimeout >= o.HeartbeatInterval:
+		return fmt.Errorf("transport: pong timeout %s must be shorter than the heartbeat interval %s", o.PongTimeout, o.HeartbeatInterval)
+	case o.SlowConsumerPolicy != PolicyDisconnect && o.SlowConsumerPolicy != PolicyDropOldest:
+		return fmt.Errorf("transport: slow consumer policy %q is not %q or %q", o.SlowConsumerPolicy, PolicyDisconnect, PolicyDropOldest)
+	case o.MaxConnections < 0:
+		return fmt.Errorf("transport: max connections %d is negative", o.MaxConnections)
+	}
+	for _, p := range o.AllowedOrigins {
+		if p == "" {
+			return errors.New("transport: an allowed origin is empty")
+		}
+	}
+	return nil
+}
+
+func setDefault[T int | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
+}
+
+// Handler is the WebSocket endpoint (mount it at /ws). Create it with
+// NewHandler; call Shutdown to drain. It is safe for concurrent use.
+type Handler struct {
+	opts     Options
+	hub      *hub.Hub
+	meter    hub.Meter
+	log      *slog.Logger
+	plain    *gws.Upgrader // no subprotocol
+	withSub  *gws.Upgrader // selects Subprotocol
+	deflater *deflater
+	open     atomic.Int64
+	draining atomic.Bool
+	wheel    *wheel
+}
+
+// NewHandler returns a WebSocket handler feeding opts.Hub. Heartbeats run
+// until ctx ends.
+func NewHandler(ctx context.Context, opts Options) (*Handler, error) {
+	if err := opts.fill(); err != nil {
+		return nil, err
+	}
+	h := &Handler{opts: opts, hub: opts.Hub, meter: opts.Hub.Meter(), log: opts.Logger}
+	h.deflater = newDeflater(opts.CompressionThreshold, 1)
+	mk := func(subprotocols []string) *gws.Upgrader {
+		return gws.NewUpgrader(events{h}, &gws.ServerOption{
+			ReadMaxPayloadSize: opts.MaxMessageSize,
+			ReadBufferSize:     opts.ReadBufferSize,
+			CheckUtf8Enabled:   true,
+			HandshakeTimeout:   5 * time.Second,
+			SubProtocols:       subprotocols,
+			NewSession:         func() gws.SessionStorage { return &session{} },
+			Recovery:           recovery(opts.Logger),
+			Logger:             gwsLogger{opts.Logger},
+			PermessageDeflate: gws.PermessageDeflate{
+				Enabled:               opts.Compression,
+				ServerContextTakeover: false, // one compressed frame for all recipients
+				ClientContextTakeover: false, // no per-connection inflate window
+				Threshold:             opts.CompressionThreshold,
+			},
+		})
+	}
+	h.plain, h.withSub = mk(nil), mk([]string{Subprotocol})
+	h.wheel = newWheel(h)
+	go h.wheel.run(ctx)
+	return h, nil
+}
+
+// recovery keeps a panic in one connection's handler from taking the
+// process down; the connection is closed with 1011.
+func recovery(log *slog.Logger) func(gws.Logger) {
+	return func(gws.Logger) {
+		if e := recover(); e != nil {
+			log.Error("transport: panic in message handler", "panic", fmt.Sprint(e))
+		}
+	}
+}
+
+type gwsLogger struct{ l *slog.Logger }
+
+func (g gwsLogger) Error(v ...any) { g.l.Error(fmt.Sprint(v...)) }
+
+// Open returns the number of open connections.
+func (h *Handler) Open() int { return int(h.open.Load()) }
+
+// httpError writes the JSON error body every refusal carries.
+func httpError(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": code, "message": msg}})
+}
+
+// ServeHTTP checks the handshake, answering what a client can act on
+// (400, 403, 405, 426, 503), and upgrades.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if status, code, msg := h.check(w, r); status != 0 {
+		h.meter.Handshake(status)
+		httpError(w, status, code, msg)
+		return
+	}
+	if h.opts.MaxConnections > 0 && h.open.Load() >= int64(h.opts.MaxConnections) {
+		h.meter.Handshake(http.StatusServiceUnavailable)
+		w.Header().Set("Retry-After", "5")
+		httpError(w, http.StatusServiceUnavailable, "connection_limit", "the server is at its connection limit; retry later")
+		return
+	}
+	if h.draining.Load() || h.hub.Closing() {
+		h.meter.Handshake(http.StatusServiceUnavailable)
+		w.Header().Set("Retry-After", "1")
+		httpError(w, http.StatusServiceUnavailable, "shutting_down", "the server is shutting down; reconnect to another node")
+		return
+	}
+	up := h.plain
+	if offersSubprotocol(r.Header.Values("Sec-WebSocket-Protocol"), Subprotocol) {
+		up = h.withSub
+	}
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		httpError(w, http.StatusInternalServerError, "internal", "connection cannot be upgraded (no hijacker)")
+		return
+	}
+	raw, brw, err := hj.Hijack()
+	if err != nil {
+		h.log.Warn("transport: hijack failed", "err", err)
+		return
+	}
+	c := &conn{t: h, raw: raw, remote: r.RemoteAddr, start: time.Now()}
+	cc := &countingConn{Conn: raw, c: c}
+	var rd io.Reader = cc
+	if n := brw.Reader.Buffered(); n > 0 { // bytes the client sent right behind the handshake
+		early, _ := brw.Reader.Peek(n)
+		rd = io.MultiReader(strings.NewReader(string(early)), cc)
+	}
+	br := bufio.NewReaderSize(rd, h.opts.ReadBufferSize)
+	ws, err := up.UpgradeFromConn(cc, br, r)
+	if err != nil {
+		h.meter.Handshake(http.StatusBadRequest)
+		h.log.Debug("transport: upgrade failed", "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	h.meter.Handshake(http.StatusSwitchingProtocols)
+	c.ws = ws
+	c.deflate = h.opts.Compression && strings.Contains(r.Header.Get("Sec-WebSocket-Extensions"), "permessage-deflate")
+	ws.Session().Store("c", c)
+	c.lastSeen.Store(time.Now().UnixNano())
+	h.track(c)
+	c.client = h.hub.Connect(c, hub.ConnInfo{RemoteAddr: r.RemoteAddr, Heartbeat: h.opts.HeartbeatInterval})
+	h.log.Info("connect", "conn", c.client.ID(), "user", c.client.UserID(), "remote", c.remote,
+		"subprotocol", ws.SubProtocol(), "compression", c.deflate)
+	go ws.ReadLoop()
+}
+
+// check validates the handshake before anything is hijacked.
+func (h *Handler) check(w http.ResponseWriter, r *http.Request) (int, string, string) {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", http.MethodGet)
+		return http.StatusMethodNotAllowed, "method_not_allowed", "a WebSocket handshake is a GET request"
+	}
+	if !headerHasToken(r.Header, "Connection", "upgrade") {
+		return http.StatusBadRequest, "bad_handshake", "missing \"Connection: Upgrade\" header"
+	}
+	if !headerHasToken(r.Header, "Upgrade", "websocket") {
+		return http.StatusBadRequest, "bad_handshake", "missing \"Upgrade: websocket\" header"
+	}
+	if v := r.Header.Get("Sec-WebSocket-Version"); v != "13" {
+		w.Header().Set("Sec-WebSocket-Version", "13")
+		return http.StatusUpgradeRequired, "unsupported_version", "Sec-WebSocket-Version must be 13"
+	}
+	if !validKey(r.Header.Get("Sec-WebSocket-Key")) {
+		return http.StatusBadRequest, "bad_handshake", "Sec-WebSocket-Key must be 16 random bytes in base64"
+	}
+	if !h.originAllowed(r) {
+		return http.StatusForbidden, "origin_not_allowed", "origin " + strconv.Quote(r.Header.Get("Origin")) + " is not allowed to connect"
+	}
+	return 0, "", ""
+}
+
+// validKey reports whether k is base64 of 16 bytes (RFC 6455 4.1).
+func validKey(k string) bool {
+	if len(k) != 24 {
+		return false
+	}
+	b, err := base64.StdEncoding.DecodeString(k)
+	return err == nil && len(b) == 16
+}
+
+// headerHasToken reports whether a comma-separated header has token
+// (case-insensitive), as in "Connection: keep-alive, Upgrade".
+func headerHasToken(hd http.Header, name, token string) bool {
+	for _, v := range hd.Values(name) {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func offersSubprotocol(values []string, want string) bool {
+	for _, v := range values {
+		for _, p := range strings.Split(v, ",") {
+			if strings.TrimSpace(p) == want {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// originAllowed applies AllowedOrigins; see Options.
+func (h *Handler) originAllowed(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true // not a browser: Origin protects browsers' users only
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	if len(h.opts.AllowedOrigins) == 0 {
+		return strings.EqualFold(u.Host, r.Host)
+	}
+	return MatchOrigin(h.opts.AllowedOrigins, u)
+}
+
+// MatchOrigin reports whether origin u matches one of patterns (see
+// Options.AllowedOrigins).
+func MatchOrigin(patterns []string, u *url.URL) bool {
+	full := strings.ToLower(u.Scheme + "://" + u.Host)
+	host := strings.ToLower(u.Host)
+	for _, p := range patterns {
+		p = strings.ToLower(p)
+		if p == "*" {
+			return true
+		}
+		target := host
+		if strings.Contains(p, "://") {
+			target = full
+		}
+		if ok, _ := path.Match(p, target); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// ---- connection registry, heartbeats and drain ----
+
+func (h *Handler) track(c *conn) {
+	h.open.Add(1)
+	h.wheel.add(c)
+}
+
+func (h *Handler) untrack(c *conn) {
+	if h.wheel.remove(c) {
+		h.open.Add(-1)
+	}
+}
+
+// Shutdown stops new handshakes (503) and closes every connection with
+// 1012 after what is queued for it, waiting until all are gone or ctx
+// ends; then it cuts the rest.
+func (h *Handler) Shutdown(ctx context.Context) error {
+	h.draining.Store(true)
+	d := protocol.NewDisconnect(protocol.CloseServiceRestart, "server shutting down")
+	for _, c := range h.wheel.all() {
+		c.Close(d)
+	}
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for h.open.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			for _, c := range h.wheel.all() {
+				_ = c.raw.Close()
+			}
+			return fmt.Errorf("transport: %d connections still open at the drain deadline: %w", h.open.Load(), ctx.Err())
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// wheel pings connections and finds the dead ones without a timer per
+// connection: connections are spread over one slot per second of the
+// heartbeat interval; each second one slot is pinged, and the slot pinged
+// PongTimeout ago is checked for connections that have not been heard from
+// since.
+type wheel struct {
+	h     *Handler
+	mu    sync.Mutex
+	slots []map[*conn]struct{}
+	next  int
+}
+
+func newWheel(h *Handler) *wheel {
+	n := int(h.opts.HeartbeatInterval / time.Second)
+	w := &wheel{h: h, slots: make([]map[*conn]struct{}, n)}
+	for i := range w.slots {
+		w.slots[i] = make(map[*conn]struct{})
+	}
+	return w
+}
+
+func (w *wheel) add(c *conn) {
+	w.mu.Lock()
+	c.slot = w.next
+	w.next = (w.next + 1) % len(w.slots)
+	w.slots[c.slot][c] = struct{}{}
+	w.mu.Unlock()
+}
+
+func (w *wheel) remove(c *conn) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, ok := w.slots[c.slot][c]; !ok {
+		return false
+	}
+	delete(w.slots[c.slot], c)
+	return true
+}
+
+func (w *wheel) all() []*conn {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []*conn
+	for _, s := range w.slots {
+		for c := range s {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func (w *wheel) slot(i int) []*conn {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	s := w.slots[i%len(w.slots)]
+	out := make([]*conn, 0, len(s))
+	for c := range s {
+		out = append(out, c)
+	}
+	return out
+}
+
+func (w *wheel) run(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	n := len(w.slots)
+	lag := int((w.h.opts.PongTimeout + time.Second - 1) / time.Second)
+	for tick := 0; ; tick++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		// Check the slot pinged lag seconds ago: silence since that ping
+		// means the pong did not come in time.
+		for _, c := range w.slot((tick - lag + n*lag) % n) {
+			if sent := c.pingSent.Load(); sent != 0 && c.lastSeen.Load() < sent {
+				c.closeWith(protocol.NewDisconnect(protocol.CloseHeartbeatTimeout, "no pong within the pong timeout"), true)
+			}
+		}
+		deadline := now.Add(w.h.opts.HeartbeatInterval + w.h.opts.PongTimeout + 5*time.Second)
+		for _, c := range w.slot(tick % n) {
+			c.pingSent.Store(now.UnixNano())
+			c.enqueue(item{raw: pingFrame})
+			// Backstop: a read deadline a little past the pong timeout
+			// finds a half-open connection even if this wheel stalls.
+			_ = c.raw.SetReadDeadline(deadline)
+		}
+	}
+}
