@@ -127,10 +127,39 @@ type Engine interface {
 	History(ctx context.Context, room string, q HistoryQuery, policy HistoryPolicy) (HistoryResult, error)
 	// PublishControl sends a command to every node.
 	PublishControl(ctx context.Context, data []byte) error
+	// Presence tracks who is in each room, on every node.
+	Presence
 	// Ready reports whether the engine can serve (for /readyz).
 	Ready(ctx context.Context) error
 	// Close releases the engine's resources.
 	Close() error
+}
+
+// ClientInfo is one connection's presence entry.
+type ClientInfo struct {
+	UserID       string          `json:"user_id"`
+	ConnectionID string          `json:"connection_id"`
+	Info         json.RawMessage `json:"info,omitempty"` // from the token, if any
+}
+
+// PresenceStats are a room's presence counts.
+type PresenceStats struct {
+	Clients int `json:"clients"` // connections
+	Users   int `json:"users"`   // distinct user ids
+}
+
+// Presence tracks which connections are in which rooms across the cluster.
+// Entries of a node that stops without removing them must disappear on
+// their own (brokers use a TTL that the owning node refreshes).
+type Presence interface {
+	// AddPresence records (or refreshes) a connection in room.
+	AddPresence(ctx context.Context, room string, info ClientInfo) error
+	// RemovePresence removes a connection from room.
+	RemovePresence(ctx context.Context, room, connID string) error
+	// PresenceList returns every connection in room.
+	PresenceList(ctx context.Context, room string) ([]ClientInfo, error)
+	// PresenceStats returns room's counts; it is cheap enough to ask often.
+	PresenceStats(ctx context.Context, room string) (PresenceStats, error)
 }
 
 // ErrClosed is returned by an engine used after Close.

@@ -51,7 +51,7 @@ func (c *Client) Gone() {
 	c.mu.Unlock()
 	for name := range rooms {
 		if c.hub.leave(c, name) {
-			c.hub.joinLeave(name, protocol.TypeUserLeft, c)
+			c.hub.left(name, c)
 		}
 	}
 	c.hub.remove(c)
@@ -102,7 +102,11 @@ func (c *Client) HandleMessage(data []byte) {
 		c.subscribe(ctx, env, true)
 	case protocol.TypeUnsubscribe:
 		c.unsubscribe(env)
-	case protocol.TypeAuth, protocol.TypeRefresh, protocol.TypeRPC, protocol.TypeHistory, protocol.TypePresence:
+	case protocol.TypeHistory:
+		c.history(ctx, env)
+	case protocol.TypePresence:
+		c.presence(ctx, env)
+	case protocol.TypeAuth, protocol.TypeRefresh, protocol.TypeRPC:
 		c.sendError(protocol.Errorf(protocol.ErrNotImplemented, env.ID, "%q is not enabled on this server", env.Type))
 	default:
 		if protocol.IsServerOnly(env.Type) {
@@ -192,7 +196,8 @@ func (c *Client) subscribe(ctx context.Context, env *protocol.Envelope, sync boo
 	if !recover {
 		q.Limit = 1 // only Latest is needed; 0 would mean "no cap"
 	}
-	hist, err := h.eng.History(ctx, env.Room, q, h.opts.History)
+	rs := h.settings(env.Room)
+	hist, err := h.eng.History(ctx, env.Room, q, rs.history)
 	if err != nil {
 		h.stats.engineErrors.Add(1)
 		m.release(protocol.StreamPosition{})
@@ -219,8 +224,24 @@ func (c *Client) subscribe(ctx context.Context, env *protocol.Envelope, sync boo
 	}
 	m.release(last)
 	if !wasMember {
+		if rs.presence {
+			if err := h.eng.AddPresence(ctx, env.Room, engine.ClientInfo{UserID: c.userID, ConnectionID: c.id}); err != nil {
+				h.stats.engineErrors.Add(1)
+			}
+		}
 		h.joinLeave(env.Room, protocol.TypeUserJoined, c)
 	}
+}
+
+// left undoes a membership's presence and announces it.
+func (h *Hub) left(room string, c *Client) {
+	rs := h.settings(room)
+	if rs.presence {
+		if err := h.eng.RemovePresence(context.Background(), room, c.id); err != nil {
+			h.stats.engineErrors.Add(1)
+		}
+	}
+	h.joinLeave(room, protocol.TypeUserLeft, c)
 }
 
 func (c *Client) unsubscribe(env *protocol.Envelope) {
@@ -239,7 +260,7 @@ func (c *Client) unsubscribe(env *protocol.Envelope) {
 	}
 	c.hub.leave(c, env.Room)
 	c.sendEnvelope(&protocol.Envelope{Type: protocol.TypeUnsubscribed, ID: env.ID, Room: env.Room})
-	c.hub.joinLeave(env.Room, protocol.TypeUserLeft, c)
+	c.hub.left(env.Room, c)
 }
 
 // AckData is the data of an `ack`.
@@ -291,7 +312,7 @@ type JoinLeaveData struct {
 // joinLeave announces c joining or leaving room to the room's members on
 // every node. It is best effort: a failure is counted, not returned.
 func (h *Hub) joinLeave(room, typ string, c *Client) {
-	if h.opts.NoJoinLeave {
+	if !h.settings(room).joinLeave {
 		return
 	}
 	_, err := h.eng.Publish(context.Background(), room, &engine.Publication{

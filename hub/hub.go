@@ -21,6 +21,7 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -70,6 +71,12 @@ type Options struct {
 	History engine.HistoryPolicy
 	// NoHistory turns history (and so recovery) off for every room.
 	NoHistory bool
+	// NoPresence turns presence tracking off for every room.
+	NoPresence bool
+	// Namespaces override these settings per namespace: the part of a room
+	// name before the first ':' ("chat" for "chat:lobby"; "" for rooms
+	// without one).
+	Namespaces map[string]Namespace
 	// NoEcho stops a client's own publications coming back to it.
 	NoEcho bool
 	// NoJoinLeave turns off user_joined and user_left events.
@@ -81,6 +88,24 @@ type Options struct {
 	// DedupWindow is how long a client publish id is remembered so a
 	// re-sent publish is not delivered twice. Default 2 minutes.
 	DedupWindow time.Duration
+}
+
+// Namespace overrides the hub's room settings for one namespace.
+type Namespace struct {
+	// History replaces Options.History; a policy with Size 0 turns history
+	// off. nil keeps the hub's policy.
+	History *engine.HistoryPolicy
+	// NoPresence turns presence off; NoJoinLeave turns join/leave events
+	// off (they are also off where presence is).
+	NoPresence  bool
+	NoJoinLeave bool
+}
+
+// roomSettings are a room's effective settings.
+type roomSettings struct {
+	history   engine.HistoryPolicy
+	presence  bool
+	joinLeave bool
 }
 
 // Defaults for Options.
@@ -112,6 +137,8 @@ type Hub struct {
 	subLocks [numSubLocks]sync.Mutex
 	stats    counters
 	closing  atomic.Bool
+	defaults roomSettings
+	ns       map[string]roomSettings
 }
 
 type roomShard struct {
@@ -157,6 +184,29 @@ func New(opts Options) (*Hub, error) {
 		opts.DedupWindow = DefaultDedupWindow
 	}
 	h := &Hub{opts: opts, eng: opts.Engine, log: opts.Logger, seed: maphash.MakeSeed()}
+	h.defaults = roomSettings{history: opts.History, presence: !opts.NoPresence, joinLeave: !opts.NoPresence && !opts.NoJoinLeave}
+	h.ns = make(map[string]roomSettings, len(opts.Namespaces))
+	for name, n := range opts.Namespaces {
+		if name != "" {
+			if e := protocol.ValidateRoom(name); e != nil || strings.Contains(name, ":") {
+				return nil, fmt.Errorf("hub: namespace %q is not a valid namespace name (a room-name prefix without ':')", name)
+			}
+		}
+		rs := h.defaults
+		if n.History != nil {
+			if n.History.Size < 0 || n.History.TTL < 0 {
+				return nil, fmt.Errorf("hub: namespace %q: history size and TTL must not be negative", name)
+			}
+			rs.history = *n.History
+		}
+		if n.NoPresence {
+			rs.presence, rs.joinLeave = false, false
+		}
+		if n.NoJoinLeave {
+			rs.joinLeave = false
+		}
+		h.ns[name] = rs
+	}
 	for i := range h.rooms {
 		h.rooms[i].rooms = make(map[string]*room)
 		h.conns[i].byID = make(map[string]*Client)
@@ -186,6 +236,14 @@ func (h *Hub) Ready(ctx context.Context) error {
 		return errors.New("hub: shutting down")
 	}
 	return h.eng.Ready(ctx)
+}
+
+// settings returns room's effective settings.
+func (h *Hub) settings(room string) roomSettings {
+	if rs, ok := h.ns[protocol.Namespace(room)]; ok {
+		return rs
+	}
+	return h.defaults
 }
 
 func (h *Hub) hash(s string) uint64 { return maphash.String(h.seed, s) }
@@ -353,7 +411,7 @@ func (h *Hub) Publish(ctx context.Context, room, typ string, data json.RawMessag
 
 func (h *Hub) publish(ctx context.Context, room string, pub *engine.Publication, idemKey string) (PublishResult, error) {
 	res, err := h.eng.Publish(ctx, room, pub, engine.PublishOptions{
-		History:        h.opts.History,
+		History:        h.settings(room).history,
 		IdempotencyKey: idemKey,
 		IdempotencyTTL: h.opts.DedupWindow,
 	})

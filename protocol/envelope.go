@@ -45,6 +45,8 @@ const (
 	TypeUserLeft              = "user_left"
 	TypeSessionExpiring       = "session_expiring"
 	TypeRPCResult             = "rpc_result"
+	TypeHistoryResult         = "history_result"
+	TypePresenceResult        = "presence_result"
 
 	// both directions: the default application event type.
 	TypeMessage = "message"
@@ -55,6 +57,7 @@ var serverOnly = map[string]bool{
 	TypeConnectionEstablished: true, TypePong: true, TypeSubscribed: true,
 	TypeUnsubscribed: true, TypeAck: true, TypeError: true, TypeDisconnect: true,
 	TypeUserJoined: true, TypeUserLeft: true, TypeSessionExpiring: true, TypeRPCResult: true,
+	TypeHistoryResult: true, TypePresenceResult: true,
 }
 
 // clientRequests are reserved types a client sends as requests.

@@ -35,11 +35,12 @@ const defaultIdempotencyTTL = 2 * time.Minute
 
 // Engine is the in-memory engine. Create it with New.
 type Engine struct {
-	opts    Options
-	seed    maphash.Seed
-	shards  [numShards]shard
-	handler atomic.Pointer[handlerBox]
-	closed  atomic.Bool
+	opts     Options
+	seed     maphash.Seed
+	shards   [numShards]shard
+	presence [numShards]presenceShard
+	handler  atomic.Pointer[handlerBox]
+	closed   atomic.Bool
 }
 
 type handlerBox struct{ h engine.Handler }
@@ -80,6 +81,7 @@ func New(opts Options) *Engine {
 	e := &Engine{opts: opts, seed: maphash.MakeSeed()}
 	for i := range e.shards {
 		e.shards[i].streams = make(map[string]*stream)
+		e.presence[i].rooms = make(map[string]*presenceRoom)
 	}
 	return e
 }
@@ -94,9 +96,9 @@ func (e *Engine) Run(ctx context.Context, h engine.Handler) error {
 	return nil
 }
 
-func (e *Engine) shardOf(room string) *shard {
-	return &e.shards[maphash.String(e.seed, room)%numShards]
-}
+func (e *Engine) shardIndex(room string) uint64 { return maphash.String(e.seed, room) % numShards }
+
+func (e *Engine) shardOf(room string) *shard { return &e.shards[e.shardIndex(room)] }
 
 // stream returns the room's stream, creating it (with a fresh epoch) when
 // create is set.
