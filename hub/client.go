@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strconv"
 	"sync"
@@ -21,11 +22,21 @@ type Client struct {
 	sink        Sink
 	connectedAt time.Time
 
-	mu        sync.Mutex
-	rooms     map[string]*member // nil until the first subscribe
-	gone      bool
-	errCount  int
-	errWindow time.Time
+	heartbeat time.Duration
+	remote    string
+
+	mu          sync.Mutex
+	rooms       map[string]*member // nil until the first subscribe
+	gone        bool
+	errCount    int
+	errWindow   time.Time
+	pending     bool         // waiting for the auth frame
+	creds       *Credentials // nil for anonymous connections
+	authTimer   *time.Timer
+	expiryTimer *time.Timer
+	expiryGen   int
+	violations  int
+	bucket      bucket // touched only by HandleMessage (one goroutine)
 }
 
 // ID returns the connection id.
@@ -48,6 +59,11 @@ func (c *Client) Gone() {
 	c.gone = true
 	rooms := c.rooms
 	c.rooms = nil
+	for _, t := range []*time.Timer{c.authTimer, c.expiryTimer} {
+		if t != nil {
+			t.Stop()
+		}
+	}
 	c.mu.Unlock()
 	for name := range rooms {
 		if c.hub.leave(c, name) {
@@ -83,6 +99,16 @@ func (c *Client) sendError(e *protocol.Error) {
 func (c *Client) HandleMessage(data []byte) {
 	h := c.hub
 	h.stats.messagesIn.Add(1)
+	if !c.bucket.take(len(data), time.Now()) {
+		h.stats.throttled.Add(1)
+		if c.bucket.strikes > maxStrikes {
+			c.sink.Close(protocol.NewDisconnect(protocol.CloseBanned, "message rate limit exceeded persistently"))
+			return
+		}
+		c.sendEnvelope(&protocol.Envelope{Type: protocol.TypeError, Data: protocol.EncodeData(
+			protocol.Errorf(protocol.ErrThrottled, peekRef(data), "over the message rate limit; slow down (message dropped)"))})
+		return
+	}
 	env, err := protocol.Decode(data)
 	if err != nil {
 		var pe *protocol.Error
@@ -93,6 +119,12 @@ func (c *Client) HandleMessage(data []byte) {
 		return
 	}
 	ctx := context.Background()
+	c.mu.Lock()
+	pending := c.pending
+	c.mu.Unlock()
+	if pending && c.handlePending(ctx, env) {
+		return
+	}
 	switch env.Type {
 	case protocol.TypePing:
 		c.sendEnvelope(&protocol.Envelope{Type: protocol.TypePong, ID: env.ID})
@@ -106,7 +138,11 @@ func (c *Client) HandleMessage(data []byte) {
 		c.history(ctx, env)
 	case protocol.TypePresence:
 		c.presence(ctx, env)
-	case protocol.TypeAuth, protocol.TypeRefresh, protocol.TypeRPC:
+	case protocol.TypeRefresh:
+		c.refresh(ctx, env)
+	case protocol.TypeAuth:
+		c.sendError(protocol.Errorf(protocol.ErrBadRequest, env.ID, "this connection is already authenticated; use refresh to renew its token"))
+	case protocol.TypeRPC:
 		c.sendError(protocol.Errorf(protocol.ErrNotImplemented, env.ID, "%q is not enabled on this server", env.Type))
 	default:
 		if protocol.IsServerOnly(env.Type) {
@@ -155,6 +191,9 @@ func (c *Client) subscribe(ctx context.Context, env *protocol.Envelope, sync boo
 		since = p
 	} else if sync {
 		c.sendError(protocol.Errorf(protocol.ErrBadRequest, env.ID, "sync needs last_event_id"))
+		return
+	}
+	if !sync && !c.maySubscribe(ctx, env) {
 		return
 	}
 	c.mu.Lock()
@@ -225,7 +264,7 @@ func (c *Client) subscribe(ctx context.Context, env *protocol.Envelope, sync boo
 	m.release(last)
 	if !wasMember {
 		if rs.presence {
-			if err := h.eng.AddPresence(ctx, env.Room, engine.ClientInfo{UserID: c.userID, ConnectionID: c.id}); err != nil {
+			if err := h.eng.AddPresence(ctx, env.Room, engine.ClientInfo{UserID: c.userID, ConnectionID: c.id, Info: c.info()}); err != nil {
 				h.stats.engineErrors.Add(1)
 			}
 		}
@@ -280,6 +319,10 @@ func (c *Client) publish(ctx context.Context, env *protocol.Envelope) {
 		c.sendError(e)
 		return
 	}
+	if !c.allowed(c.hub.settings(env.Room).perms.Publish, env.Room, false) {
+		c.violation(protocol.Errorf(protocol.ErrForbidden, env.ID, "not allowed to publish to room %q", env.Room))
+		return
+	}
 	key := ""
 	if env.ID != "" {
 		// A re-sent publish (same id) is acknowledged again, not delivered
@@ -322,4 +365,61 @@ func (h *Hub) joinLeave(room, typ string, c *Client) {
 	if err != nil {
 		h.stats.engineErrors.Add(1)
 	}
+}
+
+// SubscribeData is the optional data of a `subscribe` request.
+type SubscribeData struct {
+	// Token is a subscription token for a private room.
+	Token string `json:"token,omitempty"`
+}
+
+// maySubscribe applies the room's subscribe permission and, for private
+// rooms, the subscription token; a refusal is a counted violation.
+func (c *Client) maySubscribe(ctx context.Context, env *protocol.Envelope) bool {
+	h := c.hub
+	rs := h.settings(env.Room)
+	var sd SubscribeData
+	if len(env.Data) > 0 {
+		if err := json.Unmarshal(env.Data, &sd); err != nil {
+			c.sendError(protocol.Errorf(protocol.ErrBadRequest, env.ID, "subscribe data must be {\"token\": string}: %v", err))
+			return false
+		}
+	}
+	subToken := false
+	if sd.Token != "" {
+		if h.opts.Auth.Subscriptions == nil {
+			c.violation(protocol.Errorf(protocol.ErrForbidden, env.ID, "subscription tokens are not accepted by this server"))
+			return false
+		}
+		if err := h.opts.Auth.Subscriptions.VerifySubscription(ctx, sd.Token, env.Room, c.userID); err != nil {
+			c.violation(protocol.Errorf(protocol.ErrForbidden, env.ID, "subscription token rejected: %v", err))
+			return false
+		}
+		subToken = true
+	}
+	if rs.private && !subToken && !c.allowed(PermToken, env.Room, false) {
+		c.violation(protocol.Errorf(protocol.ErrForbidden, env.ID, "room %q is private: subscribe with a subscription token", env.Room))
+		return false
+	}
+	if !c.allowed(rs.perms.Subscribe, env.Room, subToken) {
+		c.violation(protocol.Errorf(protocol.ErrForbidden, env.ID, "not allowed to subscribe to room %q", env.Room))
+		return false
+	}
+	return true
+}
+
+// peekRef reads the request id of a frame that will not be decoded in
+// full (it was throttled), so the error can name the request. Large
+// frames are not parsed for it.
+func peekRef(b []byte) string {
+	if len(b) > 4096 {
+		return ""
+	}
+	var v struct {
+		ID string `json:"id"`
+	}
+	if json.Unmarshal(b, &v) != nil || len(v.ID) > protocol.MaxIDLen {
+		return ""
+	}
+	return v.ID
 }

@@ -18,6 +18,7 @@ type control struct {
 	Data   json.RawMessage `json:"data,omitempty"`
 	Code   uint16          `json:"code,omitempty"`
 	Reason string          `json:"reason,omitempty"`
+	Until  int64           `json:"until,omitempty"` // ban: Unix ms; 0 lifts it
 }
 
 // Broadcast sends an event to every connection on every node.
@@ -125,6 +126,8 @@ func (h *Hub) applyControl(cmd *control) {
 		if c != nil {
 			c.sink.Close(protocol.NewDisconnect(protocol.CloseCode(cmd.Code), cmd.Reason))
 		}
+	case "ban":
+		h.applyBan(cmd.User, cmd.Until)
 	default:
 		h.log.Warn("hub: unknown control op", "op", cmd.Op)
 	}

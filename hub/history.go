@@ -94,6 +94,10 @@ func (c *Client) history(ctx context.Context, env *protocol.Envelope) {
 			return
 		}
 	}
+	if env.Room != "" && protocol.ValidateRoom(env.Room) == nil && !c.allowed(c.hub.settings(env.Room).perms.History, env.Room, false) {
+		c.violation(protocol.Errorf(protocol.ErrForbidden, env.ID, "not allowed to read the history of room %q", env.Room))
+		return
+	}
 	page, err := c.hub.History(ctx, env.Room, req)
 	if err != nil {
 		c.sendError(requestError(err, env.ID))
@@ -151,6 +155,10 @@ func (c *Client) presence(ctx context.Context, env *protocol.Envelope) {
 			c.sendError(protocol.Errorf(protocol.ErrBadRequest, env.ID, "presence data must be {\"counts_only\": bool}: %v", err))
 			return
 		}
+	}
+	if env.Room != "" && protocol.ValidateRoom(env.Room) == nil && !c.allowed(c.hub.settings(env.Room).perms.Presence, env.Room, false) {
+		c.violation(protocol.Errorf(protocol.ErrForbidden, env.ID, "not allowed to see the presence of room %q", env.Room))
+		return
 	}
 	info, err := c.hub.Presence(ctx, env.Room, req.CountsOnly)
 	if err != nil {

@@ -45,8 +45,11 @@ type Sink interface {
 
 // ConnInfo describes a new connection.
 type ConnInfo struct {
-	// UserID is the authenticated user; "" makes an anonymous user with a
-	// generated id ("anon-...").
+	// Credentials are what the handshake authenticated. nil: the
+	// connection authenticates with an `auth` frame if the hub has an
+	// Authenticator, and is anonymous otherwise.
+	Credentials *Credentials
+	// UserID is shorthand for Credentials{UserID: UserID}.
 	UserID string
 	// RemoteAddr is the client's address, for logs.
 	RemoteAddr string
@@ -88,6 +91,20 @@ type Options struct {
 	// DedupWindow is how long a client publish id is remembered so a
 	// re-sent publish is not delivered twice. Default 2 minutes.
 	DedupWindow time.Duration
+	// Auth configures authentication; the zero value is none.
+	Auth AuthOptions
+	// Permissions are the default room permissions (see Permissions).
+	Permissions Permissions
+	// MaxConnectionsPerUser caps one user's connections on this node;
+	// beyond it a new connection is closed with 4004. 0: no cap.
+	MaxConnectionsPerUser int
+	// MaxMessagesPerSecond and MaxBytesPerSecond limit what one connection
+	// may send (token buckets with a burst of two seconds' worth). Over
+	// the limit a message gets `error` throttled and is dropped; a
+	// connection that keeps going is closed with 4004. Defaults 200
+	// messages/s and 1 MiB/s; -1 turns a limit off.
+	MaxMessagesPerSecond int
+	MaxBytesPerSecond    int
 }
 
 // Namespace overrides the hub's room settings for one namespace.
@@ -99,6 +116,12 @@ type Namespace struct {
 	// off (they are also off where presence is).
 	NoPresence  bool
 	NoJoinLeave bool
+	// Permissions override the hub's default permissions for this
+	// namespace's rooms; empty fields keep them.
+	Permissions Permissions
+	// Private rooms need a subscription token (or a token listing the
+	// room) to subscribe, whatever the Subscribe permission says.
+	Private bool
 }
 
 // roomSettings are a room's effective settings.
@@ -106,6 +129,8 @@ type roomSettings struct {
 	history   engine.HistoryPolicy
 	presence  bool
 	joinLeave bool
+	perms     Permissions
+	private   bool
 }
 
 // Defaults for Options.
@@ -116,6 +141,11 @@ const (
 	DefaultMaxErrors         = 50
 	DefaultErrorWindow       = 10 * time.Second
 	DefaultDedupWindow       = 2 * time.Minute
+	// DefaultMaxMessagesPerSecond is far above what a person types and what
+	// a well-behaved app sends, and low enough that one connection cannot
+	// take a core.
+	DefaultMaxMessagesPerSecond = 200
+	DefaultMaxBytesPerSecond    = 1 << 20
 )
 
 // numShards spreads rooms and connections over independent locks.
@@ -139,6 +169,8 @@ type Hub struct {
 	closing  atomic.Bool
 	defaults roomSettings
 	ns       map[string]roomSettings
+	bansMu   sync.Mutex
+	bans     map[string]time.Time // user -> banned until
 }
 
 type roomShard struct {
@@ -184,7 +216,24 @@ func New(opts Options) (*Hub, error) {
 		opts.DedupWindow = DefaultDedupWindow
 	}
 	h := &Hub{opts: opts, eng: opts.Engine, log: opts.Logger, seed: maphash.MakeSeed()}
-	h.defaults = roomSettings{history: opts.History, presence: !opts.NoPresence, joinLeave: !opts.NoPresence && !opts.NoJoinLeave}
+	opts.Auth.fill()
+	def := PermAnyone
+	if opts.Auth.Authenticator != nil {
+		def = PermAuthenticated
+	}
+	perms, err := opts.Permissions.resolve(def)
+	if err != nil {
+		return nil, fmt.Errorf("hub: default permissions: %w", err)
+	}
+	if opts.MaxMessagesPerSecond == 0 {
+		opts.MaxMessagesPerSecond = DefaultMaxMessagesPerSecond
+	}
+	if opts.MaxBytesPerSecond == 0 {
+		opts.MaxBytesPerSecond = DefaultMaxBytesPerSecond
+	}
+	h.opts = opts
+	h.bans = make(map[string]time.Time)
+	h.defaults = roomSettings{history: opts.History, presence: !opts.NoPresence, joinLeave: !opts.NoPresence && !opts.NoJoinLeave, perms: perms}
 	h.ns = make(map[string]roomSettings, len(opts.Namespaces))
 	for name, n := range opts.Namespaces {
 		if name != "" {
@@ -205,6 +254,16 @@ func New(opts Options) (*Hub, error) {
 		if n.NoJoinLeave {
 			rs.joinLeave = false
 		}
+		p := n.Permissions
+		for _, pair := range []struct{ f, d *Permission }{{&p.Subscribe, &perms.Subscribe}, {&p.Publish, &perms.Publish}, {&p.Presence, &perms.Presence}, {&p.History, &perms.History}} {
+			if *pair.f == "" {
+				*pair.f = *pair.d
+			}
+		}
+		if rs.perms, err = p.resolve(def); err != nil {
+			return nil, fmt.Errorf("hub: namespace %q: %w", name, err)
+		}
+		rs.private = n.Private
 		h.ns[name] = rs
 	}
 	for i := range h.rooms {
@@ -259,43 +318,35 @@ func (h *Hub) Connect(sink Sink, info ConnInfo) *Client {
 	c := &Client{
 		hub:         h,
 		id:          randomID(8),
-		userID:      info.UserID,
 		sink:        sink,
 		connectedAt: time.Now(),
+		heartbeat:   info.Heartbeat,
+		remote:      info.RemoteAddr,
 	}
-	if c.userID == "" {
-		c.userID = "anon-" + randomID(6)
-		c.anonymous = true
-	}
+	c.bucket.init(h.opts.MaxMessagesPerSecond, h.opts.MaxBytesPerSecond, c.connectedAt)
 	sh := h.connShard(c.id)
 	sh.mu.Lock()
 	sh.byID[c.id] = c
-	us := h.connShard(c.userID)
-	if us != sh {
-		sh.mu.Unlock()
-		us.mu.Lock()
-	}
-	set := us.users[c.userID]
-	if set == nil {
-		set = make(map[*Client]struct{}, 1)
-		us.users[c.userID] = set
-	}
-	set[c] = struct{}{}
-	us.mu.Unlock()
+	sh.mu.Unlock()
 	h.stats.connections.Add(1)
 	h.stats.connectionsTotal.Add(1)
 
-	c.sendEnvelope(&protocol.Envelope{
-		Type: protocol.TypeConnectionEstablished,
-		Data: protocol.EncodeData(ConnectionEstablished{
-			UserID:            c.userID,
-			ConnectionID:      c.id,
-			ServerTime:        time.Now().UnixMilli(),
-			HeartbeatInterval: info.Heartbeat.Milliseconds(),
-			ProtocolVersion:   protocol.Version,
-			Node:              h.opts.NodeID,
-		}),
-	})
+	creds := info.Credentials
+	if creds == nil && info.UserID != "" {
+		creds = &Credentials{UserID: info.UserID}
+	}
+	switch {
+	case creds != nil:
+		c.establish(creds, "")
+	case h.opts.Auth.Authenticator == nil:
+		c.establish(nil, "")
+	default:
+		// No token at the handshake: the first frame must be `auth`.
+		c.mu.Lock()
+		c.pending = true
+		c.authTimer = time.AfterFunc(h.opts.Auth.Timeout, c.authDeadline)
+		c.mu.Unlock()
+	}
 	return c
 }
 
@@ -307,6 +358,7 @@ type ConnectionEstablished struct {
 	HeartbeatInterval int64  `json:"heartbeat_interval_ms"` // server ping interval
 	ProtocolVersion   int    `json:"protocol_version"`
 	Node              string `json:"node"`
+	ExpiresAt         int64  `json:"expires_at,omitempty"` // Unix ms when the credentials expire
 }
 
 // remove unregisters c; called once from Client.Gone.
@@ -315,15 +367,9 @@ func (h *Hub) remove(c *Client) {
 	sh.mu.Lock()
 	delete(sh.byID, c.id)
 	sh.mu.Unlock()
-	us := h.connShard(c.userID)
-	us.mu.Lock()
-	if set := us.users[c.userID]; set != nil {
-		delete(set, c)
-		if len(set) == 0 {
-			delete(us.users, c.userID)
-		}
+	if c.userID != "" {
+		h.removeUser(c)
 	}
-	us.mu.Unlock()
 	h.stats.connections.Add(-1)
 }
 

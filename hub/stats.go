@@ -24,6 +24,9 @@ type counters struct {
 	slowConsumers    atomic.Uint64
 	recovered        atomic.Uint64
 	recoveryFailed   atomic.Uint64
+	authFailures     atomic.Uint64
+	forbidden        atomic.Uint64
+	throttled        atomic.Uint64
 
 	closesMu   sync.Mutex
 	closes     map[protocol.CloseCode]uint64
@@ -47,6 +50,9 @@ type Stats struct {
 	SlowConsumerDisconnects uint64            `json:"slow_consumer_disconnects"`
 	Recovered               uint64            `json:"recovered"`
 	RecoveryFailed          uint64            `json:"recovery_failed"`
+	AuthFailures            uint64            `json:"auth_failures"`
+	Forbidden               uint64            `json:"forbidden"`
+	Throttled               uint64            `json:"throttled"`
 	Closes                  map[string]uint64 `json:"closes"`     // by close code
 	Handshakes              map[string]uint64 `json:"handshakes"` // by HTTP status, 101 = accepted
 }
@@ -70,6 +76,9 @@ func (h *Hub) Stats() Stats {
 		SlowConsumerDisconnects: s.slowConsumers.Load(),
 		Recovered:               s.recovered.Load(),
 		RecoveryFailed:          s.recoveryFailed.Load(),
+		AuthFailures:            s.authFailures.Load(),
+		Forbidden:               s.forbidden.Load(),
+		Throttled:               s.throttled.Load(),
 		Closes:                  map[string]uint64{},
 		Handshakes:              map[string]uint64{},
 	}

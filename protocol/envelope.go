@@ -47,6 +47,7 @@ const (
 	TypeRPCResult             = "rpc_result"
 	TypeHistoryResult         = "history_result"
 	TypePresenceResult        = "presence_result"
+	TypeRefreshed             = "refreshed"
 
 	// both directions: the default application event type.
 	TypeMessage = "message"
@@ -57,7 +58,7 @@ var serverOnly = map[string]bool{
 	TypeConnectionEstablished: true, TypePong: true, TypeSubscribed: true,
 	TypeUnsubscribed: true, TypeAck: true, TypeError: true, TypeDisconnect: true,
 	TypeUserJoined: true, TypeUserLeft: true, TypeSessionExpiring: true, TypeRPCResult: true,
-	TypeHistoryResult: true, TypePresenceResult: true,
+	TypeHistoryResult: true, TypePresenceResult: true, TypeRefreshed: true,
 }
 
 // clientRequests are reserved types a client sends as requests.
@@ -140,7 +141,7 @@ func Decode(b []byte) (*Envelope, error) {
 	if err := json.Unmarshal(b, &env); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
-			return nil, Errorf(ErrBadRequest, peekID(b), "field %q must be a %s", te.Field, jsonKind(te.Type.Kind().String()))
+			return nil, Errorf(ErrBadRequest, peekID(b), "field %q must be %s", te.Field, jsonKind(te.Type.Kind().String()))
 		}
 		return nil, Errorf(ErrBadJSON, "", "malformed JSON: %v", err)
 	}
@@ -158,11 +159,13 @@ func Decode(b []byte) (*Envelope, error) {
 func jsonKind(goKind string) string {
 	switch goKind {
 	case "string":
-		return "string"
-	case "int64", "int", "uint64", "float64":
-		return "number"
+		return "a string"
+	case "int64", "int", "uint64":
+		return "an integer" // "a number" would mislead for 1.5
+	case "float64":
+		return "a number"
 	}
-	return goKind
+	return "a " + goKind
 }
 
 // checkShape verifies b is a JSON object with nesting at most MaxDepth,
@@ -227,8 +230,8 @@ func isIdent(s string) bool {
 }
 
 // AppendEnvelope appends the JSON encoding of e to dst. The field order is
-// fixed (type, id, room, user_id, data, ts); strings are escaped and Data
-// must already be valid JSON.
+// fixed (type, id, room, last_event_id, user_id, data, ts); strings are
+// escaped and Data must already be valid JSON.
 func AppendEnvelope(dst []byte, e *Envelope) []byte {
 	dst = append(dst, `{"type":`...)
 	dst = AppendString(dst, e.Type)
@@ -239,6 +242,10 @@ func AppendEnvelope(dst []byte, e *Envelope) []byte {
 	if e.Room != "" {
 		dst = append(dst, `,"room":`...)
 		dst = AppendString(dst, e.Room)
+	}
+	if e.LastEventID != "" { // client-side field: Go clients and tests encode subscribes too
+		dst = append(dst, `,"last_event_id":`...)
+		dst = AppendString(dst, e.LastEventID)
 	}
 	if e.UserID != "" {
 		dst = append(dst, `,"user_id":`...)

@@ -1,0 +1,385 @@
+package hub
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/switchboard-rt/switchboard/protocol"
+)
+
+// establish makes a connection active: as the user of creds, or anonymous
+// with nil. ref is the id of the `auth` request that led here, if any.
+func (c *Client) establish(creds *Credentials, ref string) {
+	h := c.hub
+	c.mu.Lock()
+	if c.gone {
+		c.mu.Unlock()
+		return
+	}
+	c.pending = false
+	if c.authTimer != nil {
+		c.authTimer.Stop()
+		c.authTimer = nil
+	}
+	if creds == nil {
+		c.userID, c.anonymous = "anon-"+randomID(6), true
+	} else {
+		c.userID, c.creds = creds.UserID, creds
+	}
+	c.mu.Unlock()
+
+	if !c.anonymous {
+		if h.Banned(c.userID) {
+			c.sink.Close(protocol.NewDisconnect(protocol.CloseBanned, "user is banned"))
+			return
+		}
+		if max := h.opts.MaxConnectionsPerUser; max > 0 && h.UserConnections(c.userID) >= max {
+			c.sink.Close(protocol.NewDisconnect(protocol.CloseBanned, fmt.Sprintf("too many connections for this user (limit %d)", max)))
+			return
+		}
+	}
+	h.addUser(c)
+	c.sendEnvelope(&protocol.Envelope{
+		Type: protocol.TypeConnectionEstablished,
+		ID:   ref,
+		Data: protocol.EncodeData(ConnectionEstablished{
+			UserID:            c.userID,
+			ConnectionID:      c.id,
+			ServerTime:        time.Now().UnixMilli(),
+			HeartbeatInterval: c.heartbeat.Milliseconds(),
+			ProtocolVersion:   protocol.Version,
+			Node:              h.opts.NodeID,
+			ExpiresAt:         expiresAtMillis(creds),
+		}),
+	})
+	c.scheduleExpiry()
+}
+
+func expiresAtMillis(creds *Credentials) int64 {
+	if creds == nil || creds.ExpiresAt.IsZero() {
+		return 0
+	}
+	return creds.ExpiresAt.UnixMilli()
+}
+
+func (h *Hub) addUser(c *Client) {
+	us := h.connShard(c.userID)
+	us.mu.Lock()
+	set := us.users[c.userID]
+	if set == nil {
+		set = make(map[*Client]struct{}, 1)
+		us.users[c.userID] = set
+	}
+	set[c] = struct{}{}
+	us.mu.Unlock()
+}
+
+func (h *Hub) removeUser(c *Client) {
+	us := h.connShard(c.userID)
+	us.mu.Lock()
+	if set := us.users[c.userID]; set != nil {
+		delete(set, c)
+		if len(set) == 0 {
+			delete(us.users, c.userID)
+		}
+	}
+	us.mu.Unlock()
+}
+
+// authDeadline runs when a pending connection did not authenticate in time.
+func (c *Client) authDeadline() {
+	c.mu.Lock()
+	pending := c.pending && !c.gone
+	c.mu.Unlock()
+	if !pending {
+		return
+	}
+	if c.hub.opts.Auth.AllowAnonymous {
+		c.establish(nil, "")
+		return
+	}
+	c.sink.Close(protocol.NewDisconnect(protocol.CloseUnauthorized, "no auth frame within the auth timeout"))
+}
+
+// AuthData is the data of `auth` and `refresh` requests.
+type AuthData struct {
+	Token string `json:"token"`
+}
+
+// handlePending runs a frame of a connection that has not authenticated:
+// only auth and ping are allowed (with AllowAnonymous, any other frame
+// makes the connection anonymous first).
+func (c *Client) handlePending(ctx context.Context, env *protocol.Envelope) bool {
+	h := c.hub
+	switch env.Type {
+	case protocol.TypePing:
+		c.sendEnvelope(&protocol.Envelope{Type: protocol.TypePong, ID: env.ID})
+		return true
+	case protocol.TypeAuth:
+		var a AuthData
+		if len(env.Data) > 0 {
+			if err := json.Unmarshal(env.Data, &a); err != nil {
+				c.sink.Close(protocol.NewDisconnect(protocol.CloseUnauthorized, "auth data must be {\"token\": string}"))
+				return true
+			}
+		}
+		if a.Token == "" {
+			if h.opts.Auth.AllowAnonymous {
+				c.establish(nil, env.ID)
+				return true
+			}
+			c.sink.Close(protocol.NewDisconnect(protocol.CloseUnauthorized, "auth needs a token"))
+			return true
+		}
+		creds, err := h.opts.Auth.Authenticator.Authenticate(ctx, a.Token)
+		if err != nil || creds == nil || creds.UserID == "" {
+			h.stats.authFailures.Add(1)
+			c.sink.Close(protocol.NewDisconnect(protocol.CloseUnauthorized, "invalid token: "+errText(err)))
+			return true
+		}
+		c.establish(creds, env.ID)
+		return true
+	}
+	if h.opts.Auth.AllowAnonymous {
+		c.establish(nil, "")
+		return false // go on and run the frame as the anonymous user
+	}
+	c.sink.Close(protocol.NewDisconnect(protocol.CloseUnauthorized, "authenticate first: send {\"type\":\"auth\",\"data\":{\"token\":...}}"))
+	return true
+}
+
+func errText(err error) string {
+	if err == nil {
+		return "no user id"
+	}
+	return err.Error()
+}
+
+// RefreshedData is the data of the `refreshed` answer.
+type RefreshedData struct {
+	ExpiresAt int64 `json:"expires_at,omitempty"` // Unix ms; 0: never
+}
+
+// refresh replaces the credentials of an authenticated connection with
+// those of a new token for the same user.
+func (c *Client) refresh(ctx context.Context, env *protocol.Envelope) {
+	h := c.hub
+	if h.opts.Auth.Authenticator == nil || c.anonymous {
+		c.sendError(protocol.Errorf(protocol.ErrBadRequest, env.ID, "refresh needs an authenticated connection"))
+		return
+	}
+	var a AuthData
+	if len(env.Data) > 0 {
+		if err := json.Unmarshal(env.Data, &a); err != nil || a.Token == "" {
+			c.sendError(protocol.Errorf(protocol.ErrBadRequest, env.ID, "refresh data must be {\"token\": string}"))
+			return
+		}
+	}
+	creds, err := h.opts.Auth.Authenticator.Authenticate(ctx, a.Token)
+	if err != nil || creds == nil {
+		h.stats.authFailures.Add(1)
+		c.sendError(protocol.Errorf(protocol.ErrForbidden, env.ID, "refresh token rejected: %s", errText(err)))
+		return
+	}
+	if creds.UserID != c.userID {
+		c.sendError(protocol.Errorf(protocol.ErrForbidden, env.ID, "refresh token is for another user"))
+		return
+	}
+	c.mu.Lock()
+	c.creds = creds
+	c.mu.Unlock()
+	c.scheduleExpiry()
+	c.sendEnvelope(&protocol.Envelope{Type: protocol.TypeRefreshed, ID: env.ID, Data: protocol.EncodeData(RefreshedData{ExpiresAt: expiresAtMillis(creds)})})
+}
+
+// SessionExpiringData is the data of `session_expiring`.
+type SessionExpiringData struct {
+	ExpiresAt int64 `json:"expires_at"` // Unix ms
+}
+
+// scheduleExpiry arms (or re-arms) the connection's expiry: a
+// session_expiring event ExpiryLead before, then close 4000.
+func (c *Client) scheduleExpiry() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.expiryTimer != nil {
+		c.expiryTimer.Stop()
+		c.expiryTimer = nil
+	}
+	if c.gone || c.creds == nil || c.creds.ExpiresAt.IsZero() {
+		return
+	}
+	exp := c.creds.ExpiresAt
+	lead := c.hub.opts.Auth.ExpiryLead
+	warnAt := time.Until(exp.Add(-lead))
+	gen := c.expiryGen + 1
+	c.expiryGen = gen
+	fire := func() {
+		c.mu.Lock()
+		current := c.expiryGen == gen && !c.gone
+		c.mu.Unlock()
+		if !current {
+			return
+		}
+		if time.Until(exp) > 0 {
+			c.sendEnvelope(&protocol.Envelope{Type: protocol.TypeSessionExpiring, Data: protocol.EncodeData(SessionExpiringData{ExpiresAt: exp.UnixMilli()})})
+			c.mu.Lock()
+			if c.expiryGen == gen && !c.gone {
+				c.expiryTimer = time.AfterFunc(time.Until(exp), func() {
+					c.mu.Lock()
+					current := c.expiryGen == gen
+					c.mu.Unlock()
+					if current {
+						c.sink.Close(protocol.NewDisconnect(protocol.CloseSessionExpired, "session expired: get a new token and reconnect"))
+					}
+				})
+			}
+			c.mu.Unlock()
+			return
+		}
+		c.sink.Close(protocol.NewDisconnect(protocol.CloseSessionExpired, "session expired: get a new token and reconnect"))
+	}
+	if warnAt < 0 {
+		warnAt = 0
+	}
+	c.expiryTimer = time.AfterFunc(warnAt, fire)
+}
+
+// violation counts a refused request; too many close with 4003.
+func (c *Client) violation(e *protocol.Error) {
+	c.hub.stats.forbidden.Add(1)
+	c.sendError(e)
+	c.mu.Lock()
+	c.violations++
+	over := c.violations > c.hub.opts.Auth.MaxViolations
+	c.mu.Unlock()
+	if over {
+		c.sink.Close(protocol.NewDisconnect(protocol.CloseForbidden, "too many forbidden requests"))
+	}
+}
+
+// grants returns the rooms the connection's token lists.
+func (c *Client) grants() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.creds == nil {
+		return nil
+	}
+	return c.creds.Rooms
+}
+
+// info returns the presence info from the connection's token.
+func (c *Client) info() json.RawMessage {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.creds == nil {
+		return nil
+	}
+	return c.creds.Info
+}
+
+// ---- bans ----
+
+// Ban bans user on every node until d has passed: their connections are
+// closed with 4004 and new ones are refused. d <= 0 lifts the ban.
+func (h *Hub) Ban(ctx context.Context, user string, d time.Duration) error {
+	if user == "" {
+		return protocol.Errorf(protocol.ErrBadRequest, "", "user id is empty")
+	}
+	until := int64(0)
+	if d > 0 {
+		until = time.Now().Add(d).UnixMilli()
+	}
+	return h.sendControl(ctx, &control{Op: "ban", User: user, Until: until})
+}
+
+// Banned reports whether user is banned now.
+func (h *Hub) Banned(user string) bool {
+	h.bansMu.Lock()
+	defer h.bansMu.Unlock()
+	until, ok := h.bans[user]
+	if !ok {
+		return false
+	}
+	if time.Now().After(until) {
+		delete(h.bans, user)
+		return false
+	}
+	return true
+}
+
+func (h *Hub) applyBan(user string, untilMillis int64) {
+	h.bansMu.Lock()
+	if untilMillis == 0 {
+		delete(h.bans, user)
+	} else {
+		h.bans[user] = time.UnixMilli(untilMillis)
+	}
+	h.bansMu.Unlock()
+	if untilMillis != 0 {
+		for _, c := range h.userClients(user) {
+			c.sink.Close(protocol.NewDisconnect(protocol.CloseBanned, "user is banned"))
+		}
+	}
+}
+
+// ---- throttling ----
+
+// bucket is a connection's pair of token buckets (messages and bytes),
+// refilled continuously; the burst is two seconds' worth.
+type bucket struct {
+	msgRate, byteRate float64 // per second; 0: unlimited
+	msgs, bytes       float64
+	last              time.Time
+	strikes           int // throttled messages in a row-ish (decays)
+}
+
+func (b *bucket) init(msgsPerSec, bytesPerSec int, now time.Time) {
+	if msgsPerSec > 0 {
+		b.msgRate, b.msgs = float64(msgsPerSec), 2*float64(msgsPerSec)
+	}
+	if bytesPerSec > 0 {
+		b.byteRate, b.bytes = float64(bytesPerSec), 2*float64(bytesPerSec)
+	}
+	b.last = now
+}
+
+// take reports whether a message of n bytes may pass now.
+func (b *bucket) take(n int, now time.Time) bool {
+	dt := now.Sub(b.last).Seconds()
+	b.last = now
+	ok := true
+	if b.msgRate > 0 {
+		b.msgs = min(b.msgs+dt*b.msgRate, 2*b.msgRate)
+		if b.msgs < 1 {
+			ok = false
+		}
+	}
+	if b.byteRate > 0 {
+		b.bytes = min(b.bytes+dt*b.byteRate, 2*b.byteRate)
+		if b.bytes < float64(n) {
+			ok = false
+		}
+	}
+	if ok {
+		if b.msgRate > 0 {
+			b.msgs--
+		}
+		if b.byteRate > 0 {
+			b.bytes -= float64(n)
+		}
+		if b.strikes > 0 {
+			b.strikes--
+		}
+	} else {
+		b.strikes += 2
+	}
+	return ok
+}
+
+// maxStrikes is how far over its limits a connection may keep pushing
+// before it is closed with 4004: about 50 refused messages net of passed
+// ones.
+const maxStrikes = 100
