@@ -101,8 +101,9 @@ type Options struct {
 	// MaxMessagesPerSecond and MaxBytesPerSecond limit what one connection
 	// may send (token buckets with a burst of two seconds' worth). Over
 	// the limit a message gets `error` throttled and is dropped; a
-	// connection that keeps going is closed with 4004. Defaults 200
-	// messages/s and 1 MiB/s; -1 turns a limit off.
+	// connection that keeps going is closed with 4004. 0 means no limit
+	// (the switchboard binary sets DefaultMaxMessagesPerSecond and
+	// DefaultMaxBytesPerSecond).
 	MaxMessagesPerSecond int
 	MaxBytesPerSecond    int
 }
@@ -141,9 +142,9 @@ const (
 	DefaultMaxErrors         = 50
 	DefaultErrorWindow       = 10 * time.Second
 	DefaultDedupWindow       = 2 * time.Minute
-	// DefaultMaxMessagesPerSecond is far above what a person types and what
-	// a well-behaved app sends, and low enough that one connection cannot
-	// take a core.
+	// DefaultMaxMessagesPerSecond is what the switchboard binary allows one
+	// connection: far above what a person types or a well-behaved app
+	// sends, low enough that one connection cannot take a core.
 	DefaultMaxMessagesPerSecond = 200
 	DefaultMaxBytesPerSecond    = 1 << 20
 )
@@ -224,12 +225,6 @@ func New(opts Options) (*Hub, error) {
 	perms, err := opts.Permissions.resolve(def)
 	if err != nil {
 		return nil, fmt.Errorf("hub: default permissions: %w", err)
-	}
-	if opts.MaxMessagesPerSecond == 0 {
-		opts.MaxMessagesPerSecond = DefaultMaxMessagesPerSecond
-	}
-	if opts.MaxBytesPerSecond == 0 {
-		opts.MaxBytesPerSecond = DefaultMaxBytesPerSecond
 	}
 	h.opts = opts
 	h.bans = make(map[string]time.Time)
