@@ -42,8 +42,13 @@ type Client struct {
 // ID returns the connection id.
 func (c *Client) ID() string { return c.id }
 
-// UserID returns the user id (generated for anonymous connections).
-func (c *Client) UserID() string { return c.userID }
+// UserID returns the user id (generated for anonymous connections; "" until
+// a connection that authenticates with a frame has done so).
+func (c *Client) UserID() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.userID
+}
 
 // Close asks the transport to close the connection with d.
 func (c *Client) Close(d protocol.Disconnect) { c.sink.Close(d) }
