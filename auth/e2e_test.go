@@ -12,7 +12,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -27,6 +26,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/switchboard-rt/switchboard/hub"
+	"github.com/switchboard-rt/switchboard/internal/wstest"
 	"github.com/switchboard-rt/switchboard/server"
 )
 
@@ -45,171 +45,17 @@ func token(t *testing.T, sub string, ttl time.Duration, extra map[string]any) st
 	return s
 }
 
-type node struct {
-	srv  *server.Server
-	addr string
-}
-
-// start runs a node on 127.0.0.1:0 with cfg (JWT secret filled in) until
-// the test ends.
-func start(t *testing.T, cfg server.Config) *node {
+// start runs a node with the test JWT secret unless cfg chose another
+// authentication.
+func start(t *testing.T, cfg server.Config) *wstest.Node {
 	t.Helper()
 	if cfg.Auth.JWTSecret == "" && cfg.Auth.ConnectProxyURL == "" {
 		cfg.Auth.JWTSecret = secret
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.New(ctx, cfg)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			t.Error("server did not stop")
-		}
-	})
-	return &node{srv: srv, addr: ln.Addr().String()}
+	return wstest.Start(t, cfg)
 }
 
-type conn struct {
-	t  *testing.T
-	ws *websocket.Conn
-}
-
-func (n *node) dial(t *testing.T, query string, hdr http.Header) (*conn, *http.Response, error) {
-	t.Helper()
-	u := "ws://" + n.addr + "/ws"
-	if query != "" {
-		u += "?" + query
-	}
-	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
-	ws, resp, err := d.Dial(u, hdr)
-	if err != nil {
-		return nil, resp, err
-	}
-	t.Cleanup(func() { ws.Close() })
-	return &conn{t: t, ws: ws}, resp, nil
-}
-
-func (n *node) mustDial(t *testing.T, query string, hdr http.Header) *conn {
-	t.Helper()
-	c, resp, err := n.dial(t, query, hdr)
-	if err != nil {
-		body := ""
-		if resp != nil {
-			b, _ := io.ReadAll(resp.Body)
-			body = string(b)
-		}
-		t.Fatalf("dial: %v %s", err, body)
-	}
-	return c
-}
-
-type msg struct {
-	Type   string          `json:"type"`
-	ID     string          `json:"id"`
-	Room   string          `json:"room"`
-	UserID string          `json:"user_id"`
-	Data   json.RawMessage `json:"data"`
-}
-
-func (c *conn) send(v any) {
-	c.t.Helper()
-	b, _ := json.Marshal(v)
-	if err := c.ws.WriteMessage(websocket.TextMessage, b); err != nil {
-		c.t.Fatalf("send: %v", err)
-	}
-}
-
-// next reads the next message, failing after 5 s.
-func (c *conn) next() (msg, error) {
-	c.ws.SetReadDeadline(time.Now().Add(5 * time.Second))
-	_, b, err := c.ws.ReadMessage()
-	if err != nil {
-		return msg{}, err
-	}
-	var m msg
-	if err := json.Unmarshal(b, &m); err != nil {
-		c.t.Fatalf("bad JSON from server: %s", b)
-	}
-	return m, nil
-}
-
-// expect reads until a message of type typ (skipping join/leave notices).
-func (c *conn) expect(typ string) msg {
-	c.t.Helper()
-	for i := 0; i < 50; i++ {
-		m, err := c.next()
-		if err != nil {
-			c.t.Fatalf("waiting for %s: %v", typ, err)
-		}
-		if m.Type == typ {
-			return m
-		}
-		if m.Type == "user_joined" || m.Type == "user_left" {
-			continue
-		}
-		c.t.Fatalf("waiting for %s, got %s %s", typ, m.Type, m.Data)
-	}
-	c.t.Fatalf("no %s in 50 messages", typ)
-	return msg{}
-}
-
-// closed reads until the connection closes and returns the close code,
-// checking the disconnect event before it carries the same code.
-func (c *conn) closed() int {
-	c.t.Helper()
-	var disconnect *msg
-	for i := 0; i < 100; i++ {
-		m, err := c.next()
-		if err != nil {
-			var ce *websocket.CloseError
-			if !errors.As(err, &ce) {
-				c.t.Fatalf("want a close frame, got %v", err)
-			}
-			if disconnect == nil {
-				c.t.Fatalf("close %d without a disconnect event before it", ce.Code)
-			}
-			var d struct{ Code int }
-			json.Unmarshal(disconnect.Data, &d)
-			if d.Code != ce.Code {
-				c.t.Fatalf("disconnect event code %d, close frame %d", d.Code, ce.Code)
-			}
-			return ce.Code
-		}
-		if m.Type == "disconnect" {
-			disconnect = &m
-		}
-	}
-	c.t.Fatal("connection did not close")
-	return 0
-}
-
-func errorCode(t *testing.T, m msg) string {
-	t.Helper()
-	var e struct{ Code string }
-	json.Unmarshal(m.Data, &e)
-	return e.Code
-}
-
-func userOf(t *testing.T, m msg) string {
-	t.Helper()
-	var d struct {
-		UserID string `json:"user_id"`
-	}
-	json.Unmarshal(m.Data, &d)
-	return d.UserID
-}
+func wstestConn(t *testing.T, ws *websocket.Conn) *wstest.Conn { return &wstest.Conn{T: t, WS: ws} }
 
 func bearer(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }
 
@@ -217,16 +63,16 @@ func TestHandshakeTokenSources(t *testing.T) {
 	n := start(t, server.Config{})
 	tok := token(t, "alice", time.Hour, nil)
 
-	c := n.mustDial(t, "", bearer(tok))
-	if u := userOf(t, c.expect("connection_established")); u != "alice" {
+	c := n.MustDial(t, "", bearer(tok))
+	if u := wstest.UserOf(c.Expect("connection_established")); u != "alice" {
 		t.Errorf("header token: user %q", u)
 	}
-	c = n.mustDial(t, "", http.Header{"Cookie": {"switchboard_token=" + tok}})
-	if u := userOf(t, c.expect("connection_established")); u != "alice" {
+	c = n.MustDial(t, "", http.Header{"Cookie": {"switchboard_token=" + tok}})
+	if u := wstest.UserOf(c.Expect("connection_established")); u != "alice" {
 		t.Errorf("cookie token: user %q", u)
 	}
-	c = n.mustDial(t, "token="+url.QueryEscape(tok), nil)
-	if u := userOf(t, c.expect("connection_established")); u != "alice" {
+	c = n.MustDial(t, "token="+url.QueryEscape(tok), nil)
+	if u := wstest.UserOf(c.Expect("connection_established")); u != "alice" {
 		t.Errorf("query token: user %q", u)
 	}
 
@@ -243,7 +89,7 @@ func TestHandshakeTokenSources(t *testing.T) {
 		{"header injection attempt", "", http.Header{"Authorization": {"Bearer " + tok + " extra"}}},
 	}
 	for _, b := range bad {
-		_, resp, err := n.dial(t, b.query, b.hdr)
+		_, resp, err := n.Dial(t, b.query, b.hdr)
 		if err == nil {
 			t.Errorf("%s: connected", b.name)
 			continue
@@ -262,38 +108,38 @@ func TestHandshakeTokenSources(t *testing.T) {
 func TestAuthFrame(t *testing.T) {
 	n := start(t, server.Config{Auth: server.AuthConfig{Timeout: 400 * time.Millisecond}})
 
-	c := n.mustDial(t, "", nil)
-	c.send(map[string]any{"type": "ping", "id": "p1"})
-	if m := c.expect("pong"); m.ID != "p1" {
+	c := n.MustDial(t, "", nil)
+	c.Send(map[string]any{"type": "ping", "id": "p1"})
+	if m := c.Expect("pong"); m.ID != "p1" {
 		t.Errorf("pong id %q", m.ID)
 	}
-	c.send(map[string]any{"type": "auth", "id": "a1", "data": map[string]string{"token": token(t, "bob", time.Hour, nil)}})
-	m := c.expect("connection_established")
-	if m.ID != "a1" || userOf(t, m) != "bob" {
+	c.Send(map[string]any{"type": "auth", "id": "a1", "data": map[string]string{"token": token(t, "bob", time.Hour, nil)}})
+	m := c.Expect("connection_established")
+	if m.ID != "a1" || wstest.UserOf(m) != "bob" {
 		t.Errorf("auth answer %+v %s", m, m.Data)
 	}
 
 	// Too late: nothing within the auth timeout.
-	late := n.mustDial(t, "", nil)
-	if code := late.closed(); code != 4001 {
+	late := n.MustDial(t, "", nil)
+	if code := late.Closed(); code != 4001 {
 		t.Errorf("auth timeout: close %d, want 4001", code)
 	}
 	// Messages before auth.
-	early := n.mustDial(t, "", nil)
-	early.send(map[string]any{"type": "subscribe", "room": "chat:1"})
-	if code := early.closed(); code != 4001 {
+	early := n.MustDial(t, "", nil)
+	early.Send(map[string]any{"type": "subscribe", "room": "chat:1"})
+	if code := early.Closed(); code != 4001 {
 		t.Errorf("subscribe before auth: close %d, want 4001", code)
 	}
 	// A bad token in the auth frame.
-	badTok := n.mustDial(t, "", nil)
-	badTok.send(map[string]any{"type": "auth", "data": map[string]string{"token": token(t, "bob", -time.Hour, nil)}})
-	if code := badTok.closed(); code != 4001 {
+	badTok := n.MustDial(t, "", nil)
+	badTok.Send(map[string]any{"type": "auth", "data": map[string]string{"token": token(t, "bob", -time.Hour, nil)}})
+	if code := badTok.Closed(); code != 4001 {
 		t.Errorf("expired token in auth frame: close %d, want 4001", code)
 	}
 	// Malformed auth data.
-	badData := n.mustDial(t, "", nil)
-	badData.send(map[string]any{"type": "auth", "data": "not an object"})
-	if code := badData.closed(); code != 4001 {
+	badData := n.MustDial(t, "", nil)
+	badData.Send(map[string]any{"type": "auth", "data": "not an object"})
+	if code := badData.Closed(); code != 4001 {
 		t.Errorf("malformed auth data: close %d, want 4001", code)
 	}
 }
@@ -301,19 +147,19 @@ func TestAuthFrame(t *testing.T) {
 func TestAnonymousAllowed(t *testing.T) {
 	n := start(t, server.Config{Auth: server.AuthConfig{AllowAnonymous: true, Timeout: 300 * time.Millisecond}})
 	// A frame other than auth makes the connection anonymous, then runs.
-	c := n.mustDial(t, "", nil)
-	c.send(map[string]any{"type": "subscribe", "id": "s1", "room": "chat:1"})
-	if u := userOf(t, c.expect("connection_established")); !strings.HasPrefix(u, "anon-") {
+	c := n.MustDial(t, "", nil)
+	c.Send(map[string]any{"type": "subscribe", "id": "s1", "room": "chat:1"})
+	if u := wstest.UserOf(c.Expect("connection_established")); !strings.HasPrefix(u, "anon-") {
 		t.Errorf("anonymous user id %q", u)
 	}
 	// Default permission with auth on is "authenticated": anonymous users
 	// are refused.
-	if m := c.expect("error"); errorCode(t, m) != "forbidden" || m.ID != "s1" {
+	if m := c.Expect("error"); wstest.ErrorCode(m) != "forbidden" || m.ID != "s1" {
 		t.Errorf("anonymous subscribe: %s", m.Data)
 	}
 	// Silence past the timeout: anonymous, not closed.
-	quiet := n.mustDial(t, "", nil)
-	if u := userOf(t, quiet.expect("connection_established")); !strings.HasPrefix(u, "anon-") {
+	quiet := n.MustDial(t, "", nil)
+	if u := wstest.UserOf(quiet.Expect("connection_established")); !strings.HasPrefix(u, "anon-") {
 		t.Errorf("quiet connection: user %q", u)
 	}
 }
@@ -325,14 +171,14 @@ func TestRoomPermissions(t *testing.T) {
 		"team":    {Permissions: hub.Permissions{Subscribe: hub.PermToken}},
 		"news":    {Permissions: hub.Permissions{Publish: hub.PermServer, Presence: hub.PermServer, History: hub.PermServer}},
 	}})
-	alice := n.mustDial(t, "", bearer(token(t, "alice", time.Hour, map[string]any{"rooms": []string{"team:1"}})))
-	alice.expect("connection_established")
+	alice := n.MustDial(t, "", bearer(token(t, "alice", time.Hour, map[string]any{"rooms": []string{"team:1"}})))
+	alice.Expect("connection_established")
 
-	try := func(c *conn, req map[string]any, want string) {
+	try := func(c *wstest.Conn, req map[string]any, want string) {
 		t.Helper()
-		c.send(req)
+		c.Send(req)
 		for {
-			m, err := c.next()
+			m, err := c.Next()
 			if err != nil {
 				t.Fatalf("%v: %v", req, err)
 			}
@@ -341,7 +187,7 @@ func TestRoomPermissions(t *testing.T) {
 			}
 			got := m.Type
 			if m.Type == "error" {
-				got = "error:" + errorCode(t, m)
+				got = "error:" + wstest.ErrorCode(m)
 			}
 			if got != want {
 				t.Errorf("%v: got %s %s, want %s", req, got, m.Data, want)
@@ -367,18 +213,18 @@ func TestRoomPermissions(t *testing.T) {
 	try(alice, map[string]any{"type": "history", "room": "news:1"}, "error:forbidden")
 
 	// The server API may still publish where clients may not.
-	if _, err := n.srv.Hub.Publish(context.Background(), "news:1", "headline", json.RawMessage(`{"t":"x"}`), hub.PublishOptions{}); err != nil {
+	if _, err := n.Srv.Hub.Publish(context.Background(), "news:1", "headline", json.RawMessage(`{"t":"x"}`), hub.PublishOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	alice.expect("headline")
+	alice.Expect("headline")
 
 	// Repeated violations close with 4003.
-	mallory := n.mustDial(t, "", bearer(token(t, "mallory", time.Hour, nil)))
-	mallory.expect("connection_established")
+	mallory := n.MustDial(t, "", bearer(token(t, "mallory", time.Hour, nil)))
+	mallory.Expect("connection_established")
 	for i := 0; i < 12; i++ {
-		mallory.send(map[string]any{"type": "subscribe", "room": fmt.Sprintf("user:victim%d", i)})
+		mallory.Send(map[string]any{"type": "subscribe", "room": fmt.Sprintf("user:victim%d", i)})
 	}
-	if code := mallory.closed(); code != 4003 {
+	if code := mallory.Closed(); code != 4003 {
 		t.Errorf("repeated violations: close %d, want 4003", code)
 	}
 }
@@ -386,28 +232,28 @@ func TestRoomPermissions(t *testing.T) {
 func TestSessionExpiryAndRefresh(t *testing.T) {
 	n := start(t, server.Config{Auth: server.AuthConfig{ExpiryLead: 1500 * time.Millisecond}})
 	// jwt exp has 1 s resolution; 3 s leaves room for the lead.
-	refresher := n.mustDial(t, "", bearer(token(t, "carol", 3*time.Second, nil)))
-	refresher.expect("connection_established")
-	lazy := n.mustDial(t, "", bearer(token(t, "dave", 3*time.Second, nil)))
-	lazy.expect("connection_established")
+	refresher := n.MustDial(t, "", bearer(token(t, "carol", 3*time.Second, nil)))
+	refresher.Expect("connection_established")
+	lazy := n.MustDial(t, "", bearer(token(t, "dave", 3*time.Second, nil)))
+	lazy.Expect("connection_established")
 
-	refresher.expect("session_expiring")
-	refresher.send(map[string]any{"type": "refresh", "id": "r1", "data": map[string]string{"token": token(t, "mallory", time.Hour, nil)}})
-	if m := refresher.expect("error"); errorCode(t, m) != "forbidden" {
+	refresher.Expect("session_expiring")
+	refresher.Send(map[string]any{"type": "refresh", "id": "r1", "data": map[string]string{"token": token(t, "mallory", time.Hour, nil)}})
+	if m := refresher.Expect("error"); wstest.ErrorCode(m) != "forbidden" {
 		t.Errorf("refresh with another user's token: %s", m.Data)
 	}
-	refresher.send(map[string]any{"type": "refresh", "id": "r2", "data": map[string]string{"token": token(t, "carol", time.Hour, nil)}})
-	if m := refresher.expect("refreshed"); m.ID != "r2" {
+	refresher.Send(map[string]any{"type": "refresh", "id": "r2", "data": map[string]string{"token": token(t, "carol", time.Hour, nil)}})
+	if m := refresher.Expect("refreshed"); m.ID != "r2" {
 		t.Errorf("refreshed id %q", m.ID)
 	}
 
-	lazy.expect("session_expiring")
-	if code := lazy.closed(); code != 4000 {
+	lazy.Expect("session_expiring")
+	if code := lazy.Closed(); code != 4000 {
 		t.Errorf("expired session: close %d, want 4000", code)
 	}
 	// The refreshed connection outlives the old expiry.
-	refresher.send(map[string]any{"type": "ping", "id": "alive"})
-	if m := refresher.expect("pong"); m.ID != "alive" {
+	refresher.Send(map[string]any{"type": "ping", "id": "alive"})
+	if m := refresher.Expect("pong"); m.ID != "alive" {
 		t.Errorf("pong id %q", m.ID)
 	}
 }
@@ -415,29 +261,29 @@ func TestSessionExpiryAndRefresh(t *testing.T) {
 func TestBanAndConnectionCap(t *testing.T) {
 	n := start(t, server.Config{MaxConnectionsPerUser: 2})
 	tok := token(t, "erin", time.Hour, nil)
-	a := n.mustDial(t, "", bearer(tok))
-	a.expect("connection_established")
-	b := n.mustDial(t, "", bearer(tok))
-	b.expect("connection_established")
-	third := n.mustDial(t, "", bearer(tok))
-	if code := third.closed(); code != 4004 {
+	a := n.MustDial(t, "", bearer(tok))
+	a.Expect("connection_established")
+	b := n.MustDial(t, "", bearer(tok))
+	b.Expect("connection_established")
+	third := n.MustDial(t, "", bearer(tok))
+	if code := third.Closed(); code != 4004 {
 		t.Errorf("third connection of a user capped at 2: close %d, want 4004", code)
 	}
 
-	if err := n.srv.Hub.Ban(context.Background(), "erin", time.Minute); err != nil {
+	if err := n.Srv.Hub.Ban(context.Background(), "erin", time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if code := a.closed(); code != 4004 {
+	if code := a.Closed(); code != 4004 {
 		t.Errorf("banned user: close %d, want 4004", code)
 	}
-	_, resp, err := n.dial(t, "", bearer(tok))
+	_, resp, err := n.Dial(t, "", bearer(tok))
 	if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
 		t.Errorf("handshake while banned: err %v resp %v", err, resp)
 	}
-	if err := n.srv.Hub.Ban(context.Background(), "erin", 0); err != nil {
+	if err := n.Srv.Hub.Ban(context.Background(), "erin", 0); err != nil {
 		t.Fatal(err)
 	}
-	n.mustDial(t, "", bearer(tok)).expect("connection_established")
+	n.MustDial(t, "", bearer(tok)).Expect("connection_established")
 }
 
 func TestHandshakeFlood(t *testing.T) {
@@ -446,9 +292,9 @@ func TestHandshakeFlood(t *testing.T) {
 	refused := 0
 	var retryAfter string
 	for i := 0; i < 30; i++ {
-		c, resp, err := n.dial(t, "", bearer(tok))
+		c, resp, err := n.Dial(t, "", bearer(tok))
 		if err == nil {
-			c.ws.Close()
+			c.WS.Close()
 			continue
 		}
 		if resp != nil && resp.StatusCode == http.StatusTooManyRequests {
@@ -465,43 +311,43 @@ func TestHandshakeFlood(t *testing.T) {
 	// Another client, named by the trusted proxy, is not affected.
 	h := bearer(tok)
 	h.Set("X-Forwarded-For", "198.51.100.7")
-	n.mustDial(t, "", h).expect("connection_established")
+	n.MustDial(t, "", h).Expect("connection_established")
 	// A spoofed X-Forwarded-For from an untrusted peer changes nothing:
 	// here the peer is trusted, so the test checks the limiter keys on
 	// the forwarded address instead.
 	h.Set("X-Forwarded-For", "198.51.100.8")
-	n.mustDial(t, "", h).expect("connection_established")
+	n.MustDial(t, "", h).Expect("connection_established")
 }
 
 func TestMessageFlood(t *testing.T) {
 	n := start(t, server.Config{MaxMessagesPerSecond: 50})
-	flooder := n.mustDial(t, "", bearer(token(t, "flooder", time.Hour, nil)))
-	flooder.expect("connection_established")
-	calm := n.mustDial(t, "", bearer(token(t, "calm", time.Hour, nil)))
-	calm.expect("connection_established")
-	calm.send(map[string]any{"type": "subscribe", "id": "s", "room": "chat:calm"})
-	calm.expect("subscribed")
+	flooder := n.MustDial(t, "", bearer(token(t, "flooder", time.Hour, nil)))
+	flooder.Expect("connection_established")
+	calm := n.MustDial(t, "", bearer(token(t, "calm", time.Hour, nil)))
+	calm.Expect("connection_established")
+	calm.Send(map[string]any{"type": "subscribe", "id": "s", "room": "chat:calm"})
+	calm.Expect("subscribed")
 
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for i := 0; i < 3000; i++ {
 			b, _ := json.Marshal(map[string]any{"type": "message", "room": "chat:flood", "data": i})
-			if flooder.ws.WriteMessage(websocket.TextMessage, b) != nil {
+			if flooder.WS.WriteMessage(websocket.TextMessage, b) != nil {
 				return
 			}
 		}
 	}()
 	// The calm connection's own traffic keeps flowing while the flood runs.
 	for i := 0; i < 20; i++ {
-		calm.send(map[string]any{"type": "message", "id": fmt.Sprint("m", i), "room": "chat:calm", "data": i})
-		calm.expect("message") // its own event (echo is on), then the ack
-		calm.expect("ack")
+		calm.Send(map[string]any{"type": "message", "id": fmt.Sprint("m", i), "room": "chat:calm", "data": i})
+		calm.Expect("message") // its own event (echo is on), then the ack
+		calm.Expect("ack")
 	}
 	throttled := 0
 	code := 0
 	for i := 0; i < 5000 && code == 0; i++ {
-		m, err := flooder.next()
+		m, err := flooder.Next()
 		if err != nil {
 			var ce *websocket.CloseError
 			if errors.As(err, &ce) {
@@ -509,7 +355,7 @@ func TestMessageFlood(t *testing.T) {
 			}
 			break
 		}
-		if m.Type == "error" && errorCode(t, m) == "throttled" {
+		if m.Type == "error" && wstest.ErrorCode(m) == "throttled" {
 			throttled++
 		}
 	}
@@ -520,7 +366,7 @@ func TestMessageFlood(t *testing.T) {
 	if code != 4004 {
 		t.Errorf("persistent flood: close %d, want 4004", code)
 	}
-	if st := n.srv.Hub.Stats(); st.Throttled == 0 {
+	if st := n.Srv.Hub.Stats(); st.Throttled == 0 {
 		t.Error("throttled not counted")
 	}
 }
@@ -545,16 +391,16 @@ func TestConnectProxyE2E(t *testing.T) {
 	t.Cleanup(func() { bs.Close() })
 
 	n := start(t, server.Config{Auth: server.AuthConfig{ConnectProxyURL: "http://" + bl.Addr().String() + "/auth"}})
-	c := n.mustDial(t, "", http.Header{"Cookie": {"sessionid=s3cret"}})
-	if u := userOf(t, c.expect("connection_established")); u != "django-7" {
+	c := n.MustDial(t, "", http.Header{"Cookie": {"sessionid=s3cret"}})
+	if u := wstest.UserOf(c.Expect("connection_established")); u != "django-7" {
 		t.Errorf("proxy user %q", u)
 	}
-	_, resp, err := n.dial(t, "", http.Header{"Cookie": {"sessionid=wrong"}})
+	_, resp, err := n.Dial(t, "", http.Header{"Cookie": {"sessionid=wrong"}})
 	if err == nil || resp == nil || resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("bad session: err %v resp %v", err, resp)
 	}
 	bs.Close()
-	_, resp, err = n.dial(t, "", http.Header{"Cookie": {"sessionid=s3cret"}})
+	_, resp, err = n.Dial(t, "", http.Header{"Cookie": {"sessionid=s3cret"}})
 	if err == nil || resp == nil || resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("backend down: want 401, got err %v resp %v", err, resp)
 	}
@@ -565,20 +411,20 @@ func TestTLS(t *testing.T) {
 	cert, key := selfSigned(t, dir)
 	n := start(t, server.Config{TLSCertFile: cert, TLSKeyFile: key})
 	d := websocket.Dialer{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, HandshakeTimeout: 5 * time.Second}
-	ws, _, err := d.Dial("wss://"+n.addr+"/ws", bearer(token(t, "tls", time.Hour, nil)))
+	ws, _, err := d.Dial("wss://"+n.Addr+"/ws", bearer(token(t, "tls", time.Hour, nil)))
 	if err != nil {
 		t.Fatalf("wss dial: %v", err)
 	}
 	defer ws.Close()
-	c := &conn{t: t, ws: ws}
-	if u := userOf(t, c.expect("connection_established")); u != "tls" {
+	c := wstestConn(t, ws)
+	if u := wstest.UserOf(c.Expect("connection_established")); u != "tls" {
 		t.Errorf("user %q", u)
 	}
-	c.send(map[string]any{"type": "subscribe", "id": "s", "room": "chat:tls"})
-	c.expect("subscribed")
-	c.send(map[string]any{"type": "message", "id": "m", "room": "chat:tls", "data": strings.Repeat("x", 3000)})
-	c.expect("message")
-	c.expect("ack")
+	c.Send(map[string]any{"type": "subscribe", "id": "s", "room": "chat:tls"})
+	c.Expect("subscribed")
+	c.Send(map[string]any{"type": "message", "id": "m", "room": "chat:tls", "data": strings.Repeat("x", 3000)})
+	c.Expect("message")
+	c.Expect("ack")
 }
 
 func selfSigned(t *testing.T, dir string) (string, string) {

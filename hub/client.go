@@ -36,6 +36,7 @@ type Client struct {
 	expiryTimer *time.Timer
 	expiryGen   int
 	violations  int
+	rpcInFlight int
 	bucket      bucket // touched only by HandleMessage (one goroutine)
 }
 
@@ -147,8 +148,8 @@ func (c *Client) HandleMessage(data []byte) {
 		c.refresh(ctx, env)
 	case protocol.TypeAuth:
 		c.sendError(protocol.Errorf(protocol.ErrBadRequest, env.ID, "this connection is already authenticated; use refresh to renew its token"))
-	case protocol.TypeRPC:
-		c.sendError(protocol.Errorf(protocol.ErrNotImplemented, env.ID, "%q is not enabled on this server", env.Type))
+	case protocol.TypeRPC, protocol.TypeJSONRPC:
+		c.rpcCall(env)
 	default:
 		if protocol.IsServerOnly(env.Type) {
 			c.sendError(protocol.Errorf(protocol.ErrUnknownType, env.ID, "type %q is sent by the server only", env.Type))

@@ -106,6 +106,15 @@ type Options struct {
 	// DefaultMaxBytesPerSecond).
 	MaxMessagesPerSecond int
 	MaxBytesPerSecond    int
+	// RPCTimeout bounds one RPC call. Default 10 s.
+	RPCTimeout time.Duration
+	// RPCFallback answers calls to methods without a handler (the
+	// standalone server's RPC proxy). nil: such calls get "method not
+	// found".
+	RPCFallback RPCHandler
+	// MaxRPCInFlight bounds the calls one connection may have running.
+	// Default 16.
+	MaxRPCInFlight int
 }
 
 // Namespace overrides the hub's room settings for one namespace.
@@ -172,6 +181,8 @@ type Hub struct {
 	ns       map[string]roomSettings
 	bansMu   sync.Mutex
 	bans     map[string]time.Time // user -> banned until
+	rpcMu    sync.RWMutex
+	rpc      map[string]RPCHandler
 }
 
 type roomShard struct {
@@ -226,8 +237,16 @@ func New(opts Options) (*Hub, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hub: default permissions: %w", err)
 	}
+	if opts.RPCTimeout <= 0 {
+		opts.RPCTimeout = DefaultRPCTimeout
+	}
+	if opts.MaxRPCInFlight <= 0 {
+		opts.MaxRPCInFlight = DefaultMaxRPCInFlight
+	}
 	h.opts = opts
 	h.bans = make(map[string]time.Time)
+	h.rpc = make(map[string]RPCHandler)
+	h.registerBuiltinRPC()
 	h.defaults = roomSettings{history: opts.History, presence: !opts.NoPresence, joinLeave: !opts.NoPresence && !opts.NoJoinLeave, perms: perms}
 	h.ns = make(map[string]roomSettings, len(opts.Namespaces))
 	for name, n := range opts.Namespaces {

@@ -30,7 +30,19 @@ type counters struct {
 
 	closesMu   sync.Mutex
 	closes     map[protocol.CloseCode]uint64
-	handshakes map[int]uint64 // by HTTP status (101 for accepted)
+	handshakes map[int]uint64    // by HTTP status (101 for accepted)
+	rpcCalls   map[string]uint64 // by outcome
+}
+
+// rpc counts an RPC call by outcome: ok, error, not_found, timeout,
+// backend_failure, rejected.
+func (s *counters) rpc(outcome string) {
+	s.closesMu.Lock()
+	if s.rpcCalls == nil {
+		s.rpcCalls = make(map[string]uint64)
+	}
+	s.rpcCalls[outcome]++
+	s.closesMu.Unlock()
 }
 
 // Stats is a snapshot of the hub's counters on this node.
@@ -55,6 +67,7 @@ type Stats struct {
 	Throttled               uint64            `json:"throttled"`
 	Closes                  map[string]uint64 `json:"closes"`     // by close code
 	Handshakes              map[string]uint64 `json:"handshakes"` // by HTTP status, 101 = accepted
+	RPCCalls                map[string]uint64 `json:"rpc_calls"`  // by outcome
 }
 
 // Stats returns a snapshot of this node's counters.
@@ -81,6 +94,7 @@ func (h *Hub) Stats() Stats {
 		Throttled:               s.throttled.Load(),
 		Closes:                  map[string]uint64{},
 		Handshakes:              map[string]uint64{},
+		RPCCalls:                map[string]uint64{},
 	}
 	s.closesMu.Lock()
 	for code, n := range s.closes {
@@ -88,6 +102,9 @@ func (h *Hub) Stats() Stats {
 	}
 	for status, n := range s.handshakes {
 		out.Handshakes[itoa(status)] = n
+	}
+	for outcome, n := range s.rpcCalls {
+		out.RPCCalls[outcome] = n
 	}
 	s.closesMu.Unlock()
 	return out

@@ -32,6 +32,11 @@ const (
 	TypeRPC         = "rpc"
 	TypeHistory     = "history"
 	TypePresence    = "presence"
+	// TypeJSONRPC marks a raw JSON-RPC 2.0 frame ({"jsonrpc": "2.0", "id",
+	// "method", "params"}, as the seeds' WebSocketRPC class sends): Decode
+	// gives it this type, its raw id in ID and the whole frame in Data,
+	// and the answer is a raw JSON-RPC response.
+	TypeJSONRPC = "jsonrpc"
 
 	// server -> client
 	TypeConnectionEstablished = "connection_established"
@@ -65,6 +70,7 @@ var serverOnly = map[string]bool{
 var clientRequests = map[string]bool{
 	TypePing: true, TypeSubscribe: true, TypeUnsubscribe: true, TypeSync: true,
 	TypeAuth: true, TypeRefresh: true, TypeRPC: true, TypeHistory: true, TypePresence: true,
+	TypeJSONRPC: true,
 }
 
 // IsReserved reports whether t is a protocol type rather than an
@@ -139,6 +145,9 @@ func Decode(b []byte) (*Envelope, error) {
 	}
 	var env Envelope
 	if err := json.Unmarshal(b, &env); err != nil {
+		if rpc, ok := decodeJSONRPC(b); ok {
+			return rpc, nil
+		}
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
 			return nil, Errorf(ErrBadRequest, peekID(b), "field %q must be %s", te.Field, jsonKind(te.Type.Kind().String()))
@@ -147,6 +156,9 @@ func Decode(b []byte) (*Envelope, error) {
 	}
 	switch {
 	case env.Type == "":
+		if rpc, ok := decodeJSONRPC(b); ok {
+			return rpc, nil
+		}
 		return nil, Errorf(ErrBadRequest, env.ID, "field \"type\" is required")
 	case len(env.Type) > MaxTypeLen || !isIdent(env.Type):
 		return nil, Errorf(ErrBadRequest, env.ID, "field \"type\" must be 1-%d characters of a-z, A-Z, 0-9, _, -, . or :", MaxTypeLen)
@@ -154,6 +166,26 @@ func Decode(b []byte) (*Envelope, error) {
 		return nil, Errorf(ErrBadRequest, "", "field \"id\" is longer than %d bytes", MaxIDLen)
 	}
 	return &env, nil
+}
+
+// JSONRPCRequest is a JSON-RPC 2.0 request.
+type JSONRPCRequest struct {
+	JSONRPC string          `json:"jsonrpc"`
+	ID      json.RawMessage `json:"id,omitempty"`
+	Method  string          `json:"method"`
+	Params  json.RawMessage `json:"params,omitempty"`
+}
+
+// decodeJSONRPC recognises a raw JSON-RPC 2.0 frame.
+func decodeJSONRPC(b []byte) (*Envelope, bool) {
+	if !bytes.Contains(b, []byte(`"jsonrpc"`)) {
+		return nil, false
+	}
+	var r JSONRPCRequest
+	if json.Unmarshal(b, &r) != nil || r.JSONRPC != "2.0" || len(r.ID) > MaxIDLen {
+		return nil, false
+	}
+	return &Envelope{Type: TypeJSONRPC, ID: string(r.ID), Data: append(json.RawMessage(nil), b...)}, true
 }
 
 func jsonKind(goKind string) string {
