@@ -499,7 +499,9 @@ func (eh *engineHandler) HandlePublication(room string, pub *engine.Publication)
 		// it has its own subscribed/unsubscribed answer.
 		skip = pub.ClientID
 	}
+	start := time.Now()
 	n := r.fanout(f, pub.Position, skip)
+	h.stats.fanout.observe(time.Since(start))
 	h.stats.messagesOut.Add(uint64(n))
 }
 

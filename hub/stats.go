@@ -3,6 +3,7 @@ package hub
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/switchboard-rt/switchboard/protocol"
 )
@@ -24,6 +25,7 @@ type counters struct {
 	slowConsumers    atomic.Uint64
 	recovered        atomic.Uint64
 	recoveryFailed   atomic.Uint64
+	fanout           histogram
 	authFailures     atomic.Uint64
 	forbidden        atomic.Uint64
 	throttled        atomic.Uint64
@@ -150,4 +152,39 @@ func (m Meter) Handshake(status int) {
 	}
 	s.handshakes[status]++
 	s.closesMu.Unlock()
+}
+
+// FanoutBuckets are the upper bounds, in seconds, of the fan-out latency
+// histogram: how long one publication's fan-out loop takes on this node,
+// from encoding to having queued it for every local recipient.
+var FanoutBuckets = [...]float64{0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5}
+
+// histogram is a fixed-bucket latency histogram with atomic counters, so
+// observing costs one add per publication and no lock.
+type histogram struct {
+	counts [len(FanoutBuckets) + 1]atomic.Uint64 // last: above every bound
+	sumNs  atomic.Uint64
+}
+
+func (hg *histogram) observe(d time.Duration) {
+	s := d.Seconds()
+	i := 0
+	for i < len(FanoutBuckets) && s > FanoutBuckets[i] {
+		i++
+	}
+	hg.counts[i].Add(1)
+	hg.sumNs.Add(uint64(d.Nanoseconds()))
+}
+
+// FanoutHistogram returns the fan-out latency histogram: cumulative counts
+// per bucket of FanoutBuckets, the total count and the sum in seconds.
+func (h *Hub) FanoutHistogram() (buckets map[float64]uint64, count uint64, sum float64) {
+	buckets = make(map[float64]uint64, len(FanoutBuckets))
+	var cum uint64
+	for i, ub := range FanoutBuckets {
+		cum += h.stats.fanout.counts[i].Load()
+		buckets[ub] = cum
+	}
+	count = cum + h.stats.fanout.counts[len(FanoutBuckets)].Load()
+	return buckets, count, float64(h.stats.fanout.sumNs.Load()) / 1e9
 }

@@ -13,13 +13,19 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"syscall"
 	"time"
 
+	"github.com/switchboard-rt/switchboard/api"
+	"github.com/switchboard-rt/switchboard/auth"
 	"github.com/switchboard-rt/switchboard/engine"
 	"github.com/switchboard-rt/switchboard/engine/memory"
 	"github.com/switchboard-rt/switchboard/hub"
+	"github.com/switchboard-rt/switchboard/metrics"
 	"github.com/switchboard-rt/switchboard/protocol"
+	"github.com/switchboard-rt/switchboard/rpcproxy"
 	"github.com/switchboard-rt/switchboard/transport"
 )
 
@@ -66,10 +72,102 @@ type Config struct {
 	DrainTimeout time.Duration
 	// NoDemo turns off the demo page at /.
 	NoDemo bool
+	// APIKey protects the server API at /api/ (sent as "Authorization:
+	// Bearer KEY"). Empty: the API answers loopback clients only, which
+	// suits one machine; set a key for anything else. See docs/api.md.
+	APIKey string
+	// Auth configures authentication; the zero value is none (every
+	// connection anonymous, allowed everything). See docs/security.md.
+	Auth AuthConfig
+	// Namespaces set per-namespace room settings and permissions.
+	Namespaces map[string]hub.Namespace
+	// MaxConnectionsPerUser caps one user's connections (4004 beyond).
+	MaxConnectionsPerUser int
+	// MaxMessagesPerSecond and MaxBytesPerSecond limit what one connection
+	// sends (error throttled; close 4004 when persistent). 0: no limit.
+	MaxMessagesPerSecond int
+	MaxBytesPerSecond    int
+	// HandshakeRate and HandshakeBurst limit handshakes per client IP
+	// (429 beyond). 0: no limit.
+	HandshakeRate  float64
+	HandshakeBurst int
+	// TrustedProxies (CIDRs) may name the client in X-Forwarded-For.
+	TrustedProxies []string
+	// RPCProxyURL forwards socket RPC calls without a registered handler
+	// to this backend URL (rpcproxy); RPCTimeout bounds a call (10 s).
+	RPCProxyURL string
+	RPCTimeout  time.Duration
+	// TLSCertFile and TLSKeyFile make Serve answer TLS (wss://).
+	TLSCertFile string
+	TLSKeyFile  string
 	// Engine overrides the engine (tests, embedders). Default: memory.
 	Engine engine.Engine
 	// Logger receives logs. Default: discard.
 	Logger *slog.Logger
+}
+
+// AuthConfig selects how connections authenticate.
+type AuthConfig struct {
+	// JWT verification (any key source enables it; see auth.JWTOptions).
+	JWTSecret         string
+	JWTPublicKeyFiles []string
+	JWTJWKSFile       string
+	JWTIssuer         string
+	JWTAudience       string
+	// ConnectProxyURL, instead of JWT, asks this backend URL about each
+	// handshake's cookies and headers (auth.ConnectProxy).
+	ConnectProxyURL     string
+	ConnectProxyTimeout time.Duration
+	// AllowAnonymous lets connections without credentials in as anonymous
+	// users when JWT or the connect proxy is configured.
+	AllowAnonymous bool
+	// TokenCookie names the cookie that may carry the token.
+	TokenCookie string
+	// Timeout is the auth-frame deadline (default 5 s); ExpiryLead is how
+	// long before expiry session_expiring is sent (default 30 s).
+	Timeout    time.Duration
+	ExpiryLead time.Duration
+}
+
+// Enabled reports whether any authentication is configured.
+func (a AuthConfig) Enabled() bool {
+	return a.JWTSecret != "" || len(a.JWTPublicKeyFiles) > 0 || a.JWTJWKSFile != "" || a.ConnectProxyURL != ""
+}
+
+// buildAuth returns the verifiers the config asks for.
+func buildAuth(a AuthConfig) (hub.AuthOptions, *auth.ConnectProxy, error) {
+	opts := hub.AuthOptions{AllowAnonymous: a.AllowAnonymous, Timeout: a.Timeout, ExpiryLead: a.ExpiryLead}
+	var proxy *auth.ConnectProxy
+	if a.ConnectProxyURL != "" {
+		u, err := url.Parse(a.ConnectProxyURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return opts, nil, fmt.Errorf("server: connect proxy URL %q is not an http(s) URL", a.ConnectProxyURL)
+		}
+		proxy = &auth.ConnectProxy{URL: a.ConnectProxyURL, Timeout: a.ConnectProxyTimeout}
+	}
+	if a.JWTSecret != "" || len(a.JWTPublicKeyFiles) > 0 || a.JWTJWKSFile != "" {
+		j, err := auth.NewJWT(auth.JWTOptions{
+			Secret: []byte(a.JWTSecret), PublicKeyFiles: a.JWTPublicKeyFiles, JWKSFile: a.JWTJWKSFile,
+			Issuer: a.JWTIssuer, Audience: a.JWTAudience,
+		})
+		if err != nil {
+			return opts, nil, fmt.Errorf("server: %w", err)
+		}
+		opts.Authenticator, opts.Subscriptions = j, j
+	} else if proxy != nil {
+		// Connections come in authenticated by the proxy; a pending one
+		// (never, unless anonymous) has no token to verify.
+		opts.Authenticator = refuseTokens{}
+	}
+	return opts, proxy, nil
+}
+
+// refuseTokens is the token verifier when only the connect proxy
+// authenticates: auth frames cannot log anyone in.
+type refuseTokens struct{}
+
+func (refuseTokens) Authenticate(context.Context, string) (*hub.Credentials, error) {
+	return nil, fmt.Errorf("this server authenticates with the connect proxy, not tokens")
 }
 
 // fileReserve is what MaxConnections leaves of the open-file limit for the
@@ -112,17 +210,46 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Engine == nil {
 		cfg.Engine = memory.New(memory.Options{})
 	}
+	authOpts, proxy, err := buildAuth(cfg.Auth)
+	if err != nil {
+		return nil, err
+	}
+	var trusted []netip.Prefix
+	for _, t := range cfg.TrustedProxies {
+		p, err := netip.ParsePrefix(t)
+		if err != nil {
+			a, aerr := netip.ParseAddr(t)
+			if aerr != nil {
+				return nil, fmt.Errorf("server: trusted proxy %q is not a CIDR or an IP address", t)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		trusted = append(trusted, p)
+	}
+	var rpcFallback hub.RPCHandler
+	if cfg.RPCProxyURL != "" {
+		if rpcFallback, err = rpcproxy.New(rpcproxy.Options{URL: cfg.RPCProxyURL, Timeout: cfg.RPCTimeout}); err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+	}
 	hopts := hub.Options{
-		Engine:            cfg.Engine,
-		Logger:            cfg.Logger,
-		MaxRoomsPerClient: cfg.MaxRoomsPerClient,
-		NoEcho:            cfg.NoEcho,
-		NoJoinLeave:       cfg.NoJoinLeave,
+		RPCFallback:           rpcFallback,
+		RPCTimeout:            cfg.RPCTimeout,
+		Auth:                  authOpts,
+		Namespaces:            cfg.Namespaces,
+		MaxConnectionsPerUser: cfg.MaxConnectionsPerUser,
+		MaxMessagesPerSecond:  cfg.MaxMessagesPerSecond,
+		MaxBytesPerSecond:     cfg.MaxBytesPerSecond,
+		Engine:                cfg.Engine,
+		Logger:                cfg.Logger,
+		MaxRoomsPerClient:     cfg.MaxRoomsPerClient,
+		NoEcho:                cfg.NoEcho,
+		NoJoinLeave:           cfg.NoJoinLeave,
 	}
 	switch {
 	case cfg.HistorySize < 0:
 		hopts.NoHistory = true
-	case cfg.HistorySize > 0 || cfg.HistoryTTL > 0:
+	case cfg.HistorySize > 0 || cfg.HistoryTTL != 0: // a negative TTL reaches hub.New, which refuses it
 		hopts.History = engine.HistoryPolicy{Size: cfg.HistorySize, TTL: cfg.HistoryTTL}
 		if hopts.History.Size == 0 {
 			hopts.History.Size = hub.DefaultHistorySize
@@ -132,10 +259,19 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Built before anything starts: a bad key fails New cleanly.
+	var keys []string
+	if cfg.APIKey != "" {
+		keys = []string{cfg.APIKey}
+	}
+	apiHandler, err := api.New(api.Options{Hub: h, Keys: keys, Logger: cfg.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	if err := h.Run(ctx); err != nil {
 		return nil, err
 	}
-	ws, err := transport.NewHandler(ctx, transport.Options{
+	topts := transport.Options{
 		Hub:                h,
 		Logger:             cfg.Logger,
 		AllowedOrigins:     cfg.AllowedOrigins,
@@ -148,7 +284,16 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		QueueMaxMessages:   cfg.QueueMaxMessages,
 		QueueMaxBytes:      cfg.QueueMaxBytes,
 		SlowConsumerPolicy: cfg.SlowConsumerPolicy,
-	})
+		Authenticator:      authOpts.Authenticator,
+		TokenCookie:        cfg.Auth.TokenCookie,
+		HandshakeRate:      cfg.HandshakeRate,
+		HandshakeBurst:     cfg.HandshakeBurst,
+		TrustedProxies:     trusted,
+	}
+	if proxy != nil {
+		topts.RequestAuthenticator = proxy
+	}
+	ws, err := transport.NewHandler(ctx, topts)
 	if err != nil {
 		return nil, err
 	}
@@ -164,12 +309,18 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
+		if ws.Draining() { // the hub closes only after the drain
+			writeError(w, http.StatusServiceUnavailable, "not_ready", "draining: the server is shutting down")
+			return
+		}
 		if err := h.Ready(ctx); err != nil {
 			writeError(w, http.StatusServiceUnavailable, "not_ready", err.Error())
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
+	mux.Handle("/api/", apiHandler)
+	mux.Handle("GET /metrics", apiHandler.Protect(metrics.Handler(h)))
 	if !cfg.NoDemo {
 		mux.HandleFunc("GET /{$}", demoPage)
 	}
@@ -201,7 +352,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		if s.cfg.TLSCertFile != "" || s.cfg.TLSKeyFile != "" {
+			errc <- srv.ServeTLS(ln, s.cfg.TLSCertFile, s.cfg.TLSKeyFile)
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("server: %w", err)
