@@ -246,7 +246,13 @@ func (c *Client) subscribe(ctx context.Context, env *protocol.Envelope, sync boo
 	if err != nil {
 		h.stats.engineErrors.Add(1)
 		m.release(protocol.StreamPosition{})
-		c.sendError(protocol.Errorf(protocol.ErrInternal, env.ID, "reading room history failed: %v", err))
+		if !wasMember { // undo the join: no half-made subscription
+			c.mu.Lock()
+			delete(c.rooms, env.Room)
+			c.mu.Unlock()
+			h.leave(c, env.Room)
+		}
+		c.sendError(protocol.Errorf(protocol.ErrInternal, env.ID, "subscribe failed, reading room history: %v", err))
 		return
 	}
 	data := SubscribedData{Members: members, Position: hist.Latest.EventID()}
@@ -308,6 +314,10 @@ func (c *Client) unsubscribe(env *protocol.Envelope) {
 	c.hub.left(env.Room, c)
 }
 
+// MinGlobalIDLen is the shortest publish id an anonymous connection may use
+// for deduplication across reconnects (a UUID has 36 characters).
+const MinGlobalIDLen = 16
+
 // AckData is the data of an `ack`.
 type AckData struct {
 	EventID   string `json:"event_id"`
@@ -332,11 +342,18 @@ func (c *Client) publish(ctx context.Context, env *protocol.Envelope) {
 	key := ""
 	if env.ID != "" {
 		// A re-sent publish (same id) is acknowledged again, not delivered
-		// again. Anonymous users get a new id per connection, so their key
-		// is the message id alone; clients generate unique ids (UUIDs).
-		if c.anonymous {
-			key = "c:" + env.ID
-		} else {
+		// again. An anonymous user gets a new id per connection, so a retry
+		// after a reconnect can only be matched by the message id itself:
+		// ids of MinGlobalIDLen or more (the SDKs send UUIDs) are treated
+		// as unique across connections; shorter ones ("1", "2", ...) are
+		// deduplicated within their connection only, so two clients
+		// counting from 1 do not swallow each other's messages.
+		switch {
+		case c.anonymous && len(env.ID) >= MinGlobalIDLen:
+			key = "g:" + env.ID
+		case c.anonymous:
+			key = "c:" + c.id + ":" + env.ID
+		default:
 			key = "u:" + strconv.Itoa(len(c.userID)) + ":" + c.userID + ":" + env.ID
 		}
 	}

@@ -23,8 +23,23 @@ type room struct {
 type member struct {
 	c         *Client
 	buffering atomic.Bool
-	mu        sync.Mutex // guards pending
-	pending   []pendingEvent
+	// start is the stream position the subscription began after: events at
+	// or before it were replayed or predate the subscription. An engine
+	// may deliver an event after Publish returned (a broker does), so its
+	// live copy can arrive after the history read that already included
+	// it; fan-out drops those.
+	start   atomic.Pointer[protocol.StreamPosition]
+	mu      sync.Mutex // guards pending
+	pending []pendingEvent
+}
+
+// seen reports whether pos is at or before the member's start.
+func (m *member) seen(pos protocol.StreamPosition) bool {
+	if pos.Offset == 0 {
+		return false // ephemeral events have no position
+	}
+	st := m.start.Load()
+	return st != nil && pos.Offset <= st.Offset && pos.Epoch == st.Epoch
 }
 
 type pendingEvent struct {
@@ -42,7 +57,7 @@ func (r *room) fanout(f *protocol.Frame, pos protocol.StreamPosition, skip strin
 	n := 0
 	r.mu.RLock()
 	for _, m := range r.members {
-		if skip != "" && m.c.id == skip {
+		if skip != "" && m.c.id == skip || m.seen(pos) {
 			continue
 		}
 		if m.buffering.Load() && m.park(pos, f) {
@@ -80,8 +95,11 @@ func (m *member) park(pos protocol.StreamPosition, f *protocol.Frame) bool {
 func (m *member) release(last protocol.StreamPosition) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if last.Epoch != "" {
+		m.start.Store(&last)
+	}
 	for _, p := range m.pending {
-		if p.pos.Epoch == last.Epoch && p.pos.Offset <= last.Offset && p.pos.Offset != 0 {
+		if m.seen(p.pos) {
 			continue // already part of the replayed history
 		}
 		m.c.sink.Send(p.f)

@@ -181,8 +181,10 @@ func decodeJSONRPC(b []byte) (*Envelope, bool) {
 	if !bytes.Contains(b, []byte(`"jsonrpc"`)) {
 		return nil, false
 	}
+	// The raw id and frame are passed on and echoed unchanged, so they must
+	// be valid UTF-8 (encoding/json would only repair decoded strings).
 	var r JSONRPCRequest
-	if json.Unmarshal(b, &r) != nil || r.JSONRPC != "2.0" || len(r.ID) > MaxIDLen {
+	if !utf8.Valid(b) || json.Unmarshal(b, &r) != nil || r.JSONRPC != "2.0" || len(r.ID) > MaxIDLen {
 		return nil, false
 	}
 	return &Envelope{Type: TypeJSONRPC, ID: string(r.ID), Data: append(json.RawMessage(nil), b...)}, true

@@ -59,6 +59,7 @@ type stream struct {
 	ring       []*engine.Publication // retained events, oldest at head
 	head, n    int
 	subscribed bool
+	dropped    bool // removed by the sweeper: callers holding it must look again
 	idem       map[string]idemEntry
 	policy     engine.HistoryPolicy // the last one Publish applied, for the sweeper
 }
@@ -114,6 +115,24 @@ func (e *Engine) stream(room string, create bool) *stream {
 	return s
 }
 
+// lockedStream returns the room's stream with its lock held, creating it
+// when create is set; nil if there is none. The sweeper may drop a stream
+// between the map lookup and the lock: a caller that went on using it would
+// subscribe or append to a stream no one else can reach, so look again.
+func (e *Engine) lockedStream(room string, create bool) *stream {
+	for {
+		s := e.stream(room, create)
+		if s == nil {
+			return nil
+		}
+		s.mu.Lock()
+		if !s.dropped {
+			return s
+		}
+		s.mu.Unlock()
+	}
+}
+
 // Publish implements engine.Engine.
 func (e *Engine) Publish(ctx context.Context, room string, pub *engine.Publication, opts engine.PublishOptions) (engine.PublishResult, error) {
 	if e.closed.Load() {
@@ -125,11 +144,10 @@ func (e *Engine) Publish(ctx context.Context, room string, pub *engine.Publicati
 	now := e.opts.Now()
 	pub.Time = now.UnixMilli()
 	if pub.Ephemeral {
-		s := e.stream(room, false)
+		s := e.lockedStream(room, false)
 		if s == nil {
 			return engine.PublishResult{}, nil
 		}
-		s.mu.Lock()
 		if s.subscribed {
 			e.deliver(room, pub)
 		}
@@ -137,8 +155,7 @@ func (e *Engine) Publish(ctx context.Context, room string, pub *engine.Publicati
 		return engine.PublishResult{}, nil
 	}
 
-	s := e.stream(room, true)
-	s.mu.Lock()
+	s := e.lockedStream(room, true)
 	defer s.mu.Unlock()
 	if opts.IdempotencyKey != "" {
 		if ent, ok := s.idem[opts.IdempotencyKey]; ok && ent.expires > now.UnixNano() {
@@ -232,8 +249,7 @@ func (e *Engine) History(ctx context.Context, room string, q engine.HistoryQuery
 	}
 	// Create the stream so its epoch is fixed from now on: a subscriber told
 	// "epoch E, offset 0" can later recover from that position.
-	s := e.stream(room, true)
-	s.mu.Lock()
+	s := e.lockedStream(room, true)
 	defer s.mu.Unlock()
 	if s.n > 0 && len(s.ring) > 0 {
 		s.expireLocked(policy, e.opts.Now())
@@ -275,8 +291,7 @@ func (e *Engine) Subscribe(ctx context.Context, room string) error {
 	if e.closed.Load() {
 		return engine.ErrClosed
 	}
-	s := e.stream(room, true)
-	s.mu.Lock()
+	s := e.lockedStream(room, true)
 	s.subscribed = true
 	s.mu.Unlock()
 	return nil
@@ -284,8 +299,7 @@ func (e *Engine) Subscribe(ctx context.Context, room string) error {
 
 // Unsubscribe implements engine.Engine.
 func (e *Engine) Unsubscribe(ctx context.Context, room string) error {
-	if s := e.stream(room, false); s != nil {
-		s.mu.Lock()
+	if s := e.lockedStream(room, false); s != nil {
 		s.subscribed = false
 		s.mu.Unlock()
 	}
@@ -353,6 +367,7 @@ func (e *Engine) sweep() {
 				s.expireLocked(s.policy, e.opts.Now())
 			}
 			if !s.subscribed && s.n == 0 && len(s.idem) == 0 {
+				s.dropped = true
 				delete(sh.streams, room)
 			}
 			s.mu.Unlock()
