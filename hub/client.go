@@ -37,6 +37,7 @@ type Client struct {
 	expiryGen   int
 	violations  int
 	rpcInFlight int
+	announced   bool   // OnConnect ran, so OnDisconnect will
 	bucket      bucket // touched only by HandleMessage (one goroutine)
 }
 
@@ -70,6 +71,7 @@ func (c *Client) Gone() {
 			t.Stop()
 		}
 	}
+	announced := c.announced
 	c.mu.Unlock()
 	for name := range rooms {
 		if c.hub.leave(c, name) {
@@ -77,6 +79,9 @@ func (c *Client) Gone() {
 		}
 	}
 	c.hub.remove(c)
+	if hook := c.hub.opts.Hooks.OnDisconnect; hook != nil && announced {
+		hook(c.connectionInfo())
+	}
 }
 
 func (c *Client) sendEnvelope(e *protocol.Envelope) {
@@ -201,6 +206,12 @@ func (c *Client) subscribe(ctx context.Context, env *protocol.Envelope, sync boo
 	}
 	if !sync && !c.maySubscribe(ctx, env) {
 		return
+	}
+	if hook := h.opts.Hooks.OnSubscribe; hook != nil && !sync {
+		if err := hook(ctx, c.connectionInfo(), env.Room); err != nil {
+			c.hookRefused(err, env.ID)
+			return
+		}
 	}
 	c.mu.Lock()
 	if c.gone {
@@ -338,6 +349,20 @@ func (c *Client) publish(ctx context.Context, env *protocol.Envelope) {
 	if !c.allowed(c.hub.settings(env.Room).perms.Publish, env.Room, false) {
 		c.violation(protocol.Errorf(protocol.ErrForbidden, env.ID, "not allowed to publish to room %q", env.Room))
 		return
+	}
+	if hook := c.hub.opts.Hooks.OnPublish; hook != nil {
+		data, err := hook(ctx, c.connectionInfo(), env.Room, env.Type, env.Data)
+		if err != nil {
+			c.hookRefused(err, env.ID)
+			return
+		}
+		if data != nil {
+			if !json.Valid(data) {
+				c.sendError(protocol.Errorf(protocol.ErrInternal, env.ID, "the publish hook returned invalid JSON"))
+				return
+			}
+			env.Data = data
+		}
 	}
 	key := ""
 	if env.ID != "" {

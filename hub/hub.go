@@ -115,6 +115,8 @@ type Options struct {
 	// MaxRPCInFlight bounds the calls one connection may have running.
 	// Default 16.
 	MaxRPCInFlight int
+	// Hooks let an embedding application watch and steer connections.
+	Hooks Hooks
 }
 
 // Namespace overrides the hub's room settings for one namespace.

@@ -55,6 +55,12 @@ func (c *Client) establish(creds *Credentials, ref string) {
 		}),
 	})
 	c.scheduleExpiry()
+	c.mu.Lock()
+	c.announced = true
+	c.mu.Unlock()
+	if hook := h.opts.Hooks.OnConnect; hook != nil {
+		hook(c.connectionInfo())
+	}
 }
 
 func expiresAtMillis(creds *Credentials) int64 {

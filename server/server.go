@@ -93,6 +93,9 @@ type Config struct {
 	HandshakeBurst int
 	// TrustedProxies (CIDRs) may name the client in X-Forwarded-For.
 	TrustedProxies []string
+	// Hooks let an embedding application watch and steer connections
+	// (see hub.Hooks).
+	Hooks hub.Hooks
 	// RPCProxyURL forwards socket RPC calls without a registered handler
 	// to this backend URL (rpcproxy); RPCTimeout bounds a call (10 s).
 	RPCProxyURL string
@@ -234,6 +237,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	hopts := hub.Options{
 		RPCFallback:           rpcFallback,
+		Hooks:                 cfg.Hooks,
 		RPCTimeout:            cfg.RPCTimeout,
 		Auth:                  authOpts,
 		Namespaces:            cfg.Namespaces,
