@@ -200,6 +200,7 @@ type snapshot struct {
 	Position string
 	Frames   int
 	Closed   bool
+	Banned   bool
 }
 
 func (e *env) snapshot(s *fakeSink, room string) snapshot {
@@ -211,7 +212,7 @@ func (e *env) snapshot(s *fakeSink, room string) snapshot {
 		e.t.Fatal(err)
 	}
 	_, closed := s.closeCode()
-	return snapshot{Stats: e.hub.Stats(), Rooms: rooms, History: page.Events, Position: page.Position, Frames: s.count(), Closed: closed}
+	return snapshot{Stats: e.hub.Stats(), Rooms: rooms, History: page.Events, Position: page.Position, Frames: s.count(), Closed: closed, Banned: e.hub.Banned("u1")}
 }
 
 // sample is a valid request to each route. The sample connection (user
@@ -235,6 +236,7 @@ func samples(connID string) map[string]sample {
 		"GET /api/stats":                        {"/api/stats", "", ""},
 		"POST /api/users/{user}/send":           {"/api/users/u1/send", `{"type":"notice","data":{}}`, `{"type":true}`},
 		"POST /api/users/{user}/disconnect":     {"/api/users/u1/disconnect", `{"code":4006}`, `{"code":"4006"}`},
+		"POST /api/users/{user}/ban":            {"/api/users/u1/ban", `{"seconds":60}`, `{"seconds":"60"}`},
 		"POST /api/connections/{id}/send":       {"/api/connections/" + connID + "/send", `{"data":1}`, `{"data":1,"type":{}}`},
 		"POST /api/connections/{id}/disconnect": {"/api/connections/" + connID + "/disconnect", `{"reason":"bye"}`, `{"reason":42}`},
 	}

@@ -9,11 +9,13 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
 
+	"github.com/switchboard-rt/switchboard/internal/wstest"
 	"github.com/switchboard-rt/switchboard/protocol"
 	"github.com/switchboard-rt/switchboard/server"
 )
@@ -333,5 +335,40 @@ func TestEndToEndAuth(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 403 {
 		t.Errorf("proxied request to a keyless node: %d, want 403", resp.StatusCode)
+	}
+}
+
+func TestBanEndToEnd(t *testing.T) {
+	n := wstest.Start(t, server.Config{})
+	c := n.MustDial(t, "", nil)
+	user := wstest.UserOf(c.Expect("connection_established"))
+	post := func(body string) (int, string) {
+		resp, err := http.Post("http://"+n.Addr+"/api/users/"+user+"/ban", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, bad := range []string{`{}`, `{"seconds":-1}`, `{"seconds":99999999999}`, `{"seconds":"10"}`} {
+		if status, body := post(bad); status != http.StatusBadRequest {
+			t.Errorf("ban %s: %d %s", bad, status, body)
+		}
+	}
+	if status, body := post(`{"seconds":60}`); status != http.StatusOK || !strings.Contains(body, "banned_until") {
+		t.Fatalf("ban: %d %s", status, body)
+	}
+	if code := c.Closed(); code != 4004 {
+		t.Errorf("banned user's connection closed with %d, want 4004", code)
+	}
+	if !n.Srv.Hub.Banned(user) {
+		t.Error("user not banned")
+	}
+	if status, body := post(`{"seconds":0}`); status != http.StatusOK || body != "{\"banned_until\":0}\n" {
+		t.Errorf("lift: %d %q", status, body)
+	}
+	if n.Srv.Hub.Banned(user) {
+		t.Error("ban not lifted")
 	}
 }

@@ -198,6 +198,8 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		"Recipients":        recipients{},
 		"DisconnectRequest": disconnectRequest{},
 		"DisconnectAnswer":  disconnectAnswer{},
+		"BanRequest":        banRequest{},
+		"BanAnswer":         banAnswer{},
 		"Accepted":          accepted{},
 		"RoomList":          roomList{},
 		"RoomInfo":          hub.RoomInfo{},

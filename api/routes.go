@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/switchboard-rt/switchboard/engine"
 	"github.com/switchboard-rt/switchboard/hub"
@@ -28,6 +29,7 @@ func routeTable() []route {
 		{http.MethodGet, "/api/stats", (*Handler).stats},
 		{http.MethodPost, "/api/users/{user}/send", (*Handler).userSend},
 		{http.MethodPost, "/api/users/{user}/disconnect", (*Handler).userDisconnect},
+		{http.MethodPost, "/api/users/{user}/ban", (*Handler).userBan},
 		{http.MethodPost, "/api/connections/{id}/send", (*Handler).connSend},
 		{http.MethodPost, "/api/connections/{id}/disconnect", (*Handler).connDisconnect},
 	}
@@ -315,6 +317,50 @@ func (h *Handler) userDisconnect(w http.ResponseWriter, r *http.Request) *apiErr
 		return hubError(err)
 	}
 	writeJSON(w, http.StatusOK, disconnectAnswer{n})
+	return nil
+}
+
+// banRequest is the body of POST /api/users/{user}/ban.
+type banRequest struct {
+	// Seconds the ban lasts; 0 lifts a ban.
+	Seconds *int64 `json:"seconds"`
+}
+
+// banAnswer says until when the user is banned (Unix ms; 0: not banned).
+type banAnswer struct {
+	BannedUntil int64 `json:"banned_until"`
+}
+
+// maxBanSeconds caps a ban at a year; longer is a job for the identity
+// provider, not a real-time server's memory.
+const maxBanSeconds = 365 * 24 * 3600
+
+func (h *Handler) userBan(w http.ResponseWriter, r *http.Request) *apiError {
+	user := r.PathValue("user")
+	if _, e := query(r); e != nil {
+		return e
+	}
+	if e := checkID("user id", user, maxUserIDLen); e != nil {
+		return e
+	}
+	var req banRequest
+	if e := h.decodeBody(w, r, &req, false); e != nil {
+		return e
+	}
+	if req.Seconds == nil || *req.Seconds < 0 || *req.Seconds > maxBanSeconds {
+		return errorf(http.StatusBadRequest, protocol.ErrBadRequest, "field \"seconds\" must be 0 (lift the ban) to %d", maxBanSeconds)
+	}
+	ctx, cancel := h.ctx(r)
+	defer cancel()
+	d := time.Duration(*req.Seconds) * time.Second
+	if err := h.hub.Ban(ctx, user, d); err != nil {
+		return hubError(err)
+	}
+	var until int64
+	if d > 0 {
+		until = time.Now().Add(d).UnixMilli()
+	}
+	writeJSON(w, http.StatusOK, banAnswer{until})
 	return nil
 }
 
