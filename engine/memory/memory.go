@@ -255,12 +255,12 @@ func (e *Engine) History(ctx context.Context, room string, q engine.HistoryQuery
 		s.expireLocked(policy, e.opts.Now())
 	}
 	res := engine.HistoryResult{Latest: protocol.StreamPosition{Offset: s.offset, Epoch: s.epoch}}
-	events := s.snapshotLocked()
 	if q.Since == (protocol.StreamPosition{}) {
-		if q.Limit > 0 && len(events) > q.Limit {
-			events = events[len(events)-q.Limit:]
+		from := 0
+		if q.Limit > 0 && s.n > q.Limit {
+			from = s.n - q.Limit
 		}
-		res.Publications, res.Complete = events, true
+		res.Publications, res.Complete = s.rangeLocked(from, s.n-from), true
 		return res, nil
 	}
 	if q.Since.Epoch != s.epoch || q.Since.Offset > s.offset {
@@ -270,20 +270,33 @@ func (e *Engine) History(ctx context.Context, room string, q engine.HistoryQuery
 		res.Complete = true
 		return res, nil
 	}
-	// Events after Since: the first retained one must be Since+1.
-	i := 0
-	for i < len(events) && events[i].Position.Offset <= q.Since.Offset {
-		i++
-	}
-	events = events[i:]
-	if len(events) == 0 || events[0].Position.Offset != q.Since.Offset+1 {
+	// The retained events have consecutive offsets (a publish without
+	// history clears the ring), so Since+1 is found by arithmetic; it must
+	// still be retained.
+	if s.n == 0 {
 		return res, nil
 	}
-	if q.Limit > 0 && len(events) > q.Limit {
-		events = events[:q.Limit]
+	first := s.ring[s.head].Position.Offset
+	if q.Since.Offset+1 < first {
+		return res, nil
 	}
-	res.Publications, res.Complete = events, true
+	from := int(q.Since.Offset + 1 - first)
+	count := s.n - from
+	if q.Limit > 0 && count > q.Limit {
+		count = q.Limit
+	}
+	res.Publications, res.Complete = s.rangeLocked(from, count), true
 	return res, nil
+}
+
+// rangeLocked copies count retained events starting at index from (0 is
+// the oldest), without copying the rest of the ring.
+func (s *stream) rangeLocked(from, count int) []*engine.Publication {
+	out := make([]*engine.Publication, count)
+	for i := range out {
+		out[i] = s.ring[(s.head+from+i)%len(s.ring)]
+	}
+	return out
 }
 
 // Subscribe implements engine.Engine.
