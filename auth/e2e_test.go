@@ -448,3 +448,20 @@ func selfSigned(t *testing.T, dir string) (string, string) {
 	os.WriteFile(kp, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
 	return cp, kp
 }
+
+// TestOversizedHeaders: a handshake with more header bytes than the
+// server reads (16 KiB) is refused by Go's HTTP server with 431 before any
+// handler runs; the node keeps serving others.
+func TestOversizedHeaders(t *testing.T) {
+	n := start(t, server.Config{})
+	h := bearer(token(t, "big", time.Hour, nil))
+	h.Set("X-Padding", strings.Repeat("a", 20<<10))
+	_, resp, err := n.Dial(t, "", h)
+	if err == nil {
+		t.Fatal("connected with 20 KiB of headers")
+	}
+	if resp == nil || resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("want 431, got %v (%v)", resp, err)
+	}
+	n.MustDial(t, "", bearer(token(t, "small", time.Hour, nil))).Expect("connection_established")
+}
