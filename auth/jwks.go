@@ -66,6 +66,15 @@ func b64int(s string) (*big.Int, error) {
 	return new(big.Int).SetBytes(b), nil
 }
 
+// b64fixed decodes a base64url field element of exactly n bytes.
+func b64fixed(s string, n int) ([]byte, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || len(b) != n {
+		return nil, fmt.Errorf("want %d bytes in base64url", n)
+	}
+	return b, nil
+}
+
 func (k jwk) publicKey() (any, error) {
 	switch k.Kty {
 	case "RSA":
@@ -82,17 +91,18 @@ func (k jwk) publicKey() (any, error) {
 		if k.Crv != "P-256" {
 			return nil, fmt.Errorf("curve %q: ES256 needs P-256", k.Crv)
 		}
-		x, err := b64int(k.X)
+		x, err := b64fixed(k.X, 32)
 		if err != nil {
 			return nil, fmt.Errorf("x: %w", err)
 		}
-		y, err := b64int(k.Y)
+		y, err := b64fixed(k.Y, 32)
 		if err != nil {
 			return nil, fmt.Errorf("y: %w", err)
 		}
-		pub := &ecdsa.PublicKey{Curve: elliptic.P256(), X: x, Y: y}
-		if !pub.Curve.IsOnCurve(x, y) { //nolint:staticcheck // the point check is what we want here
-			return nil, fmt.Errorf("point is not on P-256")
+		// Parsing the uncompressed point checks that it is on the curve.
+		pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), append(append([]byte{4}, x...), y...))
+		if err != nil {
+			return nil, fmt.Errorf("point is not on P-256: %w", err)
 		}
 		return pub, nil
 	}

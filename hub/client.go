@@ -110,14 +110,15 @@ func (c *Client) sendError(e *protocol.Error) {
 func (c *Client) HandleMessage(data []byte) {
 	h := c.hub
 	h.stats.messagesIn.Add(1)
-	if !c.bucket.take(len(data), time.Now()) {
+	if now := time.Now(); !c.bucket.take(len(data), now) {
 		h.stats.throttled.Add(1)
-		if c.bucket.strikes > maxStrikes {
+		if c.bucket.abusive(now) {
 			c.sink.Close(protocol.NewDisconnect(protocol.CloseBanned, "message rate limit exceeded persistently"))
 			return
 		}
-		c.sendEnvelope(&protocol.Envelope{Type: protocol.TypeError, Data: protocol.EncodeData(
-			protocol.Errorf(protocol.ErrThrottled, peekRef(data), "over the message rate limit; slow down (message dropped)"))})
+		ref := peekRef(data)
+		c.sendEnvelope(&protocol.Envelope{Type: protocol.TypeError, ID: ref, Data: protocol.EncodeData(
+			protocol.Errorf(protocol.ErrThrottled, ref, "over the message rate limit; slow down (message dropped)"))})
 		return
 	}
 	env, err := protocol.Decode(data)
@@ -268,17 +269,19 @@ func (c *Client) subscribe(ctx context.Context, env *protocol.Envelope, sync boo
 	}
 	data := SubscribedData{Members: members, Position: hist.Latest.EventID()}
 	last := hist.Latest
+	var replay []*protocol.Frame
 	if recover {
 		ok := hist.Complete
-		data.Recovered = &ok
 		if ok {
-			data.Replayed = len(hist.Publications)
+			replay, ok = h.replayFrames(env.Room, hist.Publications)
 		}
+		data.Recovered = &ok
+		data.Replayed = len(replay)
 	}
 	c.sendEnvelope(&protocol.Envelope{Type: protocol.TypeSubscribed, ID: env.ID, Room: env.Room, Data: protocol.EncodeData(data)})
-	if recover && hist.Complete {
-		for _, pub := range hist.Publications {
-			c.sink.Send(protocol.NewFrame(encodePublication(env.Room, pub)))
+	if recover && *data.Recovered {
+		for _, f := range replay {
+			c.sink.Send(f)
 		}
 		h.stats.recovered.Add(1)
 	} else if recover {

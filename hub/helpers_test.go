@@ -199,15 +199,3 @@ func errorsOf(t *testing.T, s *fakeSink) []protocol.Error {
 	}
 	return out
 }
-
-// waitUntil polls cond for at most 5 s.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}

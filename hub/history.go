@@ -77,13 +77,41 @@ func (h *Hub) History(ctx context.Context, room string, req HistoryRequest) (His
 		return HistoryPage{}, fmt.Errorf("hub: history of %q: %w", room, err)
 	}
 	page := HistoryPage{Events: make([]json.RawMessage, 0, len(res.Publications)), Position: res.Latest.EventID(), Complete: res.Complete}
-	for _, pub := range res.Publications {
-		page.Events = append(page.Events, encodePublication(room, pub))
+	size := 0
+	for i, pub := range res.Publications {
+		ev := encodePublication(room, pub)
+		// A page must fit in the connection's outbound queue with room to
+		// spare; the rest comes on the next page.
+		if size += len(ev); i > 0 && size > h.opts.MaxReplayBytes {
+			res.Publications = res.Publications[:i]
+			break
+		}
+		page.Events = append(page.Events, ev)
 	}
 	if n := len(res.Publications); n > 0 && q.Since != (protocol.StreamPosition{}) {
 		page.HasMore = res.Publications[n-1].Position.Offset < res.Latest.Offset
 	}
 	return page, nil
+}
+
+// replayFrames encodes missed events for a recovering subscription. ok is
+// false when they would not fit in MaxReplayBytes or MaxReplayMessages:
+// queueing them would only close the client as a slow consumer, and it
+// would come back to the same replay; recovered:false tells it to reload
+// its state (paging the history) instead.
+func (h *Hub) replayFrames(room string, pubs []*engine.Publication) ([]*protocol.Frame, bool) {
+	if len(pubs) > h.opts.MaxReplayMessages {
+		return nil, false
+	}
+	frames := make([]*protocol.Frame, len(pubs))
+	size := 0
+	for i, pub := range pubs {
+		frames[i] = protocol.NewFrame(encodePublication(room, pub))
+		if size += len(frames[i].JSON); size > h.opts.MaxReplayBytes {
+			return nil, false
+		}
+	}
+	return frames, true
 }
 
 func (c *Client) history(ctx context.Context, env *protocol.Envelope) {

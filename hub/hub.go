@@ -117,6 +117,13 @@ type Options struct {
 	MaxRPCInFlight int
 	// Hooks let an embedding application watch and steer connections.
 	Hooks Hooks
+	// MaxReplayBytes and MaxReplayMessages bound what one recovery replays
+	// and one history page holds, so that neither overflows the client's
+	// outbound queue (set them below the transport's queue bounds).
+	// Beyond them recovery answers recovered:false and history pages end
+	// early with has_more. Defaults 512 KiB and 512 events.
+	MaxReplayBytes    int
+	MaxReplayMessages int
 }
 
 // Namespace overrides the hub's room settings for one namespace.
@@ -158,6 +165,9 @@ const (
 	// sends, low enough that one connection cannot take a core.
 	DefaultMaxMessagesPerSecond = 200
 	DefaultMaxBytesPerSecond    = 1 << 20
+	// Half of the transport's default queue bounds (1 MiB, 1024 messages).
+	DefaultMaxReplayBytes    = 512 << 10
+	DefaultMaxReplayMessages = 512
 )
 
 // numShards spreads rooms and connections over independent locks.
@@ -241,6 +251,12 @@ func New(opts Options) (*Hub, error) {
 	}
 	if opts.RPCTimeout <= 0 {
 		opts.RPCTimeout = DefaultRPCTimeout
+	}
+	if opts.MaxReplayBytes <= 0 {
+		opts.MaxReplayBytes = DefaultMaxReplayBytes
+	}
+	if opts.MaxReplayMessages <= 0 {
+		opts.MaxReplayMessages = DefaultMaxReplayMessages
 	}
 	if opts.MaxRPCInFlight <= 0 {
 		opts.MaxRPCInFlight = DefaultMaxRPCInFlight

@@ -339,7 +339,8 @@ type bucket struct {
 	msgRate, byteRate float64 // per second; 0: unlimited
 	msgs, bytes       float64
 	last              time.Time
-	strikes           int // throttled messages in a row-ish (decays)
+	refused           int       // refused messages in the current streak, net of passed ones
+	streakStart       time.Time // when the current streak of refusals began
 }
 
 func (b *bucket) init(msgsPerSec, bytesPerSec int, now time.Time) {
@@ -369,23 +370,34 @@ func (b *bucket) take(n int, now time.Time) bool {
 			ok = false
 		}
 	}
-	if ok {
-		if b.msgRate > 0 {
-			b.msgs--
+	if !ok {
+		if b.refused == 0 {
+			b.streakStart = now
 		}
-		if b.byteRate > 0 {
-			b.bytes -= float64(n)
-		}
-		if b.strikes > 0 {
-			b.strikes--
-		}
-	} else {
-		b.strikes += 2
+		b.refused++
+		return false
 	}
-	return ok
+	if b.msgRate > 0 {
+		b.msgs--
+	}
+	if b.byteRate > 0 {
+		b.bytes -= float64(n)
+	}
+	if b.refused > 0 {
+		b.refused--
+	}
+	return true
 }
 
-// maxStrikes is how far over its limits a connection may keep pushing
-// before it is closed with 4004: about 50 refused messages net of passed
-// ones.
-const maxStrikes = 100
+// abusive reports a connection that keeps sending over its limits: more
+// than persistentRefusals refused (net of passed) over persistentFor. A
+// single burst is only throttled; a client that ignores the throttled
+// errors for seconds is closed with 4004.
+func (b *bucket) abusive(now time.Time) bool {
+	return b.refused > persistentRefusals && now.Sub(b.streakStart) >= persistentFor
+}
+
+const (
+	persistentRefusals = 50
+	persistentFor      = 3 * time.Second
+)

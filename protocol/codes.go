@@ -78,14 +78,14 @@ func (c CloseCode) Info() (CloseInfo, bool) {
 }
 
 // Reconnect reports whether a client should reconnect after this code.
-// Unknown codes in the 1000 range are treated as transient (reconnect), as a
-// network failure would be; unknown 4xxx codes are application decisions and
-// are not retried.
+// Unknown codes below 3000 (the protocol's range, 1006 included) are treated
+// as transient, as a network failure would be; unknown codes from 3000
+// (libraries' and applications' ranges) are decisions and are not retried.
 func (c CloseCode) Reconnect() bool {
 	if ci, ok := c.Info(); ok {
 		return ci.Reconnect
 	}
-	return c < 4000
+	return c < 3000
 }
 
 // String returns the code's name, or its number.

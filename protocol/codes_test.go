@@ -97,6 +97,9 @@ func TestReconnectAdvice(t *testing.T) {
 		{CloseHeartbeatTimeout, true},
 		{1006, true},  // abnormal closure (network): transient
 		{1014, true},  // unknown 1xxx: transient
+		{2999, true},  // last of the protocol's range
+		{3000, false}, // libraries' range: a decision, not retried
+		{3999, false},
 		{4999, false}, // unknown application code: not retried
 		{4002, false},
 	}

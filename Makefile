@@ -1,0 +1,65 @@
+# Switchboard developer targets. `make test` is the one command that runs
+# every check; .ci/run runs exactly it.
+
+GO ?= go
+# A fresh Debian machine has Go in /usr/local/go/bin but not on PATH.
+export PATH := $(PATH):/usr/local/go/bin
+
+# staticcheck is run from its module at a pinned version (no tools.go, no
+# go.mod entry); v0.8.2 supports Go 1.26.
+STATICCHECK_VERSION ?= v0.8.2
+# How long each fuzz target runs under `make fuzz`.
+FUZZTIME ?= 10s
+# Bounds `go test -race`; well inside CI's 30 minutes (a full run took
+# about 2.5 minutes on the 2-core development machine).
+TEST_TIMEOUT ?= 15m
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# Extra flags for `make run`, e.g. make run ARGS='--listen :9090 --compression'.
+ARGS ?=
+
+.PHONY: all test vet fmt-check lint unit js build run fuzz clean
+
+all: test
+
+## test: vet, gofmt check, staticcheck, every Go test with the race detector,
+## then the JavaScript SDK's tests (unit, against the real server, and in
+## headless Chromium)
+test: vet fmt-check lint unit js
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out="$$(gofmt -l .)"; \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+lint:
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+unit:
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+js:
+	cd clients/js && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm test
+
+## build: bin/switchboard
+build:
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/switchboard ./cmd/switchboard
+
+## run: a node on :8080 with the demo page at http://localhost:8080
+run:
+	$(GO) run ./cmd/switchboard serve $(ARGS)
+
+## fuzz: every Fuzz target in the module, FUZZTIME each
+# `go test -list` prints a package's matching names, then its "ok <pkg>" line.
+fuzz:
+	@list="$$($(GO) test -list '^Fuzz' ./...)" || { echo "$$list"; exit 1; }; \
+	targets="$$(echo "$$list" | awk '/^Fuzz/ { n = n " " $$1; next } /^ok/ { split(n, a, " "); for (i in a) print $$2 " " a[i] } { n = "" }')"; \
+	if [ -z "$$targets" ]; then echo "no fuzz targets"; exit 0; fi; \
+	echo "$$targets" | while read -r pkg name; do \
+		echo "== $$name ($$pkg, $(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) "$$pkg" || exit 1; \
+	done
+
+clean:
+	rm -rf bin

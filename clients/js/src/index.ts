@@ -1,0 +1,24 @@
+// Switchboard client: one WebSocket connection that survives network
+// failures and server restarts, with rooms that recover missed events.
+export { Client } from './client';
+export type {
+  State,
+  ClientOptions,
+  ClientEvents,
+  ConnectionInfo,
+  CloseDetail,
+  Ack,
+  RequestOptions,
+  PublishOptions,
+  HistoryOptions,
+  HistoryPage,
+  PresenceInfo,
+  WebSocketLike,
+  WebSocketConstructor,
+} from './client';
+export { Subscription } from './subscription';
+export type { SubscribedData, SubscriptionEvents, SubscriptionState } from './subscription';
+export { SwitchboardError, Emitter } from './emitter';
+export type { Envelope } from './emitter';
+export { closeInfo, closeCodes, backoffDelay } from './codes';
+export type { CloseInfo, BackoffOptions } from './codes';
