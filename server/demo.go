@@ -1,17 +1,241 @@
 package server
 
 import (
-	_ "embed"
+	"context"
+	"embed"
+	"encoding/json"
+	"fmt"
 	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/switchboard-rt/switchboard/api"
+	"github.com/switchboard-rt/switchboard/hub"
 )
 
-//go:embed web/index.html
-var demoHTML []byte
+// The SDK bundle is built from clients/js and committed, so that a plain
+// `go build` embeds it; TestEmbeddedSDKIsFresh checks it against a fresh
+// build. Refresh it with `go generate ./server` after `npm ci` in clients/js.
+//
+//go:generate node web/build-sdk.mjs web/switchboard.min.js
 
-// demoPage serves the small chat page that shows a newcomer the server
-// works: it speaks docs/protocol.md with the browser's own WebSocket.
-func demoPage(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self' ws: wss:")
-	_, _ = w.Write(demoHTML)
+//go:embed web/index.html web/demo.js web/demo.css web/switchboard.min.js
+var demoFiles embed.FS
+
+// demoPageCSP allows the page's own scripts, styles and WebSocket and
+// nothing else: no inline script, no third-party origin.
+const demoPageCSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+
+// Demo publishing limits: the publish button is open to every visitor the
+// access rule admits, so it is rate-limited for the whole node, and it can
+// only advance a fixed script in the demo's own rooms.
+const (
+	demoPublishRate  = 2  // steps per second, sustained
+	demoPublishBurst = 10 // steps at once
+	demoRoomPrefix   = "demo-match:"
+)
+
+// demoMatches are the demo's fixtures, by id.
+var demoMatches = map[string][2]string{
+	"1": {"Rovers", "United"},
+	"2": {"City", "Athletic"},
+	"3": {"Wanderers", "Rangers"},
+}
+
+// demo serves the demo page at / and its publish button.
+type demo struct {
+	hub    *hub.Hub
+	keyed  bool // an API key is configured: the button needs it
+	api    *api.Handler
+	bucket tokenBucket
+
+	mu   sync.Mutex
+	step map[string]int // next script step per match
+}
+
+// mountDemo adds the demo page, its assets, the SDK bundle and the publish
+// button's endpoint to mux.
+func mountDemo(mux *http.ServeMux, h *hub.Hub, apiHandler *api.Handler, apiKey bool) {
+	d := &demo{hub: h, keyed: apiKey, api: apiHandler, step: map[string]int{},
+		bucket: tokenBucket{rate: demoPublishRate, burst: demoPublishBurst}}
+	mux.Handle("GET /{$}", staticFile("web/index.html", "text/html; charset=utf-8"))
+	mux.Handle("GET /demo/demo.js", staticFile("web/demo.js", "text/javascript; charset=utf-8"))
+	mux.Handle("GET /demo/demo.css", staticFile("web/demo.css", "text/css; charset=utf-8"))
+	// The SDK's ESM browser bundle, where its README says a page without a
+	// bundler finds it.
+	mux.Handle("GET /switchboard.min.js", staticFile("web/switchboard.min.js", "text/javascript; charset=utf-8"))
+	var publish http.Handler = http.HandlerFunc(d.publish)
+	if apiKey {
+		publish = apiHandler.Protect(publish)
+	}
+	mux.Handle("POST /demo/matches/{id}/next", sameOrigin(publish))
+}
+
+// staticFile serves one embedded file with the demo's security headers.
+func staticFile(name, contentType string) http.Handler {
+	b, err := demoFiles.ReadFile(name)
+	if err != nil {
+		panic(fmt.Sprintf("server: embedded file %s is missing: %v", name, err)) // a build defect, caught by every test
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hdr := w.Header()
+		hdr.Set("Content-Type", contentType)
+		hdr.Set("Content-Security-Policy", demoPageCSP)
+		hdr.Set("X-Content-Type-Options", "nosniff")
+		hdr.Set("Referrer-Policy", "no-referrer")
+		hdr.Set("Cache-Control", "no-cache")
+		_, _ = w.Write(b)
+	})
+}
+
+// sameOrigin refuses requests that a browser sent from another origin: a
+// page elsewhere must not make a visitor's browser press the button.
+// Requests without Origin (curl, scripts) pass to the next check.
+func sameOrigin(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if o := r.Header.Get("Origin"); o != "" && o != "http://"+r.Host && o != "https://"+r.Host {
+			writeError(w, http.StatusForbidden, "forbidden", "cross-origin request refused: the demo accepts requests from its own page only")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// demoEvent is one event of the script.
+type demoEvent struct {
+	Type string
+	Data map[string]any
+}
+
+// demoScript returns the steps of a match between home and away, each
+// one or two events; the button publishes one step a press and loops.
+func demoScript(id, home, away string) [][]demoEvent {
+	score := func(h, a int) map[string]int { return map[string]int{"home": h, "away": a} }
+	com := func(min int, text string) demoEvent {
+		return demoEvent{"commentary", map[string]any{"match_id": id, "minute": min, "text": text}}
+	}
+	upd := func(min, h, a int, status string) demoEvent {
+		return demoEvent{"score_update", map[string]any{"match_id": id, "minute": min, "score": score(h, a), "status": status}}
+	}
+	data := func(min, h, a int, status string) demoEvent {
+		return demoEvent{"match_data", map[string]any{"match_id": id, "home_team": home, "away_team": away, "minute": min, "score": score(h, a), "status": status}}
+	}
+	return [][]demoEvent{
+		{data(0, 0, 0, "live"), com(0, "Kick-off! "+home+" get us under way.")},
+		{com(12, away+" win a corner; it is cleared at the near post.")},
+		{upd(23, 1, 0, "live"), com(23, "GOAL! "+home+" lead with a header from a corner.")},
+		{upd(45, 1, 0, "half_time"), com(45, "Half-time: "+home+" 1, "+away+" 0.")},
+		{upd(46, 1, 0, "live"), com(46, away+" restart the second half.")},
+		{upd(61, 1, 1, "live"), com(61, "GOAL! "+away+" level with a low shot into the corner.")},
+		{com(77, "Yellow card for "+away+"'s captain after a late tackle.")},
+		{upd(88, 2, 1, "live"), com(88, "GOAL! "+home+" win it late on the counter-attack.")},
+		{data(90, 2, 1, "full_time"), com(90, "Full time: "+home+" 2, "+away+" 1.")},
+	}
+}
+
+// publishAnswer is the answer of the publish button.
+type publishAnswer struct {
+	Room   string           `json:"room"`
+	Step   int              `json:"step"`
+	Events []publishedEvent `json:"events"`
+}
+
+type publishedEvent struct {
+	Type    string `json:"type"`
+	EventID string `json:"event_id"`
+}
+
+// publish advances match {id} by one script step and publishes its events
+// to demo-match:{id} through the hub, as the HTTP API does.
+func (d *demo) publish(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	teams, ok := demoMatches[id]
+	if !ok {
+		writeError(w, http.StatusNotFound, "not_found", "no demo match "+strconv.Quote(id)+" (the demo has matches 1, 2 and 3)")
+		return
+	}
+	if !d.keyed {
+		// Without an API key the button works from this machine only, by
+		// the same rule as the API (see localRequest).
+		if msg := localRequest(r); msg != "" {
+			writeError(w, http.StatusForbidden, "forbidden", msg)
+			return
+		}
+	}
+	if !d.bucket.take(time.Now()) {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusTooManyRequests, "throttled", "the demo publishes at most 2 steps a second; try again in a moment")
+		return
+	}
+	// A visitor who goes away mid-step must not leave half a step
+	// published: the publishes outlive the request.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
+	defer cancel()
+	d.mu.Lock()
+	defer d.mu.Unlock() // held across the publishes: concurrent presses keep the script in order
+	steps := demoScript(id, teams[0], teams[1])
+	step := d.step[id] % len(steps)
+	d.step[id] = step + 1
+	ans := publishAnswer{Room: demoRoomPrefix + id, Step: step}
+	for _, ev := range steps[step] {
+		data, err := json.Marshal(ev.Data)
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, "internal", err.Error())
+			return
+		}
+		res, err := d.hub.Publish(ctx, ans.Room, ev.Type, data, hub.PublishOptions{})
+		if err != nil {
+			writeError(w, http.StatusServiceUnavailable, "unavailable", "publish failed: "+err.Error())
+			return
+		}
+		ans.Events = append(ans.Events, publishedEvent{ev.Type, res.EventID})
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, ans)
+}
+
+// localRequest applies the API's rule for a node without a key (TCP peer
+// on loopback, no proxy headers, a loopback Host), except that a
+// same-origin browser request is allowed: sameOrigin has already refused
+// the others. It returns why a request is refused, or "".
+func localRequest(r *http.Request) string {
+	const fix = "; set an API key (--api-key) and enter it on the page to publish from elsewhere"
+	if !loopbackAddr(r.RemoteAddr) {
+		return "no API key is configured, so the demo publishes for visitors on this machine only" + fix
+	}
+	for _, k := range []string{"Forwarded", "X-Forwarded-For", "X-Real-Ip"} {
+		if r.Header.Get(k) != "" {
+			return "no API key is configured and the request came through a proxy (" + k + " header)" + fix
+		}
+	}
+	if !loopbackHost(r.Host) {
+		return "no API key is configured and the Host header names no loopback address" + fix
+	}
+	return ""
+}
+
+// tokenBucket is a small rate limiter: rate tokens a second, at most
+// burst saved. Safe for concurrent use.
+type tokenBucket struct {
+	rate, burst float64
+	mu          sync.Mutex
+	tokens      float64
+	last        time.Time
+}
+
+func (b *tokenBucket) take(now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.last.IsZero() {
+		b.tokens = b.burst
+	} else {
+		b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	}
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
 }

@@ -72,6 +72,9 @@ type Config struct {
 	DrainTimeout time.Duration
 	// NoDemo turns off the demo page at /.
 	NoDemo bool
+	// NoAdmin turns off the admin dashboard at /admin (it is protected by
+	// APIKey, or answers this machine only without one).
+	NoAdmin bool
 	// APIKey protects the server API at /api/ (sent as "Authorization:
 	// Bearer KEY"). Empty: the API answers loopback clients only, which
 	// suits one machine; set a key for anything else. See docs/api.md.
@@ -236,8 +239,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		}
 	}
 	hopts := hub.Options{
-		RPCFallback:           rpcFallback,
-		Hooks:                 cfg.Hooks,
+		RPCFallback: rpcFallback,
+		Hooks:       cfg.Hooks,
+		// Replays and history pages must fit the outbound queue.
+		MaxReplayBytes:        cfg.QueueMaxBytes / 2,
+		MaxReplayMessages:     cfg.QueueMaxMessages / 2,
 		RPCTimeout:            cfg.RPCTimeout,
 		Auth:                  authOpts,
 		Namespaces:            cfg.Namespaces,
@@ -326,7 +332,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	mux.Handle("/api/", apiHandler)
 	mux.Handle("GET /metrics", apiHandler.Protect(metrics.Handler(h)))
 	if !cfg.NoDemo {
-		mux.HandleFunc("GET /{$}", demoPage)
+		mountDemo(mux, h, apiHandler, cfg.APIKey != "")
+	}
+	if !cfg.NoAdmin {
+		mountAdmin(ctx, mux, h, ws, cfg.APIKey, cfg.Logger)
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.URL.Path+" (the WebSocket endpoint is "+cfg.WSPath+")")

@@ -3,6 +3,7 @@ package transport
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -275,6 +276,15 @@ func (e events) OnMessage(ws *gws.Conn, msg *gws.Message) {
 		c.Close(protocol.NewDisconnect(protocol.CloseUnsupportedData, "binary frames are not supported: send JSON text frames"))
 		return
 	}
+	// A panic while handling one message (a bug, or an embedder's hook)
+	// ends this connection with 1011, not the process or other
+	// connections.
+	defer func() {
+		if p := recover(); p != nil {
+			e.t.log.Error("transport: panic while handling a message", "conn", c.client.ID(), "panic", fmt.Sprint(p))
+			c.Close(protocol.NewDisconnect(protocol.CloseInternalError, "internal error"))
+		}
+	}()
 	c.client.HandleMessage(msg.Bytes())
 }
 

@@ -1,8 +1,12 @@
 package transport
 
 import (
+	"bufio"
+	"bytes"
+	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/lxzan/gws"
@@ -33,6 +37,12 @@ func EchoHandler(log *slog.Logger) http.Handler {
 			Enabled:               true,
 			ServerContextTakeover: true,
 			ClientContextTakeover: true,
+			// Full 32 KiB windows: with gws's default of 12 bits it answers
+			// client_max_window_bits=12 to offers without that parameter
+			// (RFC 7692 7.1.2.2 forbids it) and inflates with a 4 KiB
+			// dictionary, so a client keeping its context fails.
+			ServerMaxWindowBits: 15,
+			ClientMaxWindowBits: 15,
 		},
 	})
 	check := &Handler{opts: Options{}} // handshake checks only; no origin policy
@@ -41,7 +51,25 @@ func EchoHandler(log *slog.Logger) http.Handler {
 			httpError(w, status, code, msg)
 			return
 		}
-		ws, err := up.Upgrade(w, r)
+		declineSmallServerWindow(r.Header)
+		hj, ok := w.(http.Hijacker)
+		if !ok {
+			httpError(w, http.StatusInternalServerError, "internal", "connection cannot be upgraded (no hijacker)")
+			return
+		}
+		raw, brw, err := hj.Hijack()
+		if err != nil {
+			log.Debug("echo: hijack failed", "err", err)
+			return
+		}
+		// Not up.Upgrade: it drops what net/http buffered behind the request
+		// (frames a client sent before the 101 arrived).
+		var rd io.Reader = raw
+		if n := brw.Reader.Buffered(); n > 0 {
+			early, _ := brw.Reader.Peek(n)
+			rd = io.MultiReader(bytes.NewReader(bytes.Clone(early)), raw)
+		}
+		ws, err := up.UpgradeFromConn(raw, bufio.NewReader(rd), r)
 		if err != nil {
 			log.Debug("echo: upgrade failed", "err", err)
 			return
@@ -57,4 +85,23 @@ func (echoEvents) OnPing(ws *gws.Conn, payload []byte) { _ = ws.WritePong(payloa
 func (echoEvents) OnMessage(ws *gws.Conn, msg *gws.Message) {
 	defer msg.Close()
 	_ = ws.WriteMessage(msg.Opcode, msg.Bytes())
+}
+
+// declineSmallServerWindow removes a permessage-deflate offer that asks the
+// server to compress with less than a 32 KiB window (server_max_window_bits
+// below 15): neither gws nor our deflater can honour it, and answering
+// without the parameter would send frames the client cannot inflate. RFC
+// 7692 lets a server decline; the connection is then uncompressed.
+func declineSmallServerWindow(h http.Header) {
+	for _, v := range h.Values("Sec-WebSocket-Extensions") {
+		for _, offer := range strings.Split(v, ",") {
+			for _, param := range strings.Split(offer, ";") {
+				k, val, _ := strings.Cut(param, "=")
+				if strings.EqualFold(strings.TrimSpace(k), "server_max_window_bits") && strings.Trim(strings.TrimSpace(val), `"`) != "15" {
+					h.Del("Sec-WebSocket-Extensions")
+					return
+				}
+			}
+		}
+	}
 }

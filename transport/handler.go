@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"path"
 	"strconv"
@@ -88,6 +89,30 @@ type Options struct {
 	// ReadBufferSize is each connection's read buffer; larger messages are
 	// read into pooled buffers. Default 1024: idle connections stay small.
 	ReadBufferSize int
+
+	// Authenticator verifies a token brought by the handshake, looked for
+	// in this order: the Authorization: Bearer header (server-to-server
+	// clients), the TokenCookie cookie, the `token` query parameter
+	// (proxies log URLs: prefer the others). A bad token gets 401 before
+	// the upgrade. No token: the hub waits for an `auth` frame.
+	Authenticator hub.Authenticator
+	// TokenCookie names the cookie that may carry the token. Default
+	// "switchboard_token".
+	TokenCookie string
+	// RequestAuthenticator, if set, authenticates the handshake instead of
+	// a token (the connect proxy of auth.ConnectProxy): failure is 401.
+	RequestAuthenticator interface {
+		AuthenticateRequest(ctx context.Context, r *http.Request) (*hub.Credentials, error)
+	}
+	// HandshakeRate and HandshakeBurst limit handshakes per client IP (a
+	// token bucket): beyond it, 429 with Retry-After. 0 means no limit (the
+	// switchboard binary sets 20 per second with a burst of 100).
+	HandshakeRate  float64
+	HandshakeBurst int
+	// TrustedProxies are the proxy addresses (CIDRs) whose
+	// X-Forwarded-For header names the client. Without it, the client is
+	// the TCP peer, and every client behind a proxy shares one IP.
+	TrustedProxies []netip.Prefix
 }
 
 // Defaults for Options.
@@ -119,6 +144,12 @@ func (o *Options) fill() error {
 	setDefault(&o.ReadBufferSize, DefaultReadBufferSize)
 	if o.SlowConsumerPolicy == "" {
 		o.SlowConsumerPolicy = PolicyDisconnect
+	}
+	if o.TokenCookie == "" {
+		o.TokenCookie = "switchboard_token"
+	}
+	if o.HandshakeRate > 0 && o.HandshakeBurst <= 0 {
+		o.HandshakeBurst = int(2*o.HandshakeRate) + 1
 	}
 	switch {
 	case o.HeartbeatInterval < 5*time.Second || o.HeartbeatInterval > 120*time.Second:
@@ -157,6 +188,7 @@ type Handler struct {
 	open     atomic.Int64
 	draining atomic.Bool
 	wheel    *wheel
+	limiter  *ipLimiter
 }
 
 // NewHandler returns a WebSocket handler feeding opts.Hub. Heartbeats run
@@ -186,13 +218,18 @@ func NewHandler(ctx context.Context, opts Options) (*Handler, error) {
 		})
 	}
 	h.plain, h.withSub = mk(nil), mk([]string{Subprotocol})
+	if opts.HandshakeRate > 0 {
+		h.limiter = newIPLimiter(opts.HandshakeRate, opts.HandshakeBurst)
+		go h.limiter.sweep(ctx)
+	}
 	h.wheel = newWheel(h)
 	go h.wheel.run(ctx)
 	return h, nil
 }
 
-// recovery keeps a panic in one connection's handler from taking the
-// process down; the connection is closed with 1011.
+// recovery is gws's last line against a panic in its callbacks: it is
+// logged and the process lives. Message handling has its own recover that
+// also closes the connection with 1011 (events.OnMessage).
 func recovery(log *slog.Logger) func(gws.Logger) {
 	return func(gws.Logger) {
 		if e := recover(); e != nil {
@@ -207,6 +244,9 @@ func (g gwsLogger) Error(v ...any) { g.l.Error(fmt.Sprint(v...)) }
 
 // Open returns the number of open connections.
 func (h *Handler) Open() int { return int(h.open.Load()) }
+
+// Draining reports whether Shutdown has begun: new handshakes get 503.
+func (h *Handler) Draining() bool { return h.draining.Load() }
 
 // httpError writes the JSON error body every refusal carries.
 func httpError(w http.ResponseWriter, status int, code, msg string) {
@@ -224,17 +264,48 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpError(w, status, code, msg)
 		return
 	}
-	if h.opts.MaxConnections > 0 && h.open.Load() >= int64(h.opts.MaxConnections) {
+	// Reserve the slot now: checking Open here and counting the connection
+	// after the upgrade let concurrent handshakes overshoot the cap.
+	if n := h.open.Add(1); h.opts.MaxConnections > 0 && n > int64(h.opts.MaxConnections) {
+		h.open.Add(-1)
 		h.meter.Handshake(http.StatusServiceUnavailable)
 		w.Header().Set("Retry-After", "5")
 		httpError(w, http.StatusServiceUnavailable, "connection_limit", "the server is at its connection limit; retry later")
 		return
 	}
+	tracked := false
+	defer func() {
+		if !tracked { // refused or failed below: give the slot back
+			h.open.Add(-1)
+		}
+	}()
 	if h.draining.Load() || h.hub.Closing() {
 		h.meter.Handshake(http.StatusServiceUnavailable)
 		w.Header().Set("Retry-After", "1")
 		httpError(w, http.StatusServiceUnavailable, "shutting_down", "the server is shutting down; reconnect to another node")
 		return
+	}
+	if h.limiter != nil {
+		if wait, ok := h.limiter.allow(ClientIP(r, h.opts.TrustedProxies), time.Now()); !ok {
+			h.meter.Handshake(http.StatusTooManyRequests)
+			w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
+			httpError(w, http.StatusTooManyRequests, "too_many_handshakes", "too many connection attempts from this address; retry later")
+			return
+		}
+	}
+	creds, status, code, msg := h.authenticate(r)
+	if status != 0 {
+		h.meter.Handshake(status)
+		httpError(w, status, code, msg)
+		return
+	}
+	if h.opts.Compression {
+		declineSmallServerWindow(r.Header)
+	}
+	// gws reads only the first Sec-WebSocket-Protocol line; an offer sent
+	// as several lines would otherwise fail after the hijack (plain 400).
+	if vs := r.Header.Values("Sec-WebSocket-Protocol"); len(vs) > 1 {
+		r.Header.Set("Sec-WebSocket-Protocol", strings.Join(vs, ", "))
 	}
 	up := h.plain
 	if offersSubprotocol(r.Header.Values("Sec-WebSocket-Protocol"), Subprotocol) {
@@ -269,11 +340,58 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.deflate = h.opts.Compression && strings.Contains(r.Header.Get("Sec-WebSocket-Extensions"), "permessage-deflate")
 	ws.Session().Store("c", c)
 	c.lastSeen.Store(time.Now().UnixNano())
-	h.track(c)
-	c.client = h.hub.Connect(c, hub.ConnInfo{RemoteAddr: r.RemoteAddr, Heartbeat: h.opts.HeartbeatInterval})
+	h.wheel.add(c) // counted in open since the reservation above
+	tracked = true
+	c.client = h.hub.Connect(c, hub.ConnInfo{Credentials: creds, RemoteAddr: r.RemoteAddr, Heartbeat: h.opts.HeartbeatInterval})
 	h.log.Info("connect", "conn", c.client.ID(), "user", c.client.UserID(), "remote", c.remote,
 		"subprotocol", ws.SubProtocol(), "compression", c.deflate)
 	go ws.ReadLoop()
+}
+
+// authenticate applies the handshake authentication of Options. A nil
+// result with status 0 means "no credentials yet".
+func (h *Handler) authenticate(r *http.Request) (*hub.Credentials, int, string, string) {
+	var creds *hub.Credentials
+	var err error
+	switch {
+	case h.opts.RequestAuthenticator != nil:
+		creds, err = h.opts.RequestAuthenticator.AuthenticateRequest(r.Context(), r)
+		if err == nil && (creds == nil || creds.UserID == "") {
+			err = errors.New("no user")
+		}
+	case h.opts.Authenticator != nil:
+		token := HandshakeToken(r, h.opts.TokenCookie)
+		if token == "" {
+			return nil, 0, "", ""
+		}
+		creds, err = h.opts.Authenticator.Authenticate(r.Context(), token)
+		if err == nil && (creds == nil || creds.UserID == "") {
+			err = errors.New("token has no user")
+		}
+	default:
+		return nil, 0, "", ""
+	}
+	if err != nil {
+		return nil, http.StatusUnauthorized, "unauthorized", "authentication failed: " + err.Error()
+	}
+	if h.hub.Banned(creds.UserID) {
+		return nil, http.StatusForbidden, "banned", "this user is banned"
+	}
+	return creds, 0, "", ""
+}
+
+// HandshakeToken finds a token in r: the Authorization: Bearer header, then
+// the cookie, then the token query parameter.
+func HandshakeToken(r *http.Request, cookie string) string {
+	if a := r.Header.Get("Authorization"); len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
+		return strings.TrimSpace(a[7:])
+	}
+	if cookie != "" {
+		if c, err := r.Cookie(cookie); err == nil && c.Value != "" {
+			return c.Value
+		}
+	}
+	return r.URL.Query().Get("token")
 }
 
 // check validates the handshake before anything is hijacked.
@@ -285,7 +403,9 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request) (int, string, st
 	if !headerHasToken(r.Header, "Connection", "upgrade") {
 		return http.StatusBadRequest, "bad_handshake", "missing \"Connection: Upgrade\" header"
 	}
-	if !headerHasToken(r.Header, "Upgrade", "websocket") {
+	// Exactly "websocket", as the upgrader requires: a token list would pass
+	// here and then be refused by gws in plain text after the hijack.
+	if !strings.EqualFold(strings.TrimSpace(r.Header.Get("Upgrade")), "websocket") {
 		return http.StatusBadRequest, "bad_handshake", "missing \"Upgrade: websocket\" header"
 	}
 	if v := r.Header.Get("Sec-WebSocket-Version"); v != "13" {
@@ -372,11 +492,6 @@ func MatchOrigin(patterns []string, u *url.URL) bool {
 }
 
 // ---- connection registry, heartbeats and drain ----
-
-func (h *Handler) track(c *conn) {
-	h.open.Add(1)
-	h.wheel.add(c)
-}
 
 func (h *Handler) untrack(c *conn) {
 	if h.wheel.remove(c) {

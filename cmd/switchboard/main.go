@@ -22,7 +22,9 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+	"time"
 
+	"github.com/switchboard-rt/switchboard/hub"
 	"github.com/switchboard-rt/switchboard/server"
 	"github.com/switchboard-rt/switchboard/transport"
 )
@@ -42,6 +44,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "serve":
 		return serve(args[1:], stderr)
+	case "connect":
+		return connect(args[1:], os.Stdin, stdout, stderr)
+	case "bench":
+		return bench(args[1:], stdout, stderr)
+	case "config":
+		return configCmd(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "switchboard", versionString())
 		return 0
@@ -60,6 +68,8 @@ func usage(w io.Writer) {
 
 commands:
   serve     start a node (default :8080, WebSocket endpoint /ws, in-memory engine)
+  connect   connect to a node and talk the protocol from stdin, like wscat ('switchboard connect -h')
+  config    check a configuration file (config check FILE) or print its reference (config docs)
   version   print the version
 
 Run 'switchboard serve -h' for the serve flags.
@@ -77,13 +87,13 @@ func versionString() string {
 }
 
 // serveFlags binds the serve flags to cfg and returns the set.
-func serveFlags(cfg *server.Config, logLevel, logFormat *string, origins *string) *flag.FlagSet {
+func serveFlags(cfg *server.Config, logLevel, logFormat *string) *flag.FlagSet {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.StringVar(&cfg.Listen, "listen", ":8080", "address to listen on")
 	fs.StringVar(&cfg.WSPath, "ws-path", "/ws", "WebSocket endpoint path")
 	fs.StringVar(&cfg.EchoPath, "echo-path", "", "mount an RFC 6455 conformance echo endpoint at this path (off when empty)")
 	fs.BoolVar(&cfg.Compression, "compression", false, "enable permessage-deflate on the WebSocket endpoint")
-	fs.StringVar(origins, "allowed-origins", "", "comma-separated browser origins allowed to connect (host patterns like *.example.com, or full origins); empty: same-origin only")
+	fs.Var(listFlag{&cfg.AllowedOrigins}, "allowed-origins", "comma-separated browser origins allowed to connect (host patterns like *.example.com, or full origins); empty: same-origin only")
 	fs.IntVar(&cfg.MaxConnections, "max-connections", 0, "maximum open WebSocket connections (503 beyond); 0: open-file limit minus a reserve")
 	fs.IntVar(&cfg.MaxMessageSize, "max-message-size", transport.DefaultMaxMessageSize, "largest client message in bytes, after decompression (1009 beyond)")
 	fs.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", transport.DefaultHeartbeatInterval, "server ping interval (5s..120s)")
@@ -99,6 +109,28 @@ func serveFlags(cfg *server.Config, logLevel, logFormat *string, origins *string
 	fs.DurationVar(&cfg.HistoryTTL, "history-ttl", 0, "how long room events are kept (default 5m)")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 0, "graceful shutdown deadline (default 10s)")
 	fs.BoolVar(&cfg.NoDemo, "no-demo", false, "do not serve the demo page at /")
+	fs.StringVar(&cfg.APIKey, "api-key", "", "key for the server API at /api/ (Authorization: Bearer KEY); empty: the API answers loopback clients only")
+	fs.StringVar(&cfg.Auth.JWTSecret, "jwt-secret", "", "HS256 secret for connection tokens (32+ bytes); once set, connections need a valid token unless --allow-anonymous")
+	fs.Var(listFlag{&cfg.Auth.JWTPublicKeyFiles}, "jwt-public-key", "PEM file with an RSA (RS256) or EC P-256 (ES256) public key; repeat or comma-separate for several")
+	fs.StringVar(&cfg.Auth.JWTJWKSFile, "jwt-jwks-file", "", "JWKS file with RS256/ES256 public keys (picked by kid)")
+	fs.StringVar(&cfg.Auth.JWTIssuer, "jwt-issuer", "", "required iss claim (checked when set)")
+	fs.StringVar(&cfg.Auth.JWTAudience, "jwt-audience", "", "required aud claim (checked when set)")
+	fs.StringVar(&cfg.Auth.ConnectProxyURL, "connect-proxy-url", "", "authenticate handshakes by POSTing their cookies and headers to this backend URL")
+	fs.DurationVar(&cfg.Auth.ConnectProxyTimeout, "connect-proxy-timeout", 3*time.Second, "timeout of one connect-proxy call")
+	fs.BoolVar(&cfg.Auth.AllowAnonymous, "allow-anonymous", false, "with auth configured, let connections without credentials in as anonymous users")
+	fs.StringVar(&cfg.Auth.TokenCookie, "token-cookie", "switchboard_token", "cookie that may carry the connection token")
+	fs.DurationVar(&cfg.Auth.Timeout, "auth-timeout", 5*time.Second, "how long a connection may take to send its auth frame (then close 4001)")
+	fs.DurationVar(&cfg.Auth.ExpiryLead, "session-expiry-lead", 30*time.Second, "how long before a token expires the client gets session_expiring")
+	fs.IntVar(&cfg.MaxConnectionsPerUser, "max-connections-per-user", 0, "connections one user may hold (4004 beyond); 0: no cap")
+	fs.IntVar(&cfg.MaxMessagesPerSecond, "max-messages-per-second", hub.DefaultMaxMessagesPerSecond, "messages one connection may send per second (burst 2x; error throttled, then close 4004); 0: no limit")
+	fs.IntVar(&cfg.MaxBytesPerSecond, "max-bytes-per-second", hub.DefaultMaxBytesPerSecond, "bytes one connection may send per second (burst 2x); 0: no limit")
+	fs.Float64Var(&cfg.HandshakeRate, "handshake-rate", 20, "handshakes per second per client IP (burst --handshake-burst; 429 beyond); 0: no limit")
+	fs.IntVar(&cfg.HandshakeBurst, "handshake-burst", 100, "handshake burst per client IP")
+	fs.Var(listFlag{&cfg.TrustedProxies}, "trusted-proxies", "comma-separated proxy CIDRs whose X-Forwarded-For names the client")
+	fs.StringVar(&cfg.RPCProxyURL, "rpc-proxy-url", "", "forward socket RPC calls to this backend URL (POST {user_id, connection_id, method, params})")
+	fs.DurationVar(&cfg.RPCTimeout, "rpc-timeout", 10*time.Second, "time allowed for one RPC call")
+	fs.StringVar(&cfg.TLSCertFile, "tls-cert", "", "TLS certificate file (PEM): serve wss:// and https://")
+	fs.StringVar(&cfg.TLSKeyFile, "tls-key", "", "TLS private key file (PEM)")
 	fs.StringVar(logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(logFormat, "log-format", "text", "log format: text or json")
 	return fs
@@ -114,7 +146,7 @@ func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
 		if set[f.Name] {
 			return
 		}
-		key := "SWITCHBOARD_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		key := envName(f.Name)
 		if v := getenv(key); v != "" {
 			if err := f.Value.Set(v); err != nil {
 				errs = append(errs, fmt.Errorf("%s=%q: %w", key, v, err))
@@ -125,33 +157,19 @@ func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
 }
 
 func serve(args []string, stderr io.Writer) int {
-	var cfg server.Config
-	var logLevel, logFormat, origins string
-	fs := serveFlags(&cfg, &logLevel, &logFormat, &origins)
-	fs.SetOutput(stderr)
-	if err := fs.Parse(args); err != nil {
+	o, err := loadConfig("serve", args, os.Getenv, stderr)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "switchboard serve: unexpected argument %q\n", fs.Arg(0))
-		return 2
-	}
-	if err := applyEnv(fs, os.Getenv); err != nil {
 		fmt.Fprintf(stderr, "switchboard serve: %v\n", err)
 		return 2
 	}
-	logger, err := newLogger(stderr, logLevel, logFormat)
+	cfg := o.cfg
+	logger, err := newLogger(stderr, o.logLevel, o.logFormat)
 	if err != nil {
 		fmt.Fprintf(stderr, "switchboard serve: %v\n", err)
 		return 2
-	}
-	if origins != "" {
-		for _, o := range strings.Split(origins, ",") {
-			cfg.AllowedOrigins = append(cfg.AllowedOrigins, strings.TrimSpace(o))
-		}
 	}
 	cfg.Logger = logger
 
@@ -171,7 +189,17 @@ func serve(args []string, stderr io.Writer) int {
 	logger.Info("switchboard started",
 		"version", versionString(), "listen", ln.Addr().String(), "ws", eff.WSPath, "engine", "memory",
 		"max_connections", eff.MaxConnections, "compression", eff.Compression, "echo", eff.EchoPath)
-	logger.Warn("no authentication configured: connections are anonymous and any connection may subscribe and publish to any room")
+	if !eff.Auth.Enabled() {
+		logger.Warn("no authentication configured: connections are anonymous and any connection may subscribe and publish to any room")
+	} else if eff.Auth.AllowAnonymous {
+		logger.Warn("anonymous connections are allowed besides authenticated ones")
+	}
+	switch {
+	case eff.APIKey == "":
+		logger.Warn("no API key configured (--api-key or SWITCHBOARD_API_KEY): the server API at /api/ answers loopback clients only")
+	case len(eff.APIKey) < 16:
+		logger.Warn("the API key is shorter than 16 characters: use a long random one (openssl rand -hex 32)")
+	}
 	go func() {
 		<-ctx.Done()
 		stop() // a second SIGINT/SIGTERM now kills the process at once
@@ -197,4 +225,23 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+// listFlag is a repeatable, comma-separated string list flag.
+type listFlag struct{ p *[]string }
+
+func (l listFlag) String() string {
+	if l.p == nil {
+		return ""
+	}
+	return strings.Join(*l.p, ",")
+}
+
+func (l listFlag) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l.p = append(*l.p, s)
+		}
+	}
+	return nil
 }
