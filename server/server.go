@@ -22,6 +22,7 @@ import (
 	"github.com/switchboard-rt/switchboard/auth"
 	"github.com/switchboard-rt/switchboard/engine"
 	"github.com/switchboard-rt/switchboard/engine/memory"
+	"github.com/switchboard-rt/switchboard/engine/redis"
 	"github.com/switchboard-rt/switchboard/hub"
 	"github.com/switchboard-rt/switchboard/metrics"
 	"github.com/switchboard-rt/switchboard/protocol"
@@ -108,6 +109,12 @@ type Config struct {
 	TLSKeyFile  string
 	// Engine overrides the engine (tests, embedders). Default: memory.
 	Engine engine.Engine
+	// EngineName selects the engine when Engine is nil: "memory" (the
+	// default: one node) or "redis" (a cluster sharing Redis, configured
+	// by Redis).
+	EngineName string
+	// Redis configures the Redis engine (see engine/redis.Options).
+	Redis redis.Options
 	// Logger receives logs. Default: discard.
 	Logger *slog.Logger
 }
@@ -214,7 +221,21 @@ type Server struct {
 func New(ctx context.Context, cfg Config) (*Server, error) {
 	cfg.fill()
 	if cfg.Engine == nil {
-		cfg.Engine = memory.New(memory.Options{})
+		switch cfg.EngineName {
+		case "", "memory":
+			cfg.EngineName = "memory"
+			cfg.Engine = memory.New(memory.Options{})
+		case "redis":
+			e, err := redis.New(cfg.Redis)
+			if err != nil {
+				return nil, fmt.Errorf("server: %w", err)
+			}
+			cfg.Engine = e
+		default:
+			return nil, fmt.Errorf("server: unknown engine %q (want memory or redis)", cfg.EngineName)
+		}
+	} else if cfg.EngineName == "" {
+		cfg.EngineName = fmt.Sprintf("%T", cfg.Engine)
 	}
 	authOpts, proxy, err := buildAuth(cfg.Auth)
 	if err != nil {

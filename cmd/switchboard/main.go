@@ -24,6 +24,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/switchboard-rt/switchboard/engine/redis"
 	"github.com/switchboard-rt/switchboard/hub"
 	"github.com/switchboard-rt/switchboard/server"
 	"github.com/switchboard-rt/switchboard/transport"
@@ -127,6 +128,18 @@ func serveFlags(cfg *server.Config, logLevel, logFormat *string) *flag.FlagSet {
 	fs.Float64Var(&cfg.HandshakeRate, "handshake-rate", 20, "handshakes per second per client IP (burst --handshake-burst; 429 beyond); 0: no limit")
 	fs.IntVar(&cfg.HandshakeBurst, "handshake-burst", 100, "handshake burst per client IP")
 	fs.Var(listFlag{&cfg.TrustedProxies}, "trusted-proxies", "comma-separated proxy CIDRs whose X-Forwarded-For names the client")
+	fs.StringVar(&cfg.EngineName, "engine", "memory", "engine: memory (one node) or redis (a cluster of nodes sharing Redis)")
+	fs.StringVar(&cfg.Redis.Addr, "redis-addr", redis.DefaultAddr, "Redis server host:port (engine redis)")
+	fs.StringVar(&cfg.Redis.Username, "redis-username", "", "Redis ACL user")
+	fs.StringVar(&cfg.Redis.Password, "redis-password", "", "Redis password")
+	fs.IntVar(&cfg.Redis.DB, "redis-db", 0, "Redis database number")
+	fs.BoolVar(&cfg.Redis.TLS, "redis-tls", false, "connect to Redis over TLS")
+	fs.StringVar(&cfg.Redis.TLSCAFile, "redis-tls-ca", "", "PEM file of the CA that signed Redis's certificate (default: system roots)")
+	fs.StringVar(&cfg.Redis.KeyPrefix, "redis-key-prefix", redis.DefaultKeyPrefix, "prefix of every Redis key and channel, so clusters can share a Redis")
+	fs.StringVar(&cfg.Redis.SentinelMasterSet, "redis-sentinel-master", "", "Redis Sentinel master set name (with --redis-sentinel-addrs)")
+	fs.Var(listFlag{&cfg.Redis.SentinelAddrs}, "redis-sentinel-addrs", "comma-separated Redis Sentinel addresses")
+	fs.Var(listFlag{&cfg.Redis.ClusterAddrs}, "redis-cluster-addrs", "comma-separated Redis Cluster seed nodes (uses sharded pub/sub)")
+	fs.DurationVar(&cfg.Redis.PresenceTTL, "redis-presence-ttl", redis.DefaultPresenceTTL, "how long a crashed node's presence entries survive")
 	fs.StringVar(&cfg.RPCProxyURL, "rpc-proxy-url", "", "forward socket RPC calls to this backend URL (POST {user_id, connection_id, method, params})")
 	fs.DurationVar(&cfg.RPCTimeout, "rpc-timeout", 10*time.Second, "time allowed for one RPC call")
 	fs.StringVar(&cfg.TLSCertFile, "tls-cert", "", "TLS certificate file (PEM): serve wss:// and https://")
@@ -187,7 +200,7 @@ func serve(args []string, stderr io.Writer) int {
 	}
 	eff := srv.Config()
 	logger.Info("switchboard started",
-		"version", versionString(), "listen", ln.Addr().String(), "ws", eff.WSPath, "engine", "memory",
+		"version", versionString(), "listen", ln.Addr().String(), "ws", eff.WSPath, "engine", eff.EngineName,
 		"max_connections", eff.MaxConnections, "compression", eff.Compression, "echo", eff.EchoPath)
 	if !eff.Auth.Enabled() {
 		logger.Warn("no authentication configured: connections are anonymous and any connection may subscribe and publish to any room")
