@@ -285,7 +285,18 @@ func (e events) OnMessage(ws *gws.Conn, msg *gws.Message) {
 			c.Close(protocol.NewDisconnect(protocol.CloseInternalError, "internal error"))
 		}
 	}()
+	if e.t.debug {
+		e.t.log.Debug("message", "conn", c.client.ID(), "bytes", msg.Data.Len(), "frame", truncate(msg.Bytes(), 256))
+	}
 	c.client.HandleMessage(msg.Bytes())
+}
+
+// truncate shortens a frame for a debug log line.
+func truncate(b []byte, n int) string {
+	if len(b) <= n {
+		return string(b)
+	}
+	return string(b[:n]) + "…"
 }
 
 // session is the gws per-connection storage, reduced to the one pointer we

@@ -189,6 +189,9 @@ type Handler struct {
 	draining atomic.Bool
 	wheel    *wheel
 	limiter  *ipLimiter
+	// debug logs every inbound message; decided once, as the check is on
+	// the per-message path.
+	debug bool
 }
 
 // NewHandler returns a WebSocket handler feeding opts.Hub. Heartbeats run
@@ -198,6 +201,7 @@ func NewHandler(ctx context.Context, opts Options) (*Handler, error) {
 		return nil, err
 	}
 	h := &Handler{opts: opts, hub: opts.Hub, meter: opts.Hub.Meter(), log: opts.Logger}
+	h.debug = opts.Logger.Enabled(ctx, slog.LevelDebug)
 	h.deflater = newDeflater(opts.CompressionThreshold, 1)
 	mk := func(subprotocols []string) *gws.Upgrader {
 		return gws.NewUpgrader(events{h}, &gws.ServerOption{

@@ -144,7 +144,7 @@ func serveFlags(cfg *server.Config, logLevel, logFormat *string) *flag.FlagSet {
 	fs.DurationVar(&cfg.RPCTimeout, "rpc-timeout", 10*time.Second, "time allowed for one RPC call")
 	fs.StringVar(&cfg.TLSCertFile, "tls-cert", "", "TLS certificate file (PEM): serve wss:// and https://")
 	fs.StringVar(&cfg.TLSKeyFile, "tls-key", "", "TLS private key file (PEM)")
-	fs.StringVar(logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(logLevel, "log-level", "info", "log level: debug (also logs every client message), info, warn, error")
 	fs.StringVar(logFormat, "log-format", "text", "log format: text or json")
 	return fs
 }
