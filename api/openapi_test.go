@@ -209,6 +209,7 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		"Presence":          presenceResponse{},
 		"PresenceMember":    engine.ClientInfo{},
 		"StatsAnswer":       statsResponse{},
+		"ClusterTotals":     clusterTotals{},
 		"NodeStats":         hub.Stats{},
 	}
 	for name := range s.Components.Schemas {

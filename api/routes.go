@@ -503,15 +503,46 @@ func (h *Handler) presence(w http.ResponseWriter, r *http.Request) *apiError {
 // statsResponse leaves room for a cluster: Node is the answering node,
 // Nodes every node it knows of (with the memory engine, itself only).
 type statsResponse struct {
-	Node  hub.Stats   `json:"node"`
-	Nodes []hub.Stats `json:"nodes"`
+	Node    hub.Stats     `json:"node"`
+	Nodes   []hub.Stats   `json:"nodes"`
+	Cluster clusterTotals `json:"cluster"`
+}
+
+// clusterTotals add up the nodes' counters that can be added: a room with
+// members on several nodes counts once per node, so rooms are not summed.
+type clusterTotals struct {
+	Nodes        int    `json:"nodes"`
+	Connections  int64  `json:"connections"`
+	MessagesIn   uint64 `json:"messages_in"`
+	MessagesOut  uint64 `json:"messages_out"`
+	BytesIn      uint64 `json:"bytes_in"`
+	BytesOut     uint64 `json:"bytes_out"`
+	Publications uint64 `json:"publications"`
 }
 
 func (h *Handler) stats(w http.ResponseWriter, r *http.Request) *apiError {
 	if _, e := query(r); e != nil {
 		return e
 	}
-	st := h.hub.Stats()
-	writeJSON(w, http.StatusOK, statsResponse{Node: st, Nodes: []hub.Stats{st}})
+	ctx, cancel := h.ctx(r)
+	defer cancel()
+	// Without the engine, this node's own numbers are still worth
+	// answering; the other nodes are then missing from the list.
+	nodes, err := h.hub.ClusterStats(ctx)
+	if err != nil {
+		h.log.Warn("api: other nodes' stats unavailable", "err", err)
+	}
+	resp := statsResponse{Node: nodes[0], Nodes: nodes}
+	for _, n := range nodes {
+		c := &resp.Cluster
+		c.Nodes++
+		c.Connections += n.Connections
+		c.MessagesIn += n.MessagesIn
+		c.MessagesOut += n.MessagesOut
+		c.BytesIn += n.BytesIn
+		c.BytesOut += n.BytesOut
+		c.Publications += n.Publications
+	}
+	writeJSON(w, http.StatusOK, resp)
 	return nil
 }

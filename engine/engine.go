@@ -164,3 +164,14 @@ type Presence interface {
 
 // ErrClosed is returned by an engine used after Close.
 var ErrClosed = errors.New("engine: closed")
+
+// NodeStats is implemented by engines that share each node's statistics
+// across the cluster (the memory engine has one node and does not). A node
+// reports itself periodically; an entry lives for ttl, so a dead node drops
+// out of the listing.
+type NodeStats interface {
+	// ReportNode stores node's stats snapshot (JSON) for ttl.
+	ReportNode(ctx context.Context, node string, stats []byte, ttl time.Duration) error
+	// Nodes returns the live nodes' latest snapshots by node id.
+	Nodes(ctx context.Context) (map[string][]byte, error)
+}

@@ -311,6 +311,9 @@ func (h *Hub) Run(ctx context.Context) error {
 	if err := h.eng.Run(ctx, (*engineHandler)(h)); err != nil {
 		return fmt.Errorf("hub: start engine: %w", err)
 	}
+	if ns, ok := h.eng.(engine.NodeStats); ok {
+		go h.reportStats(ctx, ns)
+	}
 	return nil
 }
 
