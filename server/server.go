@@ -7,6 +7,8 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -109,6 +111,8 @@ type Config struct {
 	TLSKeyFile  string
 	// Engine overrides the engine (tests, embedders). Default: memory.
 	Engine engine.Engine
+	// NodeID names this node in stats, presence and logs. Default: random.
+	NodeID string
 	// EngineName selects the engine when Engine is nil: "memory" (the
 	// default: one node) or "redis" (a cluster sharing Redis, configured
 	// by Redis).
@@ -220,12 +224,20 @@ type Server struct {
 // New builds a node from cfg; ctx bounds its background work.
 func New(ctx context.Context, cfg Config) (*Server, error) {
 	cfg.fill()
+	if cfg.NodeID == "" {
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		cfg.NodeID = hex.EncodeToString(b[:])
+	}
 	if cfg.Engine == nil {
 		switch cfg.EngineName {
 		case "", "memory":
 			cfg.EngineName = "memory"
 			cfg.Engine = memory.New(memory.Options{})
 		case "redis":
+			if cfg.Redis.NodeID == "" {
+				cfg.Redis.NodeID = cfg.NodeID
+			}
 			e, err := redis.New(cfg.Redis)
 			if err != nil {
 				return nil, fmt.Errorf("server: %w", err)

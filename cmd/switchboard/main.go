@@ -128,6 +128,7 @@ func serveFlags(cfg *server.Config, logLevel, logFormat *string) *flag.FlagSet {
 	fs.Float64Var(&cfg.HandshakeRate, "handshake-rate", 20, "handshakes per second per client IP (burst --handshake-burst; 429 beyond); 0: no limit")
 	fs.IntVar(&cfg.HandshakeBurst, "handshake-burst", 100, "handshake burst per client IP")
 	fs.Var(listFlag{&cfg.TrustedProxies}, "trusted-proxies", "comma-separated proxy CIDRs whose X-Forwarded-For names the client")
+	fs.StringVar(&cfg.NodeID, "node-id", "", "this node's name in stats, presence and logs (default: random)")
 	fs.StringVar(&cfg.EngineName, "engine", "memory", "engine: memory (one node) or redis (a cluster of nodes sharing Redis)")
 	fs.StringVar(&cfg.Redis.Addr, "redis-addr", redis.DefaultAddr, "Redis server host:port (engine redis)")
 	fs.StringVar(&cfg.Redis.Username, "redis-username", "", "Redis ACL user")
@@ -200,7 +201,7 @@ func serve(args []string, stderr io.Writer) int {
 	}
 	eff := srv.Config()
 	logger.Info("switchboard started",
-		"version", versionString(), "listen", ln.Addr().String(), "ws", eff.WSPath, "engine", eff.EngineName,
+		"version", versionString(), "node", eff.NodeID, "listen", ln.Addr().String(), "ws", eff.WSPath, "engine", eff.EngineName,
 		"max_connections", eff.MaxConnections, "compression", eff.Compression, "echo", eff.EchoPath)
 	if !eff.Auth.Enabled() {
 		logger.Warn("no authentication configured: connections are anonymous and any connection may subscribe and publish to any room")
