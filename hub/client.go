@@ -74,9 +74,7 @@ func (c *Client) Gone() {
 	announced := c.announced
 	c.mu.Unlock()
 	for name := range rooms {
-		if c.hub.leave(c, name) {
-			c.hub.left(name, c)
-		}
+		c.hub.leave(c, name)
 	}
 	c.hub.remove(c)
 	if hook := c.hub.opts.Hooks.OnDisconnect; hook != nil && announced {
@@ -288,14 +286,16 @@ func (c *Client) subscribe(ctx context.Context, env *protocol.Envelope, sync boo
 		h.stats.recoveryFailed.Add(1)
 	}
 	m.release(last)
-	if !wasMember {
-		if rs.presence {
-			if err := h.eng.AddPresence(ctx, env.Room, engine.ClientInfo{UserID: c.userID, ConnectionID: c.id, Info: c.info()}); err != nil {
-				h.stats.engineErrors.Add(1)
-			}
+}
+
+// joined records a new member's presence and announces it (see join).
+func (h *Hub) joined(room string, c *Client) {
+	if h.settings(room).presence {
+		if err := h.eng.AddPresence(context.Background(), room, engine.ClientInfo{UserID: c.userID, ConnectionID: c.id, Info: c.info()}); err != nil {
+			h.stats.engineErrors.Add(1)
 		}
-		h.joinLeave(env.Room, protocol.TypeUserJoined, c)
 	}
+	h.joinLeave(room, protocol.TypeUserJoined, c)
 }
 
 // left undoes a membership's presence and announces it.
@@ -325,7 +325,6 @@ func (c *Client) unsubscribe(env *protocol.Envelope) {
 	}
 	c.hub.leave(c, env.Room)
 	c.sendEnvelope(&protocol.Envelope{Type: protocol.TypeUnsubscribed, ID: env.ID, Room: env.Room})
-	c.hub.left(env.Room, c)
 }
 
 // MinGlobalIDLen is the shortest publish id an anonymous connection may use

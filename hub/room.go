@@ -130,7 +130,10 @@ func (h *Hub) RoomSize(name string) int {
 // join adds c to room name, subscribing the engine when it is the room's
 // first local member. With buffering set, live events are parked until
 // member.release. It returns the member, the local member count, and
-// whether c was already a member.
+// whether c was already a member. A new member's presence entry and
+// user_joined notice go out before the room's lock is released, so a
+// connection joining right after counts it either in its members or
+// through the notice, never both.
 func (h *Hub) join(ctx context.Context, c *Client, name string, buffering bool) (*member, int, bool, error) {
 	l := &h.subLocks[h.hash(name)%numSubLocks]
 	l.Lock()
@@ -153,23 +156,29 @@ func (h *Hub) join(ctx context.Context, c *Client, name string, buffering bool) 
 		h.stats.rooms.Add(1)
 	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if i, ok := r.index[c]; ok {
 		m := r.members[i]
 		if buffering {
 			m.buffering.Store(true)
 		}
-		return m, len(r.members), true, nil
+		n := len(r.members)
+		r.mu.Unlock()
+		return m, n, true, nil
 	}
 	m := &member{c: c}
 	m.buffering.Store(buffering)
 	r.index[c] = len(r.members)
 	r.members = append(r.members, m)
-	return m, len(r.members), false, nil
+	n := len(r.members)
+	r.mu.Unlock()
+	h.joined(name, c)
+	return m, n, false, nil
 }
 
 // leave removes c from room name, unsubscribing the engine and freeing the
 // room when it was the last local member. It reports whether c was in it.
+// Like join, it withdraws presence and sends user_left under the room's
+// lock.
 func (h *Hub) leave(c *Client, name string) bool {
 	l := &h.subLocks[h.hash(name)%numSubLocks]
 	l.Lock()
@@ -193,6 +202,9 @@ func (h *Hub) leave(c *Client, name string) bool {
 	}
 	empty := len(r.members) == 0
 	r.mu.Unlock()
+	if ok {
+		h.left(name, c)
+	}
 	if ok && empty {
 		sh.mu.Lock()
 		delete(sh.rooms, name)

@@ -14,7 +14,7 @@ const (
 	CloseGoingAway        CloseCode = 1001 // endpoint going away
 	CloseProtocolError    CloseCode = 1002 // WebSocket protocol violation
 	CloseUnsupportedData  CloseCode = 1003 // binary frame where JSON text is expected
-	CloseInvalidPayload   CloseCode = 1007 // text frame that is not valid UTF-8
+	CloseInvalidPayload   CloseCode = 1007 // text frame that is not valid UTF-8, or a compressed message that does not inflate
 	ClosePolicyViolation  CloseCode = 1008 // generic policy violation (e.g. a flood of invalid messages)
 	CloseMessageTooBig    CloseCode = 1009 // message larger than the configured limit
 	CloseInternalError    CloseCode = 1011 // unexpected server condition
@@ -44,7 +44,7 @@ var closeTable = []CloseInfo{
 	{CloseGoingAway, "going_away", "The endpoint is going away (for example a browser tab closing).", false},
 	{CloseProtocolError, "protocol_error", "The peer broke the WebSocket protocol (bad framing, bad opcode, unmasked client frame).", false},
 	{CloseUnsupportedData, "unsupported_data", "A binary frame arrived where a JSON text frame is expected.", false},
-	{CloseInvalidPayload, "invalid_payload", "A text frame was not valid UTF-8.", false},
+	{CloseInvalidPayload, "invalid_payload", "A text frame was not valid UTF-8, or a compressed message did not inflate.", false},
 	{ClosePolicyViolation, "policy_violation", "The client broke a server policy, such as sending a flood of invalid messages.", false},
 	{CloseMessageTooBig, "message_too_big", "A message (after decompression) exceeded the configured size limit.", false},
 	{CloseInternalError, "internal_error", "The server met an unexpected condition.", true},

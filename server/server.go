@@ -272,6 +272,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		}
 	}
 	hopts := hub.Options{
+		NodeID:      cfg.NodeID,
 		RPCFallback: rpcFallback,
 		Hooks:       cfg.Hooks,
 		// Replays and history pages must fit the outbound queue.

@@ -6,10 +6,14 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+	"unsafe"
 
+	"github.com/klauspost/compress/flate"
 	"github.com/lxzan/gws"
 
 	"github.com/switchboard-rt/switchboard/hub"
@@ -47,6 +51,13 @@ type conn struct {
 	closing  bool                 // no more Sends; a close is queued or done
 	closeD   *protocol.Disconnect // what we close with, nil if the peer closed
 	done     bool                 // the read loop ended
+
+	// Used only by the running flush (see tryWritev).
+	rc      syscall.RawConn
+	noRaw   bool // not a plain socket (TLS): always the blocking write
+	writeFn func(fd uintptr) bool
+	wbufs   [][]byte
+	wn      int
 }
 
 // item is one queued frame: a shared event frame or raw control bytes.
@@ -157,15 +168,37 @@ func (c *conn) flush() {
 		c.mu.Unlock()
 
 		bufs = bufs[:0]
+		total := 0
 		for _, it := range batch {
+			b := it.raw
 			if it.f != nil {
-				bufs = append(bufs, c.wire(it.f))
-			} else {
-				bufs = append(bufs, it.raw)
+				b = c.wire(it.f)
 			}
+			bufs = append(bufs, b)
+			total += len(b)
 		}
-		_ = c.raw.SetWriteDeadline(time.Now().Add(c.t.opts.WriteTimeout))
-		n, err := bufs.WriteTo(c.raw)
+		// One non-blocking writev first: a socket with room takes it all
+		// and no write deadline (a timer update per flush, measurable in
+		// fan-out) is needed. Only what it did not take waits for room,
+		// within the write timeout.
+		n := int64(c.tryWritev(bufs))
+		var err error
+		if n < int64(total) {
+			rest := bufs
+			for skip := n; skip > 0; {
+				if skip < int64(len(rest[0])) {
+					rest[0] = rest[0][skip:]
+					break
+				}
+				skip -= int64(len(rest[0]))
+				rest = rest[1:]
+			}
+			_ = c.raw.SetWriteDeadline(time.Now().Add(c.t.opts.WriteTimeout))
+			var m int64
+			m, err = rest.WriteTo(c.raw)
+			n += m
+		}
+		clear(bufs)
 		c.bytesOut.Add(uint64(n))
 		c.t.meter.BytesOut(int(n))
 		clear(batch)
@@ -185,6 +218,71 @@ func (c *conn) flush() {
 			return
 		}
 	}
+}
+
+// tryWritev makes one non-blocking writev of bufs and returns the bytes
+// written: 0 when the socket is full, broken or past a deadline, or is not
+// a plain socket, which leaves it all to the blocking write.
+func (c *conn) tryWritev(bufs [][]byte) int {
+	if c.rc == nil && !c.noRaw {
+		var rc syscall.RawConn
+		sc, ok := c.raw.(syscall.Conn)
+		if ok {
+			var err error
+			if rc, err = sc.SyscallConn(); err != nil {
+				ok = false
+			}
+		}
+		if !ok {
+			c.noRaw = true
+			return 0
+		}
+		c.rc, c.writeFn = rc, c.writevFD
+	}
+	if c.noRaw {
+		return 0
+	}
+	c.wbufs, c.wn = bufs, 0
+	if err := c.rc.Write(c.writeFn); err != nil {
+		c.wn = 0
+	}
+	c.wbufs = nil
+	return c.wn
+}
+
+// writevFD is tryWritev's RawConn callback, a method value made once so a
+// flush allocates nothing. It never asks to wait for room.
+func (c *conn) writevFD(fd uintptr) bool {
+	c.wn = max(writev(int(fd), c.wbufs), 0)
+	return true
+}
+
+// maxIovec is the most buffers one writev takes (the kernel's UIO_MAXIOV).
+const maxIovec = 1024
+
+// writev writes bufs to the non-blocking socket fd with one system call
+// and returns the bytes written, or -1 (EAGAIN, or an error that the
+// blocking write after it reports).
+func writev(fd int, bufs [][]byte) int {
+	var iov [8]syscall.Iovec
+	v := iov[:0]
+	for _, b := range bufs {
+		if len(v) == maxIovec {
+			break
+		}
+		if len(b) > 0 {
+			v = append(v, syscall.Iovec{Base: &b[0]})
+			v[len(v)-1].SetLen(len(b))
+		}
+	}
+	if len(v) == 0 {
+		return 0
+	}
+	n, _, errno := syscall.Syscall(syscall.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&v[0])), uintptr(len(v)))
+	if errno != 0 {
+		return -1
+	}
+	return int(n)
 }
 
 // maxSpareCap keeps a burst's large batch slice from staying with an idle
@@ -237,13 +335,19 @@ func closeCodeOf(d *protocol.Disconnect, err error) (protocol.CloseCode, string)
 	}
 	var ce *gws.CloseError
 	if errors.As(err, &ce) {
+		if ce.Code == 0 { // a close frame without a status: RFC 6455 reports that as 1005
+			return 1005, "closed without a status code"
+		}
 		return protocol.CloseCode(ce.Code), string(ce.Reason)
 	}
 	var sc interface{ Uint16() uint16 }
 	if errors.As(err, &sc) {
 		return protocol.CloseCode(sc.Uint16()), err.Error()
 	}
+	var corrupt flate.CorruptInputError
 	switch {
+	case errors.As(err, &corrupt):
+		return protocol.CloseInvalidPayload, err.Error()
 	case errors.Is(err, gws.ErrTextEncoding):
 		return protocol.CloseInvalidPayload, err.Error()
 	case err == nil, errors.Is(err, io.EOF):
@@ -350,9 +454,10 @@ func (cc *countingConn) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// fixCloseCode corrects one gws quirk: a compressed message that inflates
-// past the read limit is closed with 1011 and reason "message too large";
-// the protocol promises 1009 for every oversize message.
+// fixCloseCode corrects a gws quirk: every failure to inflate a compressed
+// message is closed with 1011 (server error, "reconnect"). One that
+// inflates past the read limit gets 1009, as every oversize message does;
+// corrupt compressed data is the client's invalid payload, 1007.
 func fixCloseCode(p []byte) {
 	if len(p) < 4 || p[0] != 0x80|opClose || p[1]&0x80 != 0 {
 		return
@@ -361,8 +466,11 @@ func fixCloseCode(p []byte) {
 	if n < 2 || len(p) < 2+n || binary.BigEndian.Uint16(p[2:]) != uint16(protocol.CloseInternalError) {
 		return
 	}
-	if string(p[4:2+n]) == gws.ErrMessageTooLarge.Error() {
+	switch reason := string(p[4 : 2+n]); {
+	case reason == gws.ErrMessageTooLarge.Error():
 		binary.BigEndian.PutUint16(p[2:], uint16(protocol.CloseMessageTooBig))
+	case strings.HasPrefix(reason, "flate: corrupt input"):
+		binary.BigEndian.PutUint16(p[2:], uint16(protocol.CloseInvalidPayload))
 	}
 }
 

@@ -349,6 +349,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.client = h.hub.Connect(c, hub.ConnInfo{Credentials: creds, RemoteAddr: r.RemoteAddr, Heartbeat: h.opts.HeartbeatInterval})
 	h.log.Info("connect", "conn", c.client.ID(), "user", c.client.UserID(), "remote", c.remote,
 		"subprotocol", ws.SubProtocol(), "compression", c.deflate)
+	// Shutdown sets draining and then closes what the wheel holds: a
+	// connection added meanwhile was not among them.
+	if h.draining.Load() {
+		c.Close(protocol.NewDisconnect(protocol.CloseServiceRestart, "server shutting down"))
+	}
 	go ws.ReadLoop()
 }
 

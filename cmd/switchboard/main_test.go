@@ -1,0 +1,255 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/switchboard-rt/switchboard/protocol"
+)
+
+func runCmd(args ...string) (code int, stdout, stderr string) {
+	var out, errb bytes.Buffer
+	code = run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestRunCommands(t *testing.T) {
+	tests := []struct {
+		args       []string
+		code       int
+		stdout     string // substring
+		stderr     string // substring
+		noStdout   bool
+		wantPrefix string
+	}{
+		{args: []string{"version"}, code: 0, wantPrefix: "switchboard "},
+		{args: []string{"--version"}, code: 0, wantPrefix: "switchboard "},
+		{args: []string{"help"}, code: 0, stdout: "usage: switchboard"},
+		{args: nil, code: 2, stderr: "usage: switchboard", noStdout: true},
+		{args: []string{"frobnicate"}, code: 2, stderr: `unknown command "frobnicate"`, noStdout: true},
+		{args: []string{"serve", "-h"}, code: 0, stderr: "-heartbeat-interval"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			code, out, errs := runCmd(tt.args...)
+			if code != tt.code {
+				t.Fatalf("exit %d, want %d (stderr %q)", code, tt.code, errs)
+			}
+			if !strings.Contains(out, tt.stdout) || !strings.Contains(errs, tt.stderr) || !strings.HasPrefix(out, tt.wantPrefix) {
+				t.Errorf("stdout %q stderr %q", out, errs)
+			}
+			if tt.noStdout && out != "" {
+				t.Errorf("stdout %q, want nothing", out)
+			}
+		})
+	}
+	if _, out, _ := runCmd("version"); strings.Count(out, "\n") != 1 || len(strings.Fields(out)) != 2 {
+		t.Errorf("version prints %q, want one line \"switchboard VERSION\"", out)
+	}
+}
+
+// TestServeRefusesBadSettings: every bad flag or SWITCHBOARD_* value exits
+// 2 before anything listens, naming what is wrong. (Not parallel: t.Setenv.)
+func TestServeRefusesBadSettings(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		want    string // in stderr
+		notWant string
+	}{
+		{name: "bad duration flag", args: []string{"--heartbeat-interval", "soon"}, want: "heartbeat-interval"},
+		{name: "bad int flag", args: []string{"--max-connections", "many"}, want: "max-connections"},
+		{name: "unknown flag", args: []string{"--no-such-flag"}, want: "no-such-flag"},
+		{name: "extra argument", args: []string{"extra"}, want: `unexpected argument "extra"`},
+		{name: "bad log level", args: []string{"--log-level", "loud"}, want: "--log-level"},
+		{name: "bad log format", args: []string{"--log-format", "xml"}, want: "--log-format"},
+		{name: "invalid config", args: []string{"--heartbeat-interval", "1s"}, want: "heartbeat interval 1s is outside"},
+		{name: "invalid policy", args: []string{"--slow-consumer-policy", "drop_newest"}, want: "drop_newest"},
+		{name: "bad env duration", env: map[string]string{"SWITCHBOARD_HEARTBEAT_INTERVAL": "soon"}, want: `SWITCHBOARD_HEARTBEAT_INTERVAL="soon"`},
+		{name: "bad env int", env: map[string]string{"SWITCHBOARD_MAX_CONNECTIONS": "many"}, want: "SWITCHBOARD_MAX_CONNECTIONS"},
+		{name: "bad env bool", env: map[string]string{"SWITCHBOARD_COMPRESSION": "maybe"}, want: "SWITCHBOARD_COMPRESSION"},
+		{name: "bad env dash name", env: map[string]string{"SWITCHBOARD_MAX_MESSAGE_SIZE": "big"}, want: "SWITCHBOARD_MAX_MESSAGE_SIZE"},
+		{name: "env value invalid for the server", env: map[string]string{"SWITCHBOARD_PONG_TIMEOUT": "30s"}, want: "pong timeout 30s"},
+		{name: "flag wins over env", args: []string{"--heartbeat-interval", "1s"},
+			env: map[string]string{"SWITCHBOARD_HEARTBEAT_INTERVAL": "soon"}, want: "heartbeat interval 1s", notWant: "SWITCHBOARD_HEARTBEAT_INTERVAL"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			// Should a case be accepted after all, it must not take :8080.
+			args := append([]string{"serve", "--listen", "127.0.0.1:0"}, tt.args...)
+			done := make(chan struct{})
+			var code int
+			var errs string
+			go func() {
+				defer close(done)
+				code, _, errs = runCmd(args...)
+			}()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatal("serve started instead of refusing the settings")
+			}
+			if code != 2 {
+				t.Fatalf("exit %d, want 2 (stderr %q)", code, errs)
+			}
+			if !strings.Contains(errs, tt.want) || (tt.notWant != "" && strings.Contains(errs, tt.notWant)) {
+				t.Errorf("stderr %q, want it to mention %q", errs, tt.want)
+			}
+		})
+	}
+}
+
+// TestServeEndToEnd builds the binary, runs `serve` on a loopback port,
+// connects, and stops it with SIGTERM: the client gets disconnect 1012 and
+// close 1012, and the process exits 0.
+func TestServeEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	t.Parallel()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	bin := filepath.Join(t.TempDir(), "switchboard")
+	build := exec.Command(goBin, "build", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+
+	cmd := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--log-format", "text", "--drain-timeout", "5s")
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "SWITCHBOARD_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var logs lockedBuffer
+	logsDone := make(chan struct{})
+	addrc := make(chan string, 1)
+	go func() {
+		defer close(logsDone)
+		re := regexp.MustCompile(`listen=(127\.0\.0\.1:\d+)`)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			logs.add(sc.Text() + "\n")
+			if m := re.FindStringSubmatch(sc.Text()); m != nil {
+				addrc <- m[1]
+			}
+		}
+	}()
+	var waitErr error
+	exited := make(chan struct{})
+	go func() {
+		<-logsDone // Wait closes the pipe: read it all first
+		waitErr = cmd.Wait()
+		close(exited)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill() // no-op once it has exited
+		<-exited
+	})
+	var addr string
+	select {
+	case addr = <-addrc:
+	case <-exited:
+		t.Fatalf("serve exited early: %v\n%s", waitErr, logs.String())
+	case <-time.After(15 * time.Second):
+		t.Fatal("serve did not log its address")
+	}
+
+	c, _, err := (&websocket.Dialer{HandshakeTimeout: 10 * time.Second}).Dial("ws://"+addr+"/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(15 * time.Second))
+	read := func() *protocol.Envelope {
+		t.Helper()
+		_, b, err := c.ReadMessage()
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		var e protocol.Envelope
+		if err := json.Unmarshal(b, &e); err != nil {
+			t.Fatal(err)
+		}
+		return &e
+	}
+	if e := read(); e.Type != protocol.TypeConnectionEstablished {
+		t.Fatalf("first message %q", e.Type)
+	}
+	if err := c.WriteMessage(websocket.TextMessage, []byte(`{"type":"subscribe","id":"s","room":"e2e"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if e := read(); e.Type != protocol.TypeSubscribed {
+		t.Fatalf("got %q, want subscribed", e.Type)
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	e := read()
+	var d protocol.Disconnect
+	if e.Type != protocol.TypeDisconnect || json.Unmarshal(e.Data, &d) != nil || d.Code != 1012 || !d.Reconnect {
+		t.Fatalf("got %s, want disconnect 1012", protocol.Encode(e))
+	}
+	_, _, err = c.ReadMessage()
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != 1012 {
+		t.Fatalf("read after disconnect: %v, want close 1012", err)
+	}
+	select {
+	case <-exited:
+		if waitErr != nil {
+			t.Fatalf("exit: %v\n%s", waitErr, logs.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("serve did not exit after SIGTERM\n%s", logs.String())
+	}
+	if !strings.Contains(logs.String(), "switchboard stopped") {
+		t.Errorf("no shutdown log line:\n%s", logs.String())
+	}
+}
+
+// lockedBuffer collects a subprocess's log lines for failure messages.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) add(s string) {
+	l.mu.Lock()
+	l.b.WriteString(s)
+	l.mu.Unlock()
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
