@@ -14,10 +14,12 @@ FUZZTIME ?= 10s
 # about 2.5 minutes on the 2-core development machine).
 TEST_TIMEOUT ?= 15m
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# How long each Go benchmark runs under `make bench`.
+BENCHTIME ?= 1s
 # Extra flags for `make run`, e.g. make run ARGS='--listen :9090 --compression'.
 ARGS ?=
 
-.PHONY: all test vet fmt-check lint unit js build run fuzz clean
+.PHONY: all test vet fmt-check lint unit js build run fuzz bench clean
 
 all: test
 
@@ -60,6 +62,16 @@ fuzz:
 		echo "== $$name ($$pkg, $(FUZZTIME))"; \
 		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) "$$pkg" || exit 1; \
 	done
+
+## bench: the load scenarios against real servers (the floor, 1,000 and
+## 10,000 subscribers fanning out, 19,000 idle; about 2-3 minutes), then
+## the Go benchmarks of protocol, hub and the memory engine. Results and
+## how to read them: docs/benchmarks.md
+bench: build
+	@status=0; \
+	bin/switchboard bench suite || status=1; \
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./protocol/ ./hub/ ./engine/memory/ || status=1; \
+	exit $$status
 
 clean:
 	rm -rf bin

@@ -70,6 +70,10 @@ func mountDemo(mux *http.ServeMux, h *hub.Hub, apiHandler *api.Handler, apiKey b
 		publish = apiHandler.Protect(publish)
 	}
 	mux.Handle("POST /demo/matches/{id}/next", sameOrigin(publish))
+	mux.HandleFunc("/demo/matches/{id}/next", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", http.MethodPost)
+		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed here (allowed: POST)")
+	})
 }
 
 // staticFile serves one embedded file with the demo's security headers.

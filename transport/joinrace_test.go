@@ -10,12 +10,11 @@ import (
 	"github.com/switchboard-rt/switchboard/server"
 )
 
-// TestJoinNoticeRace (hub bug, reported to the lead): two connections
-// subscribe to a room at once. The one that joins second is answered
-// `subscribed` with members 2, and can then still get the first one's
-// user_joined, because the hub publishes a join notice only after it has
-// answered the joiner: a client that counts members from join/leave events
-// counts the first one twice.
+// TestJoinNoticeRace: two connections subscribe to a room at once. The one
+// that joins second must count the first exactly once: either in its
+// `subscribed` members or through a user_joined notice, never both. (The
+// hub once announced a join only after answering the joiner; it now
+// announces under the room's lock.)
 func TestJoinNoticeRace(t *testing.T) {
 	t.Parallel()
 	ts := startServer(t, server.Config{})
