@@ -24,6 +24,7 @@ import (
 	"github.com/switchboard-rt/switchboard/auth"
 	"github.com/switchboard-rt/switchboard/engine"
 	"github.com/switchboard-rt/switchboard/engine/memory"
+	natsengine "github.com/switchboard-rt/switchboard/engine/nats"
 	"github.com/switchboard-rt/switchboard/engine/redis"
 	"github.com/switchboard-rt/switchboard/hub"
 	"github.com/switchboard-rt/switchboard/metrics"
@@ -114,11 +115,14 @@ type Config struct {
 	// NodeID names this node in stats, presence and logs. Default: random.
 	NodeID string
 	// EngineName selects the engine when Engine is nil: "memory" (the
-	// default: one node) or "redis" (a cluster sharing Redis, configured
-	// by Redis).
+	// default: one node), "redis" (a cluster sharing Redis, configured by
+	// Redis) or "nats" (a cluster on NATS with JetStream, configured by
+	// NATS).
 	EngineName string
 	// Redis configures the Redis engine (see engine/redis.Options).
 	Redis redis.Options
+	// NATS configures the NATS engine (see engine/nats.Options).
+	NATS natsengine.Options
 	// Logger receives logs. Default: discard.
 	Logger *slog.Logger
 }
@@ -243,8 +247,17 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 				return nil, fmt.Errorf("server: %w", err)
 			}
 			cfg.Engine = e
+		case "nats":
+			if cfg.NATS.NodeID == "" {
+				cfg.NATS.NodeID = cfg.NodeID
+			}
+			e, err := natsengine.New(cfg.NATS)
+			if err != nil {
+				return nil, fmt.Errorf("server: %w", err)
+			}
+			cfg.Engine = e
 		default:
-			return nil, fmt.Errorf("server: unknown engine %q (want memory or redis)", cfg.EngineName)
+			return nil, fmt.Errorf("server: unknown engine %q (want memory, redis or nats)", cfg.EngineName)
 		}
 	} else if cfg.EngineName == "" {
 		cfg.EngineName = fmt.Sprintf("%T", cfg.Engine)

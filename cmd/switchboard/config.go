@@ -25,7 +25,7 @@ import (
 // same definitions ("switchboard config docs") and checked by a test.
 
 // secretKeys are masked when the effective configuration is printed.
-var secretKeys = map[string]bool{"jwt-secret": true, "api-key": true, "redis-password": true}
+var secretKeys = map[string]bool{"jwt-secret": true, "api-key": true, "redis-password": true, "nats-password": true, "nats-token": true}
 
 // options is everything serve needs besides server.Config.
 type options struct {

@@ -24,6 +24,7 @@ import (
 	"syscall"
 	"time"
 
+	natsengine "github.com/switchboard-rt/switchboard/engine/nats"
 	"github.com/switchboard-rt/switchboard/engine/redis"
 	"github.com/switchboard-rt/switchboard/hub"
 	"github.com/switchboard-rt/switchboard/server"
@@ -129,7 +130,7 @@ func serveFlags(cfg *server.Config, logLevel, logFormat *string) *flag.FlagSet {
 	fs.IntVar(&cfg.HandshakeBurst, "handshake-burst", 100, "handshake burst per client IP")
 	fs.Var(listFlag{&cfg.TrustedProxies}, "trusted-proxies", "comma-separated proxy CIDRs whose X-Forwarded-For names the client")
 	fs.StringVar(&cfg.NodeID, "node-id", "", "this node's name in stats, presence and logs (default: random)")
-	fs.StringVar(&cfg.EngineName, "engine", "memory", "engine: memory (one node) or redis (a cluster of nodes sharing Redis)")
+	fs.StringVar(&cfg.EngineName, "engine", "memory", "engine: memory (one node), redis (a cluster sharing Redis) or nats (a cluster on NATS JetStream)")
 	fs.StringVar(&cfg.Redis.Addr, "redis-addr", redis.DefaultAddr, "Redis server host:port (engine redis)")
 	fs.StringVar(&cfg.Redis.Username, "redis-username", "", "Redis ACL user")
 	fs.StringVar(&cfg.Redis.Password, "redis-password", "", "Redis password")
@@ -141,6 +142,18 @@ func serveFlags(cfg *server.Config, logLevel, logFormat *string) *flag.FlagSet {
 	fs.Var(listFlag{&cfg.Redis.SentinelAddrs}, "redis-sentinel-addrs", "comma-separated Redis Sentinel addresses")
 	fs.Var(listFlag{&cfg.Redis.ClusterAddrs}, "redis-cluster-addrs", "comma-separated Redis Cluster seed nodes (uses sharded pub/sub)")
 	fs.DurationVar(&cfg.Redis.PresenceTTL, "redis-presence-ttl", redis.DefaultPresenceTTL, "how long a crashed node's presence entries survive")
+	fs.StringVar(&cfg.NATS.URL, "nats-url", natsengine.DefaultURL, "NATS server URL(s), comma-separated (engine nats)")
+	fs.StringVar(&cfg.NATS.Prefix, "nats-prefix", natsengine.DefaultPrefix, "prefix of subjects and stream names, so clusters can share a NATS")
+	fs.BoolVar(&cfg.NATS.CoreOnly, "nats-core-only", false, "use core NATS only, without JetStream: fan-out across nodes but no shared history (no recovery across nodes)")
+	fs.IntVar(&cfg.NATS.Replicas, "nats-replicas", 1, "JetStream replicas of Switchboard's streams")
+	fs.BoolVar(&cfg.NATS.MemoryStorage, "nats-memory-storage", false, "keep JetStream streams in memory instead of files")
+	fs.StringVar(&cfg.NATS.User, "nats-user", "", "NATS user")
+	fs.StringVar(&cfg.NATS.Password, "nats-password", "", "NATS password")
+	fs.StringVar(&cfg.NATS.Token, "nats-token", "", "NATS token")
+	fs.StringVar(&cfg.NATS.CredsFile, "nats-creds", "", "NATS credentials file")
+	fs.BoolVar(&cfg.NATS.TLS, "nats-tls", false, "connect to NATS over TLS")
+	fs.StringVar(&cfg.NATS.TLSCAFile, "nats-tls-ca", "", "PEM file of the CA that signed NATS's certificate")
+	fs.DurationVar(&cfg.NATS.PresenceTTL, "nats-presence-ttl", 60*time.Second, "how long a crashed node's presence entries survive (engine nats)")
 	fs.StringVar(&cfg.RPCProxyURL, "rpc-proxy-url", "", "forward socket RPC calls to this backend URL (POST {user_id, connection_id, method, params})")
 	fs.DurationVar(&cfg.RPCTimeout, "rpc-timeout", 10*time.Second, "time allowed for one RPC call")
 	fs.StringVar(&cfg.TLSCertFile, "tls-cert", "", "TLS certificate file (PEM): serve wss:// and https://")

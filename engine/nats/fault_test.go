@@ -1,0 +1,174 @@
+package nats
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/switchboard-rt/switchboard/engine"
+	"github.com/switchboard-rt/switchboard/protocol"
+)
+
+// Fault tests run their own nats-server, which they kill and restart, and
+// so never disturb the shared one.
+
+const faultWait = 30 * time.Second // bound on reconnecting after a fault
+
+type ack struct {
+	pos protocol.StreamPosition
+	n   int
+}
+
+// publisher publishes to room in a loop until stopped, recording what was
+// acknowledged and counting errors.
+type publisher struct {
+	mu   sync.Mutex
+	acks []ack
+	errs int
+	stop chan struct{}
+	done chan struct{}
+}
+
+func startPublisher(e *Engine, room string, policy engine.PublishOptions) *publisher {
+	p := &publisher{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		for n := 1; n <= 1_000_000; n++ {
+			select {
+			case <-p.stop:
+				return
+			default:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			res, err := e.Publish(ctx, room, &engine.Publication{Type: "m", Data: dataN(n)}, policy)
+			cancel()
+			p.mu.Lock()
+			if err != nil {
+				p.errs++
+			} else {
+				p.acks = append(p.acks, ack{res.Position, n})
+			}
+			p.mu.Unlock()
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	return p
+}
+
+func (p *publisher) counts() (acks, errs int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.acks), p.errs
+}
+
+func (p *publisher) finish() []ack {
+	close(p.stop)
+	<-p.done
+	return p.acks
+}
+
+// TestServerRestart kills NATS in the middle of a stream of publishes and
+// starts it again on the same store: while it is down Publish fails and
+// Ready reports it; every event that was acknowledged is in the stream at
+// its offset afterwards; offsets go on in the same epoch; the subscribed
+// room's delivery resumes with every stored event delivered once, in
+// order; presence (kept in memory by the server) is put back.
+func TestServerRestart(t *testing.T) {
+	srv := startPrivateNATS(t, nil)
+	e := newTestEngine(t, Options{URL: srv.url(), NodeID: "a", OpTimeout: time.Second, PresenceTTL: time.Second})
+	rec := newRecorder()
+	startEngine(t, e, rec)
+	ctx := context.Background()
+	policy := engine.PublishOptions{History: engine.HistoryPolicy{Size: 100_000}}
+	mustNoErr(t, e.Subscribe(ctx, "room"), "subscribe")
+	mustNoErr(t, e.AddPresence(ctx, "room", engine.ClientInfo{UserID: "u", ConnectionID: "c"}), "presence")
+
+	pub := startPublisher(e, "room", policy)
+	waitFor(t, 10*time.Second, "publishes before the crash", func() bool { n, _ := pub.counts(); return n >= 20 })
+	srv.kill()
+	waitFor(t, faultWait, "Ready to report the outage", func() bool { return e.Ready(ctx) != nil })
+	_, errsBefore := pub.counts()
+	waitFor(t, 10*time.Second, "publishes to fail while down", func() bool { _, n := pub.counts(); return n >= errsBefore+3 })
+	sctx, cancel := context.WithTimeout(ctx, time.Second)
+	if err := e.Subscribe(sctx, "other"); err == nil {
+		t.Error("Subscribe succeeded while NATS was down")
+	}
+	cancel()
+
+	srv.start()
+	waitFor(t, faultWait, "Ready after the restart", func() bool { return e.Ready(ctx) == nil })
+	acked, _ := pub.counts()
+	waitFor(t, 10*time.Second, "publishes after the restart", func() bool { n, _ := pub.counts(); return n >= acked+20 })
+	acks := pub.finish()
+
+	h, err := e.History(ctx, "room", engine.HistoryQuery{}, policy.History)
+	mustNoErr(t, err, "history")
+	checkStream(t, "stream after the restart", h.Publications, int(h.Latest.Offset))
+	stored := make(map[uint64]int, len(h.Publications))
+	for _, p := range h.Publications {
+		stored[p.Position.Offset] = readN(t, p)
+	}
+	for _, a := range acks {
+		if a.pos.Epoch != h.Latest.Epoch {
+			t.Fatalf("event %d acknowledged in epoch %q, the stream is in %q: the store survived, the epoch must too", a.n, a.pos.Epoch, h.Latest.Epoch)
+		}
+		if n, ok := stored[a.pos.Offset]; !ok || n != a.n {
+			t.Fatalf("event %d was acknowledged at offset %d, the stream holds n=%d there (%v): an acknowledged event was lost", a.n, a.pos.Offset, n, ok)
+		}
+	}
+	waitFor(t, 10*time.Second, "every stored event delivered", func() bool { return rec.count("room") >= len(h.Publications) })
+	got := rec.get("room")
+	checkStream(t, "deliveries", got, len(h.Publications))
+	waitFor(t, 10*time.Second, "presence restored", func() bool {
+		st, err := e.PresenceStats(ctx, "room")
+		return err == nil && st.Clients == 1
+	})
+}
+
+// TestServerLosesData restarts NATS on an empty store: the room starts a
+// new epoch at offset 1 (the cached top of the lost stream is not trusted),
+// the streams are recreated, and a client's old position is reported as
+// not recoverable.
+func TestServerLosesData(t *testing.T) {
+	srv := startPrivateNATS(t, nil)
+	e := newTestEngine(t, Options{URL: srv.url(), OpTimeout: time.Second})
+	rec := newRecorder()
+	startEngine(t, e, rec)
+	ctx := context.Background()
+	policy := engine.PublishOptions{History: engine.HistoryPolicy{Size: 100}}
+	mustNoErr(t, e.Subscribe(ctx, "room"), "subscribe")
+	var last engine.PublishResult
+	for i := 1; i <= 3; i++ {
+		var err error
+		last, err = e.Publish(ctx, "room", &engine.Publication{Type: "m", Data: dataN(i)}, policy)
+		mustNoErr(t, err, "publish")
+	}
+	waitFor(t, 5*time.Second, "deliveries", func() bool { return rec.count("room") == 3 })
+
+	srv.kill()
+	mustNoErr(t, os.RemoveAll(filepath.Join(srv.dir, "store")), "wipe the store")
+	srv.start()
+	waitFor(t, faultWait, "Ready after the restart", func() bool { return e.Ready(ctx) == nil })
+
+	var res engine.PublishResult
+	waitFor(t, faultWait, "a publish to succeed", func() bool {
+		var err error
+		res, err = e.Publish(ctx, "room", &engine.Publication{Type: "m", Data: dataN(4)}, policy)
+		return err == nil
+	})
+	if res.Position.Offset != 1 || res.Position.Epoch == last.Position.Epoch {
+		t.Errorf("after the data was lost: %+v, want offset 1 in a new epoch (old %q)", res.Position, last.Position.Epoch)
+	}
+	h, err := e.History(ctx, "room", engine.HistoryQuery{Since: last.Position}, policy.History)
+	mustNoErr(t, err, "history")
+	if h.Complete || h.Latest != res.Position {
+		t.Errorf("history since the old position: Complete=%v Latest=%+v; want incomplete, latest %+v", h.Complete, h.Latest, res.Position)
+	}
+	waitFor(t, 5*time.Second, "the new epoch's event delivered", func() bool { return rec.count("room") == 4 })
+	if got := rec.get("room")[3]; got.Position != res.Position {
+		t.Errorf("delivered %+v, want %+v", got.Position, res.Position)
+	}
+}
