@@ -500,7 +500,9 @@ func (h *Hub) publish(ctx context.Context, room string, pub *engine.Publication,
 		h.stats.engineErrors.Add(1)
 		return PublishResult{}, fmt.Errorf("hub: publish to %q: %w", room, err)
 	}
-	h.stats.publications.Add(1)
+	if !res.Duplicate { // a retried publish is one event, counted once
+		h.stats.publications.Add(1)
+	}
 	return PublishResult{EventID: res.Position.EventID(), Recipients: h.RoomSize(room), Duplicate: res.Duplicate}, nil
 }
 

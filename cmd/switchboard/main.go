@@ -111,6 +111,7 @@ func serveFlags(cfg *server.Config, logLevel, logFormat *string) *flag.FlagSet {
 	fs.DurationVar(&cfg.HistoryTTL, "history-ttl", 0, "how long room events are kept (default 5m)")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 0, "graceful shutdown deadline (default 10s)")
 	fs.BoolVar(&cfg.NoDemo, "no-demo", false, "do not serve the demo page at /")
+	fs.BoolVar(&cfg.NoAdmin, "no-admin", false, "do not serve the admin dashboard at /admin")
 	fs.StringVar(&cfg.APIKey, "api-key", "", "key for the server API at /api/ (Authorization: Bearer KEY); empty: the API answers loopback clients only")
 	fs.StringVar(&cfg.Auth.JWTSecret, "jwt-secret", "", "HS256 secret for connection tokens (32+ bytes); once set, connections need a valid token unless --allow-anonymous")
 	fs.Var(listFlag{&cfg.Auth.JWTPublicKeyFiles}, "jwt-public-key", "PEM file with an RSA (RS256) or EC P-256 (ES256) public key; repeat or comma-separate for several")
