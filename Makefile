@@ -19,14 +19,15 @@ BENCHTIME ?= 1s
 # Extra flags for `make run`, e.g. make run ARGS='--listen :9090 --compression'.
 ARGS ?=
 
-.PHONY: all test vet fmt-check lint unit js build run fuzz bench clean
+.PHONY: all test vet fmt-check lint node-deps unit js browser build run fuzz bench clean
 
 all: test
 
-## test: vet, gofmt check, staticcheck, every Go test with the race detector,
-## then the JavaScript SDK's tests (unit, against the real server, and in
-## headless Chromium)
-test: vet fmt-check lint unit js
+## test: vet, gofmt check, staticcheck, every Go test with the race detector
+## (real sockets, Redis, NATS, nginx, Python), the JavaScript SDK's tests
+## (unit, against the real server, in headless Chromium), and the demo and
+## dashboard in headless Chromium
+test: vet fmt-check lint node-deps unit js browser
 
 vet:
 	$(GO) vet ./...
@@ -38,11 +39,24 @@ fmt-check:
 lint:
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
-unit:
+# The Node packages the Go tests use too: the SDK bundle embedded in the
+# demo (a test checks it is fresh), the Node example, the browser tests.
+NODE_DIRS = clients/js examples/node-client e2e/browser
+node-deps:
+	@for d in $(NODE_DIRS); do \
+		[ -d $$d/node_modules ] || (cd $$d && npm ci --no-audit --no-fund) || exit 1; \
+	done
+	@# The Node example imports the SDK's build output (dist/).
+	cd clients/js && npm run build
+
+unit: node-deps
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
-js:
-	cd clients/js && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm test
+js: node-deps
+	cd clients/js && npm test
+
+browser: node-deps
+	cd e2e/browser && npm test
 
 ## build: bin/switchboard
 build:
