@@ -80,16 +80,6 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// waitEmpty waits until the node has no connections and no rooms left.
-func waitEmpty(t *testing.T, ts *testServer) {
-	t.Helper()
-	h := ts.srv.Hub
-	waitFor(t, "all connections and rooms to be gone", func() bool {
-		st := h.Stats()
-		return st.Connections == 0 && st.Rooms == 0 && len(h.Rooms()) == 0 && ts.srv.WS.Open() == 0
-	})
-}
-
 // ---- gorilla client ----
 
 // wsClient is a gorilla connection with a read goroutine, so tests can wait
