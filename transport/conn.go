@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -106,9 +107,135 @@ func (c *conn) enqueue(it item) bool {
 	c.flushing = true
 	c.mu.Unlock()
 	if start {
-		go c.flush()
+		c.t.flushers.submit(c)
 	}
 	return true
+}
+
+// flushPool is a few long-lived goroutines that flush connections whose
+// sockets have room, so a fan-out to N connections starts no goroutine per
+// recipient. A connection whose write cannot finish at once, or that is
+// closing, gets a flush goroutine of its own, as before.
+type flushPool struct {
+	ch      chan *conn
+	stopped atomic.Bool
+}
+
+// flushPoolQueue bounds the connections waiting for the pool; beyond it a
+// connection gets its own flush goroutine.
+const flushPoolQueue = 16384
+
+func newFlushPool(ctx context.Context, n int) *flushPool {
+	p := &flushPool{ch: make(chan *conn, flushPoolQueue)}
+	for range n {
+		go p.run(ctx)
+	}
+	return p
+}
+
+func (p *flushPool) submit(c *conn) {
+	if !p.stopped.Load() {
+		select {
+		case p.ch <- c:
+			if p.stopped.Load() {
+				p.drain() // the workers may be gone: nobody else would
+			}
+			return
+		default:
+		}
+	}
+	go c.flush()
+}
+
+func (p *flushPool) run(ctx context.Context) {
+	var bufs [][]byte
+	for {
+		select {
+		case c := <-p.ch:
+			bufs = c.flushFast(bufs)
+		case <-ctx.Done():
+			p.stopped.Store(true)
+			p.drain()
+			return
+		}
+	}
+}
+
+// drain gives every waiting connection a flush goroutine of its own.
+func (p *flushPool) drain() {
+	for {
+		select {
+		case c := <-p.ch:
+			go c.flush()
+		default:
+			return
+		}
+	}
+}
+
+// flushFast is one pool round for c: one non-blocking writev of what is
+// queued. It returns bufs emptied, for reuse.
+func (c *conn) flushFast(bufs [][]byte) [][]byte {
+	c.mu.Lock()
+	batch := c.queue
+	if len(batch) == 0 || c.closing {
+		c.mu.Unlock()
+		go c.flush()
+		return bufs
+	}
+	c.queue, c.spare = c.spare[:0], nil
+	c.qbytes = 0
+	c.mu.Unlock()
+	bufs = bufs[:0]
+	total := 0
+	for _, it := range batch {
+		b := it.raw
+		if it.f != nil {
+			b = c.wire(it.f)
+		}
+		bufs = append(bufs, b)
+		total += len(b)
+	}
+	n := c.tryWritev(bufs)
+	if n > 0 {
+		c.bytesOut.Add(uint64(n))
+		c.t.meter.BytesOut(n)
+	}
+	clear(batch)
+	if n < total {
+		// The unwritten rest goes back in front, in order, for a
+		// blocking flush.
+		rest := make([]item, 0, len(bufs))
+		for _, b := range bufs {
+			if n >= len(b) {
+				n -= len(b)
+				continue
+			}
+			rest = append(rest, item{raw: b[n:]})
+			n = 0
+		}
+		clear(bufs)
+		c.mu.Lock()
+		for _, it := range rest {
+			c.qbytes += len(it.raw)
+		}
+		c.queue = append(rest, c.queue...)
+		c.mu.Unlock()
+		go c.flush()
+		return bufs[:0]
+	}
+	clear(bufs)
+	c.mu.Lock()
+	if cap(batch) <= maxSpareCap {
+		c.spare = batch[:0]
+	}
+	more := len(c.queue) > 0
+	c.flushing = more
+	c.mu.Unlock()
+	if more {
+		c.t.flushers.submit(c)
+	}
+	return bufs[:0]
 }
 
 // Close implements hub.Sink: queue a disconnect event and the close frame

@@ -19,6 +19,7 @@ import (
 	"net/netip"
 	"net/url"
 	"path"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -188,6 +189,7 @@ type Handler struct {
 	open     atomic.Int64
 	draining atomic.Bool
 	wheel    *wheel
+	flushers *flushPool
 	limiter  *ipLimiter
 	// debug logs every inbound message; decided once, as the check is on
 	// the per-message path.
@@ -227,6 +229,7 @@ func NewHandler(ctx context.Context, opts Options) (*Handler, error) {
 		go h.limiter.sweep(ctx)
 	}
 	h.wheel = newWheel(h)
+	h.flushers = newFlushPool(ctx, runtime.GOMAXPROCS(0))
 	go h.wheel.run(ctx)
 	return h, nil
 }
