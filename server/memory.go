@@ -18,7 +18,7 @@ import (
 // collections happen anyway and this does nothing; a node that stays quiet
 // gets at most quietTrims of them, then none until it has been busy again.
 const (
-	trimInterval = 10 * time.Second
+	trimInterval = 5 * time.Second
 	trimAbove    = 32 << 20 // freed heap worth returning even on a busy node
 	// quietTrims: two collections shrink an 8 KiB stack to 4 KiB and
 	// return the freed heap; a third rarely finds more.
