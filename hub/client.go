@@ -388,7 +388,7 @@ func (c *Client) publish(ctx context.Context, env *protocol.Envelope) {
 		Type: env.Type, Data: env.Data, UserID: c.userID, ClientID: c.id,
 	}, key)
 	if err != nil {
-		c.sendError(protocol.Errorf(protocol.ErrInternal, env.ID, "publish failed, not stored: %v", err))
+		c.sendError(protocol.Errorf(protocol.ErrInternal, env.ID, "publish not confirmed (retry with the same id): %v", err))
 		return
 	}
 	if env.ID != "" {
