@@ -3,8 +3,11 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -124,62 +127,8 @@ func TestServeEndToEnd(t *testing.T) {
 		t.Skip("builds the binary")
 	}
 	t.Parallel()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = "/usr/local/go/bin/go" // where the machine keeps Go when PATH lacks it
-	}
-	bin := filepath.Join(t.TempDir(), "switchboard")
-	build := exec.Command(goBin, "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-
-	cmd := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--log-format", "text", "--drain-timeout", "5s")
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "SWITCHBOARD_") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var logs lockedBuffer
-	logsDone := make(chan struct{})
-	addrc := make(chan string, 1)
-	go func() {
-		defer close(logsDone)
-		re := regexp.MustCompile(`listen=(127\.0\.0\.1:\d+)`)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			logs.add(sc.Text() + "\n")
-			if m := re.FindStringSubmatch(sc.Text()); m != nil {
-				addrc <- m[1]
-			}
-		}
-	}()
-	var waitErr error
-	exited := make(chan struct{})
-	go func() {
-		<-logsDone // Wait closes the pipe: read it all first
-		waitErr = cmd.Wait()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill() // no-op once it has exited
-		<-exited
-	})
-	var addr string
-	select {
-	case addr = <-addrc:
-	case <-exited:
-		t.Fatalf("serve exited early: %v\n%s", waitErr, logs.String())
-	case <-time.After(15 * time.Second):
-		t.Fatal("serve did not log its address")
-	}
+	p := startServe(t, "--listen", "127.0.0.1:0", "--log-format", "text", "--drain-timeout", "5s")
+	addr, cmd, exited, logs := p.addr, p.cmd, p.exited, &p.logs
 
 	c, _, err := (&websocket.Dialer{HandshakeTimeout: 10 * time.Second}).Dial("ws://"+addr+"/ws", nil)
 	if err != nil {
@@ -224,8 +173,8 @@ func TestServeEndToEnd(t *testing.T) {
 	}
 	select {
 	case <-exited:
-		if waitErr != nil {
-			t.Fatalf("exit: %v\n%s", waitErr, logs.String())
+		if p.waitErr != nil {
+			t.Fatalf("exit: %v\n%s", p.waitErr, logs.String())
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatalf("serve did not exit after SIGTERM\n%s", logs.String())
@@ -251,4 +200,140 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// serveProcess is a `switchboard serve` subprocess.
+type serveProcess struct {
+	addr    string
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	waitErr error // valid once exited is closed
+	logs    lockedBuffer
+}
+
+// startServe builds the binary and starts `serve` with args (which must
+// listen on 127.0.0.1:0 with text logs), returning once it has logged its
+// address. It is killed when the test ends.
+func startServe(t *testing.T, args ...string) *serveProcess {
+	t.Helper()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = "/usr/local/go/bin/go" // where the machine keeps Go when PATH lacks it
+	}
+	bin := filepath.Join(t.TempDir(), "switchboard")
+	build := exec.Command(goBin, "build", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+
+	cmd := exec.Command(bin, append([]string{"serve"}, args...)...)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "SWITCHBOARD_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &serveProcess{cmd: cmd, exited: make(chan struct{})}
+	logs := &p.logs
+	logsDone := make(chan struct{})
+	addrc := make(chan string, 1)
+	go func() {
+		defer close(logsDone)
+		re := regexp.MustCompile(`listen=(127\.0\.0\.1:\d+)`)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			logs.add(sc.Text() + "\n")
+			if m := re.FindStringSubmatch(sc.Text()); m != nil {
+				addrc <- m[1]
+			}
+		}
+	}()
+	exited := p.exited
+	go func() {
+		<-logsDone // Wait closes the pipe: read it all first
+		p.waitErr = cmd.Wait()
+		close(exited)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill() // no-op once it has exited
+		<-exited
+	})
+	select {
+	case p.addr = <-addrc:
+	case <-exited:
+		t.Fatalf("serve exited early: %v\n%s", p.waitErr, logs.String())
+	case <-time.After(15 * time.Second):
+		t.Fatal("serve did not log its address")
+	}
+	return p
+}
+
+// TestSecondSignalExitsAtOnce: a drain stuck on a client whose socket is
+// full (it stopped reading) would take the whole drain deadline; a second
+// SIGTERM ends the process at once.
+func TestSecondSignalExitsAtOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	t.Parallel()
+	p := startServe(t, "--listen", "127.0.0.1:0", "--log-format", "text",
+		"--drain-timeout", "60s", "--write-timeout", "60s", "--max-bytes-per-second", "0", "--max-messages-per-second", "0")
+
+	// A client with a tiny receive buffer subscribes, then never reads.
+	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second, NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err == nil {
+			_ = c.(*net.TCPConn).SetReadBuffer(4096)
+		}
+		return c, err
+	}}
+	stuck, _, err := d.Dial("ws://"+p.addr+"/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stuck.Close()
+	if err := stuck.WriteMessage(websocket.TextMessage, []byte(`{"type":"subscribe","id":"s","room":"feed:stuck"}`)); err != nil {
+		t.Fatal(err)
+	}
+	// 8 MiB of events through the HTTP API: more than the loopback socket
+	// buffers hold, so the server's write to this client blocks (for up to
+	// the 60 s write timeout) and the drain cannot finish.
+	big := `{"type":"chunk","data":"` + strings.Repeat("x", 60<<10) + `"}`
+	for i := 0; i < 140; i++ {
+		resp, err := http.Post("http://"+p.addr+"/api/broadcast/feed:stuck", "application/json", strings.NewReader(big))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(p.logs.String(), "draining") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	select {
+	case <-p.exited:
+		t.Fatalf("the drain did not wait for the stuck client, so a second signal proves nothing\n%s", p.logs.String())
+	case <-time.After(time.Second):
+	}
+	start := time.Now()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.exited:
+		if took := time.Since(start); took > 5*time.Second {
+			t.Errorf("exit took %s after the second signal", took)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("still running 10 s after the second SIGTERM\n%s", p.logs.String())
+	}
 }
