@@ -202,22 +202,35 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request) *apiError {
 // a foreign Host (DNS rebinding) all mean the request did not come from a
 // program on this machine.
 func localOnly(r *http.Request) *apiError {
-	const fix = "; set an API key (--api-key or SWITCHBOARD_API_KEY) to use the API from elsewhere"
+	if why := LocalRequest(r, false); why != "" {
+		return errorf(http.StatusForbidden, codeForbidden, "no API key is configured and %s; set an API key (--api-key or SWITCHBOARD_API_KEY) to use the API from elsewhere", why)
+	}
+	return nil
+}
+
+// LocalRequest is the rule for a node without an API key: it returns why r
+// did not come from a program on this machine, or "" if it did. The peer
+// address is the TCP connection's, never a header a client can write;
+// headers can only refuse: a reverse proxy (forwarding headers), a foreign
+// Host (DNS rebinding) and, unless allowBrowser, a browser (Origin). The
+// demo and the admin pages, whose own same-origin checks come first, allow
+// the browser.
+func LocalRequest(r *http.Request, allowBrowser bool) string {
 	if !isLoopback(r.RemoteAddr) {
-		return errorf(http.StatusForbidden, codeForbidden, "no API key is configured, so the API answers loopback clients only"+fix)
+		return "the request did not come from this machine (loopback clients only)"
 	}
 	for _, k := range []string{"Forwarded", "X-Forwarded-For", "X-Real-Ip"} {
 		if r.Header.Get(k) != "" {
-			return errorf(http.StatusForbidden, codeForbidden, "no API key is configured and the request came through a proxy (%s header)"+fix, k)
+			return "the request came through a proxy (" + k + " header)"
 		}
 	}
-	if r.Header.Get("Origin") != "" {
-		return errorf(http.StatusForbidden, codeForbidden, "no API key is configured and the request came from a browser (Origin header)"+fix)
+	if !allowBrowser && r.Header.Get("Origin") != "" {
+		return "the request came from a browser (Origin header)"
 	}
 	if !isLoopbackHost(r.Host) {
-		return errorf(http.StatusForbidden, codeForbidden, "no API key is configured and the Host header names no loopback address"+fix)
+		return "the Host header names no loopback address"
 	}
-	return nil
+	return ""
 }
 
 // isLoopback reports whether addr ("host:port") is in 127.0.0.0/8 or ::1,

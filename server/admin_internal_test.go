@@ -166,26 +166,6 @@ func TestDemoScript(t *testing.T) {
 	}
 }
 
-func TestLoopbackRules(t *testing.T) {
-	t.Parallel()
-	for addr, want := range map[string]bool{
-		"127.0.0.1:1": true, "127.9.9.9:1": true, "[::1]:1": true, "[::ffff:127.0.0.1]:1": true,
-		"10.0.0.1:1": false, "[2001:db8::1]:1": false, "127.0.0.1": false, "": false,
-	} {
-		if got := loopbackAddr(addr); got != want {
-			t.Errorf("loopbackAddr(%q) = %v", addr, got)
-		}
-	}
-	for host, want := range map[string]bool{
-		"localhost": true, "LOCALHOST:8080": true, "127.0.0.1": true, "[::1]:80": true, "::1": true,
-		"example.com": false, "localhost.example.com": false, "10.0.0.1:80": false, "": false,
-	} {
-		if got := loopbackHost(host); got != want {
-			t.Errorf("loopbackHost(%q) = %v", host, got)
-		}
-	}
-}
-
 func TestTruncate(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {

@@ -199,22 +199,12 @@ func (d *demo) publish(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, ans)
 }
 
-// localRequest applies the API's rule for a node without a key (TCP peer
-// on loopback, no proxy headers, a loopback Host), except that a
-// same-origin browser request is allowed: sameOrigin has already refused
-// the others. It returns why a request is refused, or "".
+// localRequest applies the API's rule for a node without a key (see
+// api.LocalRequest), a same-origin browser request allowed: sameOrigin has
+// already refused the others. It returns why a request is refused, or "".
 func localRequest(r *http.Request) string {
-	const fix = "; set an API key (--api-key) and enter it on the page to publish from elsewhere"
-	if !loopbackAddr(r.RemoteAddr) {
-		return "no API key is configured, so the demo publishes for visitors on this machine only" + fix
-	}
-	for _, k := range []string{"Forwarded", "X-Forwarded-For", "X-Real-Ip"} {
-		if r.Header.Get(k) != "" {
-			return "no API key is configured and the request came through a proxy (" + k + " header)" + fix
-		}
-	}
-	if !loopbackHost(r.Host) {
-		return "no API key is configured and the Host header names no loopback address" + fix
+	if why := api.LocalRequest(r, true); why != "" {
+		return "no API key is configured and " + why + "; set an API key (--api-key) and enter it on the page to publish from elsewhere"
 	}
 	return ""
 }
