@@ -271,21 +271,10 @@ func benchServer(args []string, stderr io.Writer) int {
 		}
 		args = args[2:]
 	}
-	o, err := loadConfig("bench server", args, os.Getenv, stderr)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintf(stderr, "switchboard bench server: %v\n", err)
-		return 2
+	cfg, logger, code, done := setup("bench server", args, stderr)
+	if done {
+		return code
 	}
-	cfg := o.cfg
-	logger, err := newLogger(stderr, o.logLevel, o.logFormat)
-	if err != nil {
-		fmt.Fprintf(stderr, "switchboard bench server: %v\n", err)
-		return 2
-	}
-	cfg.Logger = logger
 	if cpuprofile != "" {
 		f, err := os.Create(cpuprofile)
 		if err != nil {

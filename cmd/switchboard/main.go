@@ -184,22 +184,32 @@ func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
 	return errors.Join(errs...)
 }
 
-func serve(args []string, stderr io.Writer) int {
-	o, err := loadConfig("serve", args, os.Getenv, stderr)
+// setup loads the configuration for command name and makes its logger.
+// done is true when the command should exit with code (help, or an error
+// already reported).
+func setup(name string, args []string, stderr io.Writer) (cfg server.Config, logger *slog.Logger, code int, done bool) {
+	o, err := loadConfig(name, args, os.Getenv, stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return 0
+			return cfg, nil, 0, true
 		}
-		fmt.Fprintf(stderr, "switchboard serve: %v\n", err)
-		return 2
+		fmt.Fprintf(stderr, "switchboard %s: %v\n", name, err)
+		return cfg, nil, 2, true
 	}
-	cfg := o.cfg
-	logger, err := newLogger(stderr, o.logLevel, o.logFormat)
-	if err != nil {
-		fmt.Fprintf(stderr, "switchboard serve: %v\n", err)
-		return 2
+	cfg = o.cfg
+	if logger, err = newLogger(stderr, o.logLevel, o.logFormat); err != nil {
+		fmt.Fprintf(stderr, "switchboard %s: %v\n", name, err)
+		return cfg, nil, 2, true
 	}
 	cfg.Logger = logger
+	return cfg, logger, 0, false
+}
+
+func serve(args []string, stderr io.Writer) int {
+	cfg, logger, code, done := setup("serve", args, stderr)
+	if done {
+		return code
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
