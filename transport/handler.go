@@ -347,9 +347,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.deflate = h.opts.Compression && strings.Contains(r.Header.Get("Sec-WebSocket-Extensions"), "permessage-deflate")
 	ws.Session().Store("c", c)
 	c.lastSeen.Store(time.Now().UnixNano())
+	// Connect queues connection_established before the heartbeat wheel
+	// knows the connection, so no ping can go out ahead of it.
+	c.client = h.hub.Connect(c, hub.ConnInfo{Credentials: creds, RemoteAddr: r.RemoteAddr, Heartbeat: h.opts.HeartbeatInterval})
 	h.wheel.add(c) // counted in open since the reservation above
 	tracked = true
-	c.client = h.hub.Connect(c, hub.ConnInfo{Credentials: creds, RemoteAddr: r.RemoteAddr, Heartbeat: h.opts.HeartbeatInterval})
 	h.log.Info("connect", "conn", c.client.ID(), "user", c.client.UserID(), "remote", c.remote,
 		"subprotocol", ws.SubProtocol(), "compression", c.deflate)
 	// Shutdown sets draining and then closes what the wheel holds: a
