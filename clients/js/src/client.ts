@@ -34,7 +34,8 @@ export interface ClientOptions {
   /**
    * Called for a token when none is held: before connecting, after close
    * 4000 (session expired) and on session_expiring (the new token is sent
-   * as {"type":"refresh"}; a refusal is an error event).
+   * as {"type":"refresh"} unless it is the token the connection already
+   * has; a refusal is an error event).
    */
   getToken?: () => string | Promise<string>;
   /** Reconnect after a transient close. Default true. */
@@ -179,6 +180,7 @@ export class Client extends Emitter<ClientEvents> {
   private ws?: WebSocketLike;
   private up = false; // connection_established seen: send directly
   private token?: string;
+  private exp?: number; // expires_at of the session_expiring answered on this connection
   private gen = 0; // bumped per dial and close, to drop stale callbacks
   private attempt = 0;
   private timer?: ReturnType<typeof setTimeout>;
@@ -419,7 +421,7 @@ export class Client extends Emitter<ClientEvents> {
     if (r) this.fin(r, t == 'error' ? err(d?.code, d?.message, m.id) : null, d);
     if (t == 'connection_established') this.opened(d);
     else if (t == 'pong') this.missed = 0;
-    else if (t == 'session_expiring') this.refresh();
+    else if (t == 'session_expiring') this.refresh(d);
     else if (t == 'disconnect') this.advice = d;
     else if (t == 'error' && !r) this.emit('error', err(d?.code, d?.message, d?.ref));
     else if (!CONTROL.test(t) && m.room != null) {
@@ -434,6 +436,7 @@ export class Client extends Emitter<ClientEvents> {
     if (this.state != 'connecting') return;
     this.info = d;
     this.attempt = this.missed = 0;
+    this.exp = undefined;
     this.up = true;
     clearInterval(this.hb);
     if (this.o.pingInterval > 0)
@@ -470,19 +473,30 @@ export class Client extends Emitter<ClientEvents> {
     this.ws!.send(f);
   }
 
-  private refresh(): void {
+  // refresh answers session_expiring: a new token from getToken, sent as
+  // {"type":"refresh"}. A token that expires within the server's lead gets
+  // session_expiring again at once; answering each of those would be a
+  // refresh storm, so each expires_at is answered once per connection, and
+  // the token the connection already has is not sent again (it extends
+  // nothing: the server closes with 4000 at expiry, then getToken is asked
+  // for a new token to reconnect with).
+  private refresh(d: any): void {
     const get = this.o.getToken;
-    if (get)
+    const at = d && d.expires_at;
+    if (get && !(at && at == this.exp)) {
+      this.exp = at;
       Promise.resolve()
         .then(get)
         .then(
           (token) => {
+            if (token == this.token) return;
             this.token = token;
             // Not connected: the next connection authenticates with it.
             if (this.up) this.req({ type: 'refresh', data: { token } }, 0).catch((e) => this.emit('error', e));
           },
           (e) => this.emit('error', err('token', 'getToken failed: ' + why(e))),
         );
+    }
   }
 
   // lost handles the end of a connection (or of an attempt): what was sent

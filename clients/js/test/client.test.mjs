@@ -834,6 +834,54 @@ describe('auth', () => {
     assert.deepEqual(WS.last.sent.map(noId), [{ type: 'auth', data: { token: 'fresh1' } }]);
   });
 
+  test('session_expiring: getToken returning the token the connection has: no refresh (no refresh storm)', async (t) => {
+    // A cache that renews only expired tokens: a refresh with the same token
+    // extends nothing and would only get session_expiring again at once.
+    let calls = 0;
+    const { c, WS, log } = setup(t, { getToken: async () => (calls++, 'cached') });
+    c.connect();
+    await flush();
+    WS.last.establish();
+    WS.last.frame({ type: 'session_expiring', data: { expires_at: 1e12 } });
+    await flush();
+    assert.equal(calls, 2); // connect, session_expiring
+    assert.deepEqual(WS.last.types(), ['auth']);
+    assert.deepEqual(log.error, []);
+  });
+
+  test('session_expiring: each expires_at is answered once per connection (no refresh storm)', async (t) => {
+    // A new token that expires as soon: the server answers the refresh with
+    // session_expiring for the same expires_at; getToken is not asked again.
+    let n = 0;
+    const { c, WS, log } = connected(t, { token: 'first', initialDelay: 10, getToken: async () => `short${++n}` });
+    let answered = 0;
+    for (let i = 0; i < 3; i++) {
+      WS.last.frame({ type: 'session_expiring', data: { expires_at: 1e12 } });
+      await flush();
+      for (const r of WS.last.sent.filter((f) => f.type == 'refresh').slice(answered++))
+        WS.last.frame({ type: 'refreshed', id: r.id, data: { expires_at: 1e12 } });
+    }
+    assert.equal(n, 1);
+    assert.deepEqual(WS.last.types(), ['auth', 'refresh']);
+    // A later expiry, or the same one on a new connection, is answered.
+    WS.last.frame({ type: 'session_expiring', data: { expires_at: 2e12 } });
+    await flush();
+    assert.equal(n, 2);
+    const r2 = WS.last.sent.at(-1);
+    assert.deepEqual(noId(r2), { type: 'refresh', data: { token: 'short2' } });
+    WS.last.frame({ type: 'refreshed', id: r2.id, data: { expires_at: 2e12 } });
+    WS.last.closeWith(1006);
+    t.mock.timers.tick(10);
+    await flush();
+    WS.last.establish();
+    WS.last.frame({ type: 'session_expiring', data: { expires_at: 2e12 } });
+    await flush();
+    assert.equal(n, 3);
+    assert.deepEqual(WS.last.types(), ['auth', 'refresh']);
+    assert.deepEqual(log.error, []);
+    assert.equal(c.state, 'open');
+  });
+
   test('close() while getToken runs: no socket is made', async (t) => {
     let release;
     const { c, WS } = setup(t, { getToken: () => new Promise((r) => (release = r)) });
