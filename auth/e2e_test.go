@@ -231,10 +231,13 @@ func TestRoomPermissions(t *testing.T) {
 
 func TestSessionExpiryAndRefresh(t *testing.T) {
 	n := start(t, server.Config{Auth: server.AuthConfig{ExpiryLead: 1500 * time.Millisecond}})
-	// jwt exp has 1 s resolution; 3 s leaves room for the lead.
-	refresher := n.MustDial(t, "", bearer(token(t, "carol", 3*time.Second, nil)))
+	// Tokens that expired 2 s ago: still within the 5 s leeway, so they are
+	// accepted, and the session lasts as long as the leeway does (about
+	// 3 s more; jwt exp has 1 s resolution), which leaves room for the
+	// 1.5 s lead.
+	refresher := n.MustDial(t, "", bearer(token(t, "carol", -2*time.Second, nil)))
 	refresher.Expect("connection_established")
-	lazy := n.MustDial(t, "", bearer(token(t, "dave", 3*time.Second, nil)))
+	lazy := n.MustDial(t, "", bearer(token(t, "dave", -2*time.Second, nil)))
 	lazy.Expect("connection_established")
 
 	refresher.Expect("session_expiring")

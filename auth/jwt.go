@@ -241,7 +241,9 @@ func (j *JWT) Authenticate(ctx context.Context, token string) (*hub.Credentials,
 	}
 	creds := &hub.Credentials{UserID: c.Subject, Rooms: c.Rooms, Info: c.Info}
 	if c.ExpiresAt != nil {
-		creds.ExpiresAt = c.ExpiresAt.Time
+		// The token was accepted with the leeway; the session ends with it
+		// too, or a token just past exp would be let in and closed at once.
+		creds.ExpiresAt = c.ExpiresAt.Time.Add(j.opts.Leeway)
 	}
 	return creds, nil
 }

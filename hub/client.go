@@ -35,6 +35,7 @@ type Client struct {
 	authTimer   *time.Timer
 	expiryTimer *time.Timer
 	expiryGen   int
+	refreshed   bool // the credentials came from a refresh
 	violations  int
 	rpcInFlight int
 	announced   bool   // OnConnect ran, so OnDisconnect will

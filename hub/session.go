@@ -195,6 +195,7 @@ func (c *Client) refresh(ctx context.Context, env *protocol.Envelope) {
 	}
 	c.mu.Lock()
 	c.creds = creds
+	c.refreshed = true
 	c.mu.Unlock()
 	c.scheduleExpiry()
 	c.sendEnvelope(&protocol.Envelope{Type: protocol.TypeRefreshed, ID: env.ID, Data: protocol.EncodeData(RefreshedData{ExpiresAt: expiresAtMillis(creds)})})
@@ -220,6 +221,11 @@ func (c *Client) scheduleExpiry() {
 	exp := c.creds.ExpiresAt
 	lead := c.hub.opts.Auth.ExpiryLead
 	warnAt := time.Until(exp.Add(-lead))
+	// A token that a refresh brought but that is already inside the lead
+	// gets no new warning: warning again at once would only make the
+	// client refresh again with another short token. It closes with 4000
+	// at its expiry instead, and the client reconnects with a new token.
+	warn := !(c.refreshed && warnAt <= 0)
 	gen := c.expiryGen + 1
 	c.expiryGen = gen
 	fire := func() {
@@ -230,7 +236,9 @@ func (c *Client) scheduleExpiry() {
 			return
 		}
 		if time.Until(exp) > 0 {
-			c.sendEnvelope(&protocol.Envelope{Type: protocol.TypeSessionExpiring, Data: protocol.EncodeData(SessionExpiringData{ExpiresAt: exp.UnixMilli()})})
+			if warn {
+				c.sendEnvelope(&protocol.Envelope{Type: protocol.TypeSessionExpiring, Data: protocol.EncodeData(SessionExpiringData{ExpiresAt: exp.UnixMilli()})})
+			}
 			c.mu.Lock()
 			if c.expiryGen == gen && !c.gone {
 				c.expiryTimer = time.AfterFunc(time.Until(exp), func() {
