@@ -14,6 +14,7 @@ package loadtest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +24,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/switchboard-rt/switchboard/client"
 )
 
 // Scenario is one load run.
@@ -408,52 +411,30 @@ func Run(ctx context.Context, s Scenario) (*Result, error) {
 	return res, nil
 }
 
-// publisher is the one connection that publishes.
+// publisher is the one connection that publishes. It uses the project's
+// Go client (package client): Send queues a publish without waiting for an
+// ack, so the schedule sets the rate and each event's latency starts just
+// before the call. (Subscribers use the minimal client in wsclient.go, as a
+// worker holds thousands of them.)
 type publisher struct {
-	c      *wsConn
+	c      *client.Client
 	errors atomic.Uint64
-	done   chan struct{}
 }
 
 func dialPublisher(ctx context.Context, u *url.URL) (*publisher, error) {
+	p := &publisher{}
+	p.c = client.New(u.String(), &client.Options{
+		OnError: func(error) { p.errors.Add(1) },
+	})
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	c, err := dialWS(dctx, nil, u.Host, u.RequestURI())
-	if err != nil {
+	if err := p.c.Connect(dctx); err != nil {
 		return nil, fmt.Errorf("bench: publisher: %w", err)
 	}
-	p := &publisher{c: c, done: make(chan struct{})}
-	go p.read()
 	return p, nil
 }
 
-// read drains what the server sends the publisher (it subscribes to
-// nothing, so only pings and errors).
-func (p *publisher) read() {
-	defer close(p.done)
-	for {
-		op, b, err := p.c.readFrame()
-		if err != nil {
-			return
-		}
-		switch {
-		case op == opPing:
-			_ = p.c.write(opPong, b)
-		case op == opText && len(b) > 15 && string(b[:15]) == `{"type":"error"`:
-			p.errors.Add(1)
-		case op == opClose:
-			return
-		}
-	}
-}
-
-func (p *publisher) close() {
-	p.c.closeWS(1000, false)
-	select {
-	case <-p.done:
-	case <-time.After(2 * time.Second):
-	}
-}
+func (p *publisher) close() { _ = p.c.Close() }
 
 // run publishes rate events per second for d, round robin over rooms, and
 // returns how many it sent and how far it fell behind its schedule at
@@ -479,7 +460,8 @@ func (p *publisher) run(ctx context.Context, rooms int, rate float64, d time.Dur
 		room := i % rooms
 		seq[room]++
 		buf = appendPublish(buf[:0], room, seq[room], time.Now().UnixNano(), size)
-		if err := p.c.write(opText, buf); err != nil {
+		// Send keeps the slice until it is written: give it its own copy.
+		if err := p.c.Send(ctx, json.RawMessage(append([]byte(nil), buf...))); err != nil {
 			return i, behind, fmt.Errorf("bench: publish: %w", err)
 		}
 	}
