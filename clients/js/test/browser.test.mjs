@@ -6,6 +6,7 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import { readFileSync, existsSync } from 'node:fs';
+import { connect as tcpConnect } from 'node:net';
 import { chromium } from 'playwright-core';
 import { serverBinary, startServer, tcpProxy } from './server.mjs';
 
@@ -143,6 +144,67 @@ describe('in headless Chromium', { skip: !(haveChrome && bin) }, () => {
 
     assert.deepEqual(pageErrors, []);
     for (const p of [p1, p2, p3]) await p.close();
+  });
+
+  // reachable reports whether a TCP listener answers at host:port.
+  const reachable = (hostport) =>
+    new Promise((resolve) => {
+      const [host, port] = [hostport.slice(0, hostport.lastIndexOf(':')), +hostport.slice(hostport.lastIndexOf(':') + 1)];
+      const sock = tcpConnect({ host, port, timeout: 1000 }, () => {
+        sock.destroy();
+        resolve(true);
+      });
+      sock.on('error', () => resolve(false));
+      sock.on('timeout', () => {
+        sock.destroy();
+        resolve(false);
+      });
+    });
+
+  test('with the Redis engine, a restarted server\'s pages reconnect and recover every missed event', async (t) => {
+    const redis = process.env.SWITCHBOARD_TEST_REDIS || '127.0.0.1:6379';
+    if (!(await reachable(redis))) {
+      if (process.env.CI === 'true') assert.fail(`no Redis at ${redis}`);
+      t.skip(`no Redis at ${redis}`);
+      return;
+    }
+    const args = ['--allowed-origins', '127.0.0.1:*', '--engine', 'redis', '--redis-addr', redis, '--redis-key-prefix', `sbjs${process.pid}x${Date.now()}:`];
+    let a = await startServer(bin, { args });
+    const b = await startServer(bin, { args }); // a second node, for publishing while a is down
+    try {
+      const p1 = await openPage('chat:restart', a.url);
+      const p2 = await openPage('chat:restart', a.url);
+      const id0 = await publish(p1, 'before the restart');
+      await receives(p2, id0);
+
+      await a.stop('SIGTERM');
+      // While the pages' server is down, the other node publishes through
+      // its HTTP API (a backend would); the room's stream lives in Redis.
+      const missed = [];
+      for (let i = 0; i < 5; i++) {
+        const r = await fetch(`http://${b.addr}/api/broadcast/chat:restart`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ type: 'message', data: { text: `missed ${i}` } }),
+        });
+        assert.equal(r.status, 200, await r.clone().text());
+        missed.push((await r.json()).event_id);
+      }
+      a = await startServer(bin, { listen: a.addr, args });
+      for (const p of [p1, p2]) {
+        await p.waitForFunction(() => subs.length === 2, null, { timeout: 15000 });
+        const again = await p.evaluate(() => subs[1]);
+        assert.deepEqual([again.resubscribed, again.recovered, again.replayed], [true, true, 5]);
+        for (const id of missed) await receives(p, id);
+        const ids = await p.evaluate(() => got.map((e) => e.id));
+        assert.deepEqual(ids, [id0, ...missed], 'every event once, in order');
+      }
+      assert.deepEqual(pageErrors, []);
+      for (const p of [p1, p2]) await p.close();
+    } finally {
+      await a.stop('SIGKILL');
+      await b.stop('SIGKILL');
+    }
   });
 
   test('offline: the socket dies, no attempt until online, then every missed event is recovered', async () => {
