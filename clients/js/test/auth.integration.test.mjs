@@ -1,8 +1,9 @@
 // Integration tests of authentication: the client (on Node, with the ws
 // package) against the real Go server started with --jwt-secret. Tokens are
 // HS256 JWTs minted here with node:crypto. The server sends session_expiring
-// --session-expiry-lead (2 s here) before a token's exp and closes with 4000
-// at exp unless the client refreshed.
+// --session-expiry-lead (2 s here) before the session ends (the token's exp
+// plus the 5 s leeway it was accepted with) and closes with 4000 then unless
+// the client refreshed.
 import { test, describe, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
@@ -20,6 +21,9 @@ test('the Go server is available', (t) => {
 
 const SECRET = 'switchboard-js-auth-test-secret-0123456789'; // HS256 needs 32+ bytes
 const LEAD = 2000; // --session-expiry-lead, ms
+// The server accepts a token up to 5 s past its exp (clock skew) and keeps
+// the session that long too: a session ends at exp + LEEWAY.
+const LEEWAY = 5000;
 
 const b64 = (x) => Buffer.from(JSON.stringify(x)).toString('base64url');
 /** jwt mints an HS256 token with claims, signed with secret. */
@@ -31,6 +35,8 @@ const nowS = () => Math.floor(Date.now() / 1000);
 /** token for user sub that expires `inS` seconds from now (exp has 1 s precision). */
 const token = (sub, inS = 3600) => jwt({ sub, exp: nowS() + inS });
 const expOf = (tok) => JSON.parse(Buffer.from(tok.split('.')[1], 'base64url').toString()).exp;
+/** endOf is when the server ends a session opened with tok, in ms. */
+const endOf = (tok) => expOf(tok) * 1000 + LEEWAY;
 const sleepUntil = (ms) => new Promise((r) => setTimeout(r, Math.max(0, ms - Date.now())));
 
 // Spy records what each client sent and how many sockets it made.
@@ -105,7 +111,7 @@ describe('authentication against the Go server', { skip: !bin }, () => {
     assert.equal(est.id, auth.id, 'connection_established answers the auth frame');
     assert.equal(good.c.state, 'open');
     assert.equal(good.c.info.user_id, 'alice');
-    assert.equal(good.c.info.expires_at, expOf(auth.data.token) * 1000);
+    assert.equal(good.c.info.expires_at, endOf(auth.data.token));
     // Authenticated: the default permission lets it subscribe and publish.
     const sub = good.c.subscribe('chat:auth-first');
     await sub.ready;
@@ -144,7 +150,7 @@ describe('authentication against the Go server', { skip: !bin }, () => {
 
   test('expiry and refresh: session_expiring -> getToken -> refresh -> refreshed; the connection outlives the first token', async () => {
     const first = token('bob', 3);
-    const exp1 = expOf(first) * 1000;
+    const exp1 = endOf(first);
     const tokens = [first];
     const bob = mk(srv.url, {
       getToken: () => {
@@ -175,7 +181,7 @@ describe('authentication against the Go server', { skip: !bin }, () => {
     assert.equal(refreshes.length, 1);
     assert.equal(refreshes[0].id, rf.id);
     assert.equal(refreshes[0].data.token, bob.given[1]);
-    assert.equal(rf.data.expires_at, expOf(bob.given[1]) * 1000);
+    assert.equal(rf.data.expires_at, endOf(bob.given[1]));
 
     // Past the first token's exp (when the server would have closed with
     // 4000), the same connection still gets room events.
@@ -196,11 +202,11 @@ describe('authentication against the Go server', { skip: !bin }, () => {
     // which cannot extend the session, so the server closes with 4000 at
     // exp; then getToken mints a fresh one and the client reconnects.
     let cached = token('carol', 3);
-    const exp1 = expOf(cached) * 1000;
+    const exp1 = endOf(cached);
     const calls = [];
     const carol = mk(srv.url, {
       getToken: () => {
-        if (expOf(cached) * 1000 <= Date.now()) cached = token('carol', 3600);
+        if (endOf(cached) <= Date.now() + 100) cached = token('carol', 3600);
         calls.push({ at: Date.now(), token: cached });
         return cached;
       },
@@ -221,7 +227,7 @@ describe('authentication against the Go server', { skip: !bin }, () => {
     const conn1 = carol.c.info.connection_id;
     await daveExpiring;
 
-    const cl = await next(carol.c, 'close', () => true, 10000);
+    const cl = await next(carol.c, 'close', () => true, 15000);
     assert.deepEqual([cl.code, cl.name, cl.reconnect], [4000, 'session_expired', true]);
     assert.ok(Date.now() >= exp1 - 100, '4000 comes at exp');
     await next(carol.c, 'open');
@@ -234,7 +240,7 @@ describe('authentication against the Go server', { skip: !bin }, () => {
       carol.WS.frames('auth').map((f) => f.data.token),
       [calls[0].token, last.token],
     );
-    assert.equal(carol.c.info.expires_at, expOf(last.token) * 1000);
+    assert.equal(carol.c.info.expires_at, endOf(last.token));
     // One getToken on session_expiring, and no refresh with the same token
     // (it would get session_expiring again at once: a refresh storm).
     assert.equal(calls.length, 3, `getToken calls: ${calls.length}`);
