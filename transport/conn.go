@@ -405,6 +405,16 @@ func writev(fd int, bufs [][]byte) int {
 	if len(v) == 0 {
 		return 0
 	}
+	if len(v) == 1 {
+		// The common case at low rates. write(2) measured about 2% less
+		// server CPU per delivery than a one-buffer writev(2) (1,000
+		// subscribers x 100/s, two alternating pairs of runs).
+		n, _, errno := syscall.Syscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(v[0].Base)), uintptr(v[0].Len))
+		if errno != 0 {
+			return -1
+		}
+		return int(n)
+	}
 	n, _, errno := syscall.Syscall(syscall.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&v[0])), uintptr(len(v)))
 	if errno != 0 {
 		return -1
