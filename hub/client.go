@@ -129,7 +129,10 @@ func (c *Client) HandleMessage(data []byte) {
 		c.sendError(pe)
 		return
 	}
-	ctx := context.Background()
+	// Engine calls made for this message are bounded: a broker that hangs
+	// must not hold the connection's read loop (and so its pongs) forever.
+	ctx, cancel := h.engineContext()
+	defer cancel()
 	c.mu.Lock()
 	pending := c.pending
 	c.mu.Unlock()
@@ -292,7 +295,9 @@ func (c *Client) subscribe(ctx context.Context, env *protocol.Envelope, sync boo
 // joined records a new member's presence and announces it (see join).
 func (h *Hub) joined(room string, c *Client) {
 	if h.settings(room).presence {
-		if err := h.eng.AddPresence(context.Background(), room, engine.ClientInfo{UserID: c.userID, ConnectionID: c.id, Info: c.info()}); err != nil {
+		ctx, cancel := h.engineContext()
+		defer cancel()
+		if err := h.eng.AddPresence(ctx, room, engine.ClientInfo{UserID: c.userID, ConnectionID: c.id, Info: c.info()}); err != nil {
 			h.stats.engineErrors.Add(1)
 		}
 	}
@@ -303,7 +308,9 @@ func (h *Hub) joined(room string, c *Client) {
 func (h *Hub) left(room string, c *Client) {
 	rs := h.settings(room)
 	if rs.presence {
-		if err := h.eng.RemovePresence(context.Background(), room, c.id); err != nil {
+		ctx, cancel := h.engineContext()
+		defer cancel()
+		if err := h.eng.RemovePresence(ctx, room, c.id); err != nil {
 			h.stats.engineErrors.Add(1)
 		}
 	}
@@ -409,7 +416,9 @@ func (h *Hub) joinLeave(room, typ string, c *Client) {
 	if !h.settings(room).joinLeave {
 		return
 	}
-	_, err := h.eng.Publish(context.Background(), room, &engine.Publication{
+	ctx, cancel := h.engineContext()
+	defer cancel()
+	_, err := h.eng.Publish(ctx, room, &engine.Publication{
 		Type: typ, UserID: c.userID, ClientID: c.id, Ephemeral: true,
 		Data: protocol.EncodeData(JoinLeaveData{ConnectionID: c.id}),
 	}, engine.PublishOptions{})

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/switchboard-rt/switchboard/engine"
 	"github.com/switchboard-rt/switchboard/engine/memory"
@@ -96,5 +97,36 @@ func TestSubscribeHistoryFailureLeavesNoMembership(t *testing.T) {
 	}
 	if n := s.count(t, protocol.TypeMessage); n != 0 {
 		t.Errorf("connection whose subscribe failed receives the room's events")
+	}
+}
+
+// hangEngine is a broker that stops answering: Publish blocks until its
+// context ends.
+type hangEngine struct{ *memory.Engine }
+
+func (hangEngine) Publish(ctx context.Context, room string, pub *engine.Publication, opts engine.PublishOptions) (engine.PublishResult, error) {
+	<-ctx.Done()
+	return engine.PublishResult{}, ctx.Err()
+}
+
+// TestEngineCallsAreBounded: with a broker that hangs, a client's publish
+// is answered `internal` after EngineTimeout instead of holding the
+// connection's read loop for good.
+func TestEngineCallsAreBounded(t *testing.T) {
+	h := newHub(t, Options{Engine: hangEngine{memory.New(memory.Options{})}, EngineTimeout: 100 * time.Millisecond, NoJoinLeave: true})
+	c, s := connect(t, h, "u")
+	done := make(chan struct{})
+	go func() {
+		send(c, `{"type":"message","id":"m1","room":"chat:1","data":1}`)
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the publish is still waiting for the engine after 5 s")
+	}
+	errs := errorsOf(t, s)
+	if len(errs) != 1 || errs[0].Code != protocol.ErrInternal || errs[0].Ref != "m1" {
+		t.Fatalf("errors = %+v, want one internal error for m1", errs)
 	}
 }

@@ -210,7 +210,10 @@ func (h *Hub) leave(c *Client, name string) bool {
 		delete(sh.rooms, name)
 		sh.mu.Unlock()
 		h.stats.rooms.Add(-1)
-		if err := h.eng.Unsubscribe(context.Background(), name); err != nil {
+		ctx, cancel := h.engineContext()
+		err := h.eng.Unsubscribe(ctx, name)
+		cancel()
+		if err != nil {
 			h.stats.engineErrors.Add(1)
 			h.log.Warn("hub: engine unsubscribe failed", "room", name, "err", err)
 		}
