@@ -18,6 +18,7 @@ import (
 	natsgo "github.com/nats-io/nats.go"
 
 	"github.com/switchboard-rt/switchboard/engine"
+	"github.com/switchboard-rt/switchboard/engine/enginetest"
 )
 
 // runs reports whether an engine with opts connects and publishes.
@@ -26,7 +27,7 @@ func runs(t *testing.T, opts Options) error {
 	opts.ConnectTimeout = 500 * time.Millisecond
 	e := newTestEngine(t, opts)
 	defer e.Close()
-	if err := e.Run(context.Background(), newRecorder()); err != nil {
+	if err := e.Run(context.Background(), enginetest.NewRecorder()); err != nil {
 		return err
 	}
 	_, err := e.Publish(context.Background(), "r", &engine.Publication{Type: "m"}, engine.PublishOptions{})

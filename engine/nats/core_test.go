@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/switchboard-rt/switchboard/engine"
+	"github.com/switchboard-rt/switchboard/engine/enginetest"
 	"github.com/switchboard-rt/switchboard/protocol"
 )
 
@@ -31,14 +32,14 @@ func TestCoreOnlyFanOutAndOrder(t *testing.T) {
 	eph := &engine.Publication{Type: protocol.TypeUserJoined, Ephemeral: true}
 	_, err := b.Publish(ctx, "r", eph, engine.PublishOptions{})
 	mustNoErr(t, err, "ephemeral")
-	waitFor(t, 5*time.Second, "every event on a", func() bool { return ra.count("r") >= n+1 })
-	got := ra.get("r")
+	waitFor(t, 5*time.Second, "every event on a", func() bool { return ra.Count("r") >= n+1 })
+	got := ra.Get("r")
 	checkStream(t, "node a", got[:n], n)
 	if !got[n].Ephemeral || got[n].Position != (protocol.StreamPosition{}) {
 		t.Errorf("ephemeral delivered as %+v", got[n])
 	}
-	if rb.count("r") != 0 {
-		t.Errorf("node b did not subscribe but got %d events", rb.count("r"))
+	if rb.Count("r") != 0 {
+		t.Errorf("node b did not subscribe but got %d events", rb.Count("r"))
 	}
 	// a's own stream of the room is another epoch: ids never collide.
 	res, err := a.Publish(ctx, "r", &engine.Publication{Type: "m"}, engine.PublishOptions{})
@@ -49,12 +50,12 @@ func TestCoreOnlyFanOutAndOrder(t *testing.T) {
 	mustNoErr(t, a.Unsubscribe(ctx, "r"), "unsubscribe")
 	msg := []byte("ctl")
 	mustNoErr(t, a.PublishControl(ctx, msg), "control")
-	waitFor(t, 5*time.Second, "control on both nodes", func() bool { return ra.hasControl(msg) && rb.hasControl(msg) })
+	waitFor(t, 5*time.Second, "control on both nodes", func() bool { return ra.HasControl(msg) && rb.HasControl(msg) })
 }
 
 func TestCoreOnlyHistoryNeverVouches(t *testing.T) {
 	e := newTestEngine(t, Options{CoreOnly: true})
-	startEngine(t, e, newRecorder())
+	startEngine(t, e, enginetest.NewRecorder())
 	ctx := context.Background()
 	policy := engine.HistoryPolicy{Size: 100}
 	h, err := e.History(ctx, "r", engine.HistoryQuery{Limit: 1}, policy)

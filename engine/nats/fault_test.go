@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/switchboard-rt/switchboard/engine"
+	"github.com/switchboard-rt/switchboard/engine/enginetest"
 	"github.com/switchboard-rt/switchboard/protocol"
 )
 
@@ -79,7 +80,7 @@ func (p *publisher) finish() []ack {
 func TestServerRestart(t *testing.T) {
 	srv := startPrivateNATS(t, nil)
 	e := newTestEngine(t, Options{URL: srv.url(), NodeID: "a", OpTimeout: time.Second, PresenceTTL: time.Second})
-	rec := newRecorder()
+	rec := enginetest.NewRecorder()
 	startEngine(t, e, rec)
 	ctx := context.Background()
 	policy := engine.PublishOptions{History: engine.HistoryPolicy{Size: 100_000}}
@@ -119,8 +120,8 @@ func TestServerRestart(t *testing.T) {
 			t.Fatalf("event %d was acknowledged at offset %d, the stream holds n=%d there (%v): an acknowledged event was lost", a.n, a.pos.Offset, n, ok)
 		}
 	}
-	waitFor(t, 10*time.Second, "every stored event delivered", func() bool { return rec.count("room") >= len(h.Publications) })
-	got := rec.get("room")
+	waitFor(t, 10*time.Second, "every stored event delivered", func() bool { return rec.Count("room") >= len(h.Publications) })
+	got := rec.Get("room")
 	checkStream(t, "deliveries", got, len(h.Publications))
 	waitFor(t, 10*time.Second, "presence restored", func() bool {
 		st, err := e.PresenceStats(ctx, "room")
@@ -135,7 +136,7 @@ func TestServerRestart(t *testing.T) {
 func TestServerLosesData(t *testing.T) {
 	srv := startPrivateNATS(t, nil)
 	e := newTestEngine(t, Options{URL: srv.url(), OpTimeout: time.Second})
-	rec := newRecorder()
+	rec := enginetest.NewRecorder()
 	startEngine(t, e, rec)
 	ctx := context.Background()
 	policy := engine.PublishOptions{History: engine.HistoryPolicy{Size: 100}}
@@ -146,7 +147,7 @@ func TestServerLosesData(t *testing.T) {
 		last, err = e.Publish(ctx, "room", &engine.Publication{Type: "m", Data: dataN(i)}, policy)
 		mustNoErr(t, err, "publish")
 	}
-	waitFor(t, 5*time.Second, "deliveries", func() bool { return rec.count("room") == 3 })
+	waitFor(t, 5*time.Second, "deliveries", func() bool { return rec.Count("room") == 3 })
 
 	srv.kill()
 	mustNoErr(t, os.RemoveAll(filepath.Join(srv.dir, "store")), "wipe the store")
@@ -167,8 +168,8 @@ func TestServerLosesData(t *testing.T) {
 	if h.Complete || h.Latest != res.Position {
 		t.Errorf("history since the old position: Complete=%v Latest=%+v; want incomplete, latest %+v", h.Complete, h.Latest, res.Position)
 	}
-	waitFor(t, 5*time.Second, "the new epoch's event delivered", func() bool { return rec.count("room") == 4 })
-	if got := rec.get("room")[3]; got.Position != res.Position {
+	waitFor(t, 5*time.Second, "the new epoch's event delivered", func() bool { return rec.Count("room") == 4 })
+	if got := rec.Get("room")[3]; got.Position != res.Position {
 		t.Errorf("delivered %+v, want %+v", got.Position, res.Position)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/switchboard-rt/switchboard/engine"
+	"github.com/switchboard-rt/switchboard/engine/enginetest"
 	"github.com/switchboard-rt/switchboard/protocol"
 )
 
@@ -63,7 +64,7 @@ func TestStaleClaimResolved(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newTestEngine(t, Options{})
-			startEngine(t, e, newRecorder())
+			startEngine(t, e, enginetest.NewRecorder())
 			ctx := context.Background()
 			for i := 0; i < tt.before; i++ {
 				_, err := e.Publish(ctx, "r", &engine.Publication{Type: "m"}, policy)
@@ -106,7 +107,7 @@ func TestStaleClaimResolved(t *testing.T) {
 // an error rather than risk publishing twice.
 func TestStaleClaimUndecidable(t *testing.T) {
 	e := newTestEngine(t, Options{})
-	startEngine(t, e, newRecorder())
+	startEngine(t, e, enginetest.NewRecorder())
 	ctx := context.Background()
 	policy := engine.PublishOptions{History: engine.HistoryPolicy{Size: 1}}
 	_, err := e.Publish(ctx, "r", &engine.Publication{Type: "m"}, policy)
@@ -135,7 +136,7 @@ func TestStaleClaimUndecidable(t *testing.T) {
 // stored nothing) releases its key at once: a retry publishes.
 func TestFailedPublishReleasesKey(t *testing.T) {
 	e := newTestEngine(t, Options{})
-	startEngine(t, e, newRecorder())
+	startEngine(t, e, enginetest.NewRecorder())
 	ctx := context.Background()
 	opts := engine.PublishOptions{IdempotencyKey: "k"}
 	// A payload over the server's max_payload (1 MiB by default) is
@@ -156,7 +157,7 @@ func TestFailedPublishReleasesKey(t *testing.T) {
 // on from the top.
 func TestTrimKeepsHistorySize(t *testing.T) {
 	e := newTestEngine(t, Options{})
-	startEngine(t, e, newRecorder())
+	startEngine(t, e, enginetest.NewRecorder())
 	ctx := context.Background()
 	policy := engine.HistoryPolicy{Size: 5}
 	const n = 200
@@ -194,7 +195,7 @@ func btoi(b bool) int {
 // for inactivity.
 func TestReadsLeaveNoConsumers(t *testing.T) {
 	e := newTestEngine(t, Options{})
-	startEngine(t, e, newRecorder())
+	startEngine(t, e, enginetest.NewRecorder())
 	ctx := context.Background()
 	policy := engine.HistoryPolicy{Size: 100}
 	var first engine.PublishResult

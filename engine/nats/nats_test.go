@@ -122,7 +122,7 @@ func TestMethodsBeforeRunAndAfterClose(t *testing.T) {
 	check("before Run")
 	e.Close()
 	check("after Close")
-	if err := e.Run(ctx, newRecorder()); !errors.Is(err, engine.ErrClosed) {
+	if err := e.Run(ctx, enginetest.NewRecorder()); !errors.Is(err, engine.ErrClosed) {
 		t.Errorf("Run after Close: %v, want ErrClosed", err)
 	}
 }
@@ -133,15 +133,15 @@ func TestRunFailsWithoutServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	if err := e.Run(context.Background(), newRecorder()); err == nil {
+	if err := e.Run(context.Background(), enginetest.NewRecorder()); err == nil {
 		t.Fatal("Run succeeded with no server")
 	}
 }
 
 func TestRunTwice(t *testing.T) {
 	e := newTestEngine(t, Options{})
-	startEngine(t, e, newRecorder())
-	if err := e.Run(context.Background(), newRecorder()); err == nil {
+	startEngine(t, e, enginetest.NewRecorder())
+	if err := e.Run(context.Background(), enginetest.NewRecorder()); err == nil {
 		t.Fatal("second Run succeeded")
 	}
 }
@@ -151,7 +151,7 @@ func TestRunTwice(t *testing.T) {
 // receives nothing of the others.
 func TestHostileRoomNames(t *testing.T) {
 	e := newTestEngine(t, Options{})
-	rec := newRecorder()
+	rec := enginetest.NewRecorder()
 	startEngine(t, e, rec)
 	ctx := context.Background()
 	rooms := []string{"a.b", "a.*", "a.>", ">", "*", "a b", "a\tb", "", "ü:€", strings.Repeat("x", 300), strings.Repeat("x", 301)}
@@ -167,7 +167,7 @@ func TestHostileRoomNames(t *testing.T) {
 		}
 	}
 	for i, r := range rooms {
-		waitFor(t, 5*time.Second, "delivery to "+r, func() bool { return rec.count(r) >= 1 })
+		waitFor(t, 5*time.Second, "delivery to "+r, func() bool { return rec.Count(r) >= 1 })
 		h, err := e.History(ctx, r, engine.HistoryQuery{}, policy.History)
 		mustNoErr(t, err, "history of %q", r)
 		if len(h.Publications) != 1 || string(h.Publications[0].Data) != `{"i":`+itoa(i)+`}` {
@@ -180,8 +180,8 @@ func TestHostileRoomNames(t *testing.T) {
 		mustNoErr(t, err, "barrier")
 	}
 	for _, r := range rooms {
-		waitFor(t, 5*time.Second, "barrier of "+r, func() bool { return rec.count(r) >= 2 })
-		if got := rec.get(r); len(got) != 2 || got[1].Type != "barrier" {
+		waitFor(t, 5*time.Second, "barrier of "+r, func() bool { return rec.Count(r) >= 2 })
+		if got := rec.Get(r); len(got) != 2 || got[1].Type != "barrier" {
 			t.Errorf("room %q got %d deliveries, want its own 2", r, len(got))
 		}
 	}

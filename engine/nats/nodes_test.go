@@ -11,12 +11,13 @@ import (
 	natsgo "github.com/nats-io/nats.go"
 
 	"github.com/switchboard-rt/switchboard/engine"
+	"github.com/switchboard-rt/switchboard/engine/enginetest"
 	"github.com/switchboard-rt/switchboard/protocol"
 )
 
 // twoNodes starts two engines sharing one prefix, as two Switchboard nodes
 // of one cluster.
-func twoNodes(t *testing.T, opts Options) (a, b *Engine, ra, rb *recorder) {
+func twoNodes(t *testing.T, opts Options) (a, b *Engine, ra, rb *enginetest.Recorder) {
 	t.Helper()
 	if opts.Prefix == "" {
 		opts.Prefix = testPrefix()
@@ -24,7 +25,7 @@ func twoNodes(t *testing.T, opts Options) (a, b *Engine, ra, rb *recorder) {
 	oa, ob := opts, opts
 	oa.NodeID, ob.NodeID = "node-a", "node-b"
 	a, b = newTestEngine(t, oa), newTestEngine(t, ob)
-	ra, rb = newRecorder(), newRecorder()
+	ra, rb = enginetest.NewRecorder(), enginetest.NewRecorder()
 	startEngine(t, a, ra)
 	startEngine(t, b, rb)
 	return a, b, ra, rb
@@ -96,9 +97,9 @@ func TestConcurrentPublishersOnTwoNodes(t *testing.T) {
 			t.Fatalf("offset %d was never returned: offsets must be exactly 1..%d", off, total)
 		}
 	}
-	waitFor(t, 10*time.Second, "every event on both nodes", func() bool { return ra.count(room) >= total && rb.count(room) >= total })
-	for name, rec := range map[string]*recorder{"a": ra, "b": rb} {
-		got := rec.get(room)
+	waitFor(t, 10*time.Second, "every event on both nodes", func() bool { return ra.Count(room) >= total && rb.Count(room) >= total })
+	for name, rec := range map[string]*enginetest.Recorder{"a": ra, "b": rb} {
+		got := rec.Get(room)
 		checkStream(t, "node "+name, got, total)
 		for _, p := range got {
 			if readN(t, p) != offsets[p.Position.Offset] {
@@ -157,8 +158,8 @@ func TestIdempotencyAcrossNodes(t *testing.T) {
 	// A barrier: a second delivery of the key's event would come before it.
 	_, err := b.Publish(ctx, "r", &engine.Publication{Type: "barrier"}, engine.PublishOptions{History: opts.History})
 	mustNoErr(t, err, "barrier")
-	waitFor(t, 5*time.Second, "the barrier", func() bool { return ra.count("r") >= 2 })
-	if got := ra.get("r"); len(got) != 2 || got[0].Position != pos {
+	waitFor(t, 5*time.Second, "the barrier", func() bool { return ra.Count("r") >= 2 })
+	if got := ra.Get("r"); len(got) != 2 || got[0].Position != pos {
 		t.Errorf("delivered %d events (first at %+v), want the keyed one once at %+v", len(got), got[0].Position, pos)
 	}
 }
@@ -189,7 +190,7 @@ func TestPresenceAndControlAcrossNodes(t *testing.T) {
 	}
 	msg := []byte(`{"op":"kick","user":"bob"}`)
 	mustNoErr(t, b.PublishControl(ctx, msg), "control")
-	waitFor(t, 5*time.Second, "the control message on both nodes", func() bool { return ra.hasControl(msg) && rb.hasControl(msg) })
+	waitFor(t, 5*time.Second, "the control message on both nodes", func() bool { return ra.HasControl(msg) && rb.HasControl(msg) })
 }
 
 // TestPresenceOfCrashedNodeExpires: a node that stops without removing its
@@ -239,9 +240,9 @@ func TestGapFilledAfterReconnect(t *testing.T) {
 	a := newTestEngine(t, Options{Prefix: prefix, NodeID: "a", OpTimeout: time.Second})
 	a.opts.URL = p.url() // through the proxy; streams are still cleaned up via the real URL
 	b := newTestEngine(t, Options{Prefix: prefix, NodeID: "b"})
-	ra := newRecorder()
+	ra := enginetest.NewRecorder()
 	startEngine(t, a, ra)
-	startEngine(t, b, newRecorder())
+	startEngine(t, b, enginetest.NewRecorder())
 	ctx := context.Background()
 	policy := engine.PublishOptions{History: engine.HistoryPolicy{Size: 100}}
 	mustNoErr(t, a.Subscribe(ctx, "r"), "subscribe")
@@ -251,7 +252,7 @@ func TestGapFilledAfterReconnect(t *testing.T) {
 		mustNoErr(t, err, "publish %d", n)
 	}
 	publish(1)
-	waitFor(t, 5*time.Second, "event 1", func() bool { return ra.count("r") == 1 })
+	waitFor(t, 5*time.Second, "event 1", func() bool { return ra.Count("r") == 1 })
 
 	p.cut()
 	waitFor(t, 10*time.Second, "a to notice", func() bool { return a.Ready(ctx) != nil })
@@ -260,10 +261,10 @@ func TestGapFilledAfterReconnect(t *testing.T) {
 	}
 	p.restore()
 	waitFor(t, 20*time.Second, "a to reconnect", func() bool { return a.Ready(ctx) == nil })
-	waitFor(t, 10*time.Second, "the missed events", func() bool { return ra.count("r") >= 4 })
+	waitFor(t, 10*time.Second, "the missed events", func() bool { return ra.Count("r") >= 4 })
 	publish(5)
-	waitFor(t, 5*time.Second, "the live event after", func() bool { return ra.count("r") >= 5 })
-	got := ra.get("r")
+	waitFor(t, 5*time.Second, "the live event after", func() bool { return ra.Count("r") >= 5 })
+	got := ra.Get("r")
 	checkStream(t, "node a", got, 5)
 	for i, ev := range got {
 		if readN(t, ev) != i+1 {

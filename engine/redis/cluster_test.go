@@ -61,7 +61,7 @@ func TestCluster(t *testing.T) {
 		prefix := testPrefix()
 		a := newTestEngine(t, Options{ClusterAddrs: addrs, KeyPrefix: prefix})
 		b := newTestEngine(t, Options{ClusterAddrs: addrs[1:], KeyPrefix: prefix})
-		ra, rb := newRecorder(), newRecorder()
+		ra, rb := enginetest.NewRecorder(), enginetest.NewRecorder()
 		startEngine(t, a, ra)
 		startEngine(t, b, rb)
 		ctx := context.Background()
@@ -77,13 +77,13 @@ func TestCluster(t *testing.T) {
 			}
 		}
 		for _, room := range rooms {
-			waitFor(t, 5*time.Second, "events of "+room, func() bool { return ra.count(room) == 3 })
-			got := ra.get(room)
+			waitFor(t, 5*time.Second, "events of "+room, func() bool { return ra.Count(room) == 3 })
+			got := ra.Get(room)
 			checkOffsets(t, got, got[0].Position.Epoch, 3)
 		}
 		msg := []byte("cluster-control")
 		mustNoErr(t, b.PublishControl(ctx, msg), "control")
-		waitFor(t, 5*time.Second, "control on both nodes", func() bool { return ra.hasControl(msg) && rb.hasControl(msg) })
+		waitFor(t, 5*time.Second, "control on both nodes", func() bool { return ra.HasControl(msg) && rb.HasControl(msg) })
 		mustNoErr(t, a.AddPresence(ctx, "r:a", engine.ClientInfo{UserID: "u", ConnectionID: "c"}), "presence")
 		if st, err := b.PresenceStats(ctx, "r:a"); err != nil || st != (engine.PresenceStats{Clients: 1, Users: 1}) {
 			t.Errorf("presence across nodes: %+v, %v", st, err)
@@ -94,7 +94,7 @@ func TestCluster(t *testing.T) {
 		mustNoErr(t, a.Subscribe(ctx, "r:a"), "subscribe again")
 		_, err := b.Publish(ctx, "r:a", &engine.Publication{Type: "m"}, engine.PublishOptions{})
 		mustNoErr(t, err, "publish")
-		waitFor(t, 5*time.Second, "the event after resubscribing", func() bool { return ra.count("r:a") == 4 })
+		waitFor(t, 5*time.Second, "the event after resubscribing", func() bool { return ra.Count("r:a") == 4 })
 	})
 }
 
@@ -107,14 +107,14 @@ func TestSentinel(t *testing.T) {
 	prefix := testPrefix()
 	a := newTestEngine(t, Options{SentinelMasterSet: "sbmaster", SentinelAddrs: []string{s.addr()}, KeyPrefix: prefix})
 	b := newTestEngine(t, Options{SentinelMasterSet: "sbmaster", SentinelAddrs: []string{s.addr()}, KeyPrefix: prefix})
-	ra := newRecorder()
+	ra := enginetest.NewRecorder()
 	startEngine(t, a, ra)
-	startEngine(t, b, newRecorder())
+	startEngine(t, b, enginetest.NewRecorder())
 	ctx := context.Background()
 	mustNoErr(t, a.Subscribe(ctx, "room"), "subscribe")
 	res, err := b.Publish(ctx, "room", &engine.Publication{Type: "m"}, engine.PublishOptions{History: engine.HistoryPolicy{Size: 10}})
 	mustNoErr(t, err, "publish")
-	waitFor(t, 5*time.Second, "the event via sentinel", func() bool { return ra.count("room") == 1 })
+	waitFor(t, 5*time.Second, "the event via sentinel", func() bool { return ra.Count("room") == 1 })
 	// It is the master that holds the data.
 	n, err := master.do("EXISTS", prefix+"{room}:h")
 	mustNoErr(t, err, "exists")

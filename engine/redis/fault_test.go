@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/switchboard-rt/switchboard/engine"
+	"github.com/switchboard-rt/switchboard/engine/enginetest"
 	"github.com/switchboard-rt/switchboard/protocol"
 )
 
@@ -36,7 +37,7 @@ func TestRedisRestart(t *testing.T) {
 	r := startPrivateRedis(t)
 	a := newTestEngine(t, Options{Addr: r.addr(), KeyPrefix: "f:", PresenceTTL: time.Second, NodeID: "a"})
 	b := newTestEngine(t, Options{Addr: r.addr(), KeyPrefix: "f:", NodeID: "b"})
-	ra, rb := newRecorder(), newRecorder()
+	ra, rb := enginetest.NewRecorder(), enginetest.NewRecorder()
 	startEngine(t, a, ra)
 	startEngine(t, b, rb)
 	ctx := context.Background()
@@ -46,7 +47,7 @@ func TestRedisRestart(t *testing.T) {
 	mustNoErr(t, a.AddPresence(ctx, "room", engine.ClientInfo{UserID: "u", ConnectionID: "c"}), "presence")
 	first, err := b.Publish(ctx, "room", &engine.Publication{Type: "m"}, policy)
 	mustNoErr(t, err, "publish")
-	waitFor(t, 5*time.Second, "the first event", func() bool { return ra.count("room") == 1 })
+	waitFor(t, 5*time.Second, "the first event", func() bool { return ra.Count("room") == 1 })
 
 	r.kill()
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -76,13 +77,13 @@ func TestRedisRestart(t *testing.T) {
 	if second.Position.Offset != 1 || second.Position.Epoch == first.Position.Epoch {
 		t.Errorf("after losing the data: %+v, want offset 1 in a new epoch (old %q)", second.Position, first.Position.Epoch)
 	}
-	waitFor(t, 5*time.Second, "the event after the restart (room resubscribed)", func() bool { return ra.count("room") == 2 })
-	if got := ra.get("room")[1]; got.Position != second.Position {
+	waitFor(t, 5*time.Second, "the event after the restart (room resubscribed)", func() bool { return ra.Count("room") == 2 })
+	if got := ra.Get("room")[1]; got.Position != second.Position {
 		t.Errorf("delivered %+v, want %+v", got.Position, second.Position)
 	}
 	msg := []byte("after-restart")
 	mustNoErr(t, b.PublishControl(ctx, msg), "control")
-	waitFor(t, 5*time.Second, "control on both nodes (control channel resubscribed)", func() bool { return ra.hasControl(msg) && rb.hasControl(msg) })
+	waitFor(t, 5*time.Second, "control on both nodes (control channel resubscribed)", func() bool { return ra.HasControl(msg) && rb.HasControl(msg) })
 	waitFor(t, faultWait, "a's presence entry to be refreshed back", func() bool {
 		st, err := b.PresenceStats(ctx, "room")
 		return err == nil && st == engine.PresenceStats{Clients: 1, Users: 1}
@@ -105,9 +106,9 @@ func TestGapFilledAfterReconnect(t *testing.T) {
 	r := startPrivateRedis(t)
 	a := newTestEngine(t, Options{Addr: r.addr(), KeyPrefix: "f:", NodeID: "a"})
 	b := newTestEngine(t, Options{Addr: r.addr(), KeyPrefix: "f:", NodeID: "b"})
-	ra := newRecorder()
+	ra := enginetest.NewRecorder()
 	startEngine(t, a, ra)
-	startEngine(t, b, newRecorder())
+	startEngine(t, b, enginetest.NewRecorder())
 	ctx := context.Background()
 	policy := engine.PublishOptions{History: engine.HistoryPolicy{Size: 1000}}
 	mustNoErr(t, a.Subscribe(ctx, "room"), "subscribe")
@@ -120,7 +121,7 @@ func TestGapFilledAfterReconnect(t *testing.T) {
 		}
 	}
 	publish(3)
-	waitFor(t, 5*time.Second, "the first events", func() bool { return ra.count("room") == 3 })
+	waitFor(t, 5*time.Second, "the first events", func() bool { return ra.Count("room") == 3 })
 
 	_, err := r.do("ACL", "SETUSER", "default", "-subscribe")
 	mustNoErr(t, err, "acl")
@@ -128,16 +129,16 @@ func TestGapFilledAfterReconnect(t *testing.T) {
 	mustNoErr(t, err, "client kill")
 	waitFor(t, faultWait, "Ready to report the lost pub/sub connection", func() bool { return a.Ready(ctx) != nil })
 	publish(50) // a is not subscribed now
-	if n := ra.count("room"); n != 3 {
+	if n := ra.Count("room"); n != 3 {
 		t.Fatalf("a got %d events while unsubscribed", n)
 	}
 	_, err = r.do("ACL", "SETUSER", "default", "+subscribe")
 	mustNoErr(t, err, "acl")
-	waitFor(t, faultWait, "the missed events", func() bool { return ra.count("room") >= 53 })
+	waitFor(t, faultWait, "the missed events", func() bool { return ra.Count("room") >= 53 })
 	publish(2) // live again, after the filled ones
-	waitFor(t, 5*time.Second, "the live events", func() bool { return ra.count("room") >= 55 })
+	waitFor(t, 5*time.Second, "the live events", func() bool { return ra.Count("room") >= 55 })
 	time.Sleep(50 * time.Millisecond) // let any wrong extra delivery land
-	checkOffsets(t, ra.get("room"), epoch, 55)
+	checkOffsets(t, ra.Get("room"), epoch, 55)
 	if n := a.filled.Load(); n != 50 {
 		t.Errorf("filled %d events from history, want the 50 missed", n)
 	}
@@ -150,9 +151,9 @@ func TestReconnectChaos(t *testing.T) {
 	r := startPrivateRedis(t)
 	a := newTestEngine(t, Options{Addr: r.addr(), KeyPrefix: "f:"})
 	b := newTestEngine(t, Options{Addr: r.addr(), KeyPrefix: "f:"})
-	ra := newRecorder()
+	ra := enginetest.NewRecorder()
 	startEngine(t, a, ra)
-	startEngine(t, b, newRecorder())
+	startEngine(t, b, enginetest.NewRecorder())
 	ctx := context.Background()
 	const rooms, each = 4, 1000
 	for i := range rooms {
@@ -187,11 +188,11 @@ func TestReconnectChaos(t *testing.T) {
 	wg.Wait()
 	for j := range rooms {
 		room := fmt.Sprint("room", j)
-		waitFor(t, faultWait, "every event of "+room, func() bool { return ra.count(room) >= each })
+		waitFor(t, faultWait, "every event of "+room, func() bool { return ra.Count(room) >= each })
 	}
 	time.Sleep(50 * time.Millisecond)
 	for j := range rooms {
-		checkOffsets(t, ra.get(fmt.Sprint("room", j)), epochs[j], each)
+		checkOffsets(t, ra.Get(fmt.Sprint("room", j)), epochs[j], each)
 	}
 	t.Logf("%d pub/sub connection kills, %d events filled from history", kills, a.filled.Load())
 }

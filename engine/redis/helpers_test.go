@@ -1,7 +1,6 @@
 package redis
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -12,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -112,50 +110,6 @@ func deleteKeys(tb testing.TB, addr, prefix string) {
 			return
 		}
 	}
-}
-
-// recorder is a Handler that keeps what it is given.
-type recorder struct {
-	mu       sync.Mutex
-	pubs     map[string][]*engine.Publication
-	controls [][]byte
-}
-
-func newRecorder() *recorder { return &recorder{pubs: map[string][]*engine.Publication{}} }
-
-func (r *recorder) HandlePublication(room string, pub *engine.Publication) {
-	r.mu.Lock()
-	r.pubs[room] = append(r.pubs[room], pub)
-	r.mu.Unlock()
-}
-
-func (r *recorder) HandleControl(data []byte) {
-	r.mu.Lock()
-	r.controls = append(r.controls, bytes.Clone(data))
-	r.mu.Unlock()
-}
-
-func (r *recorder) get(room string) []*engine.Publication {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]*engine.Publication(nil), r.pubs[room]...)
-}
-
-func (r *recorder) count(room string) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.pubs[room])
-}
-
-func (r *recorder) hasControl(msg []byte) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, m := range r.controls {
-		if bytes.Equal(m, msg) {
-			return true
-		}
-	}
-	return false
 }
 
 // waitFor polls cond for at most d.

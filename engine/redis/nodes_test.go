@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"github.com/switchboard-rt/switchboard/engine/enginetest"
 	"testing"
 	"time"
 )
@@ -9,9 +10,9 @@ import (
 func TestNodeStats(t *testing.T) {
 	prefix := testPrefix()
 	a := newTestEngine(t, Options{KeyPrefix: prefix})
-	startEngine(t, a, newRecorder())
+	startEngine(t, a, enginetest.NewRecorder())
 	b := newTestEngine(t, Options{KeyPrefix: prefix})
-	startEngine(t, b, newRecorder())
+	startEngine(t, b, enginetest.NewRecorder())
 	ctx := context.Background()
 	if err := a.ReportNode(ctx, "node-a", []byte(`{"connections":3}`), time.Minute); err != nil {
 		t.Fatal(err)

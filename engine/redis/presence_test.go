@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/switchboard-rt/switchboard/engine"
+	"github.com/switchboard-rt/switchboard/engine/enginetest"
 )
 
 func stats(t *testing.T, e *Engine, room string) engine.PresenceStats {
@@ -21,8 +22,8 @@ func stats(t *testing.T, e *Engine, room string) engine.PresenceStats {
 func TestPresenceAcrossNodes(t *testing.T) {
 	prefix := testPrefix()
 	a, b := newTestEngine(t, Options{KeyPrefix: prefix, NodeID: "a"}), newTestEngine(t, Options{KeyPrefix: prefix, NodeID: "b"})
-	startEngine(t, a, newRecorder())
-	startEngine(t, b, newRecorder())
+	startEngine(t, a, enginetest.NewRecorder())
+	startEngine(t, b, enginetest.NewRecorder())
 	ctx := context.Background()
 	mustNoErr(t, a.AddPresence(ctx, "r", engine.ClientInfo{UserID: "u1", ConnectionID: "c1", Info: json.RawMessage(`{"k":1}`)}), "add")
 	mustNoErr(t, b.AddPresence(ctx, "r", engine.ClientInfo{UserID: "u1", ConnectionID: "c2"}), "add")
@@ -71,9 +72,9 @@ func TestPresenceCrashedNode(t *testing.T) {
 	prefix := testPrefix()
 	live := newTestEngine(t, Options{KeyPrefix: prefix, PresenceTTL: time.Second})
 	crash := newTestEngine(t, Options{KeyPrefix: prefix, PresenceTTL: time.Second})
-	startEngine(t, live, newRecorder())
+	startEngine(t, live, enginetest.NewRecorder())
 	ctx, stop := context.WithCancel(context.Background())
-	mustNoErr(t, crash.Run(ctx, newRecorder()), "run")
+	mustNoErr(t, crash.Run(ctx, enginetest.NewRecorder()), "run")
 	t.Cleanup(func() { crash.Close() })
 	mustNoErr(t, live.AddPresence(context.Background(), "r", engine.ClientInfo{UserID: "u1", ConnectionID: "live"}), "add")
 	mustNoErr(t, crash.AddPresence(context.Background(), "r", engine.ClientInfo{UserID: "u1", ConnectionID: "dead1"}), "add")
@@ -97,7 +98,7 @@ func TestPresenceCrashedNode(t *testing.T) {
 // entries are not refreshed.
 func TestPresenceRefreshRestores(t *testing.T) {
 	e := newTestEngine(t, Options{})
-	startEngine(t, e, newRecorder())
+	startEngine(t, e, enginetest.NewRecorder())
 	ctx := context.Background()
 	mustNoErr(t, e.AddPresence(ctx, "r", engine.ClientInfo{UserID: "u1", ConnectionID: "c1"}), "add")
 	mustNoErr(t, e.AddPresence(ctx, "r", engine.ClientInfo{UserID: "u2", ConnectionID: "c2"}), "add")
@@ -123,7 +124,7 @@ func TestPresenceRefreshRestores(t *testing.T) {
 
 func TestPresenceBadInfo(t *testing.T) {
 	e := newTestEngine(t, Options{})
-	startEngine(t, e, newRecorder())
+	startEngine(t, e, enginetest.NewRecorder())
 	err := e.AddPresence(context.Background(), "r", engine.ClientInfo{UserID: "u", ConnectionID: "c", Info: json.RawMessage(`{bad`)})
 	if err == nil {
 		t.Fatal("AddPresence with invalid JSON info succeeded")

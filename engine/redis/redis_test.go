@@ -117,7 +117,7 @@ func TestRunFailsWithoutRedis(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	err = e.Run(context.Background(), newRecorder())
+	err = e.Run(context.Background(), enginetest.NewRecorder())
 	if err == nil || !strings.Contains(err.Error(), "connection refused") {
 		t.Fatalf("Run = %v, want a connection error", err)
 	}
@@ -128,8 +128,8 @@ func TestRunFailsWithoutRedis(t *testing.T) {
 
 func TestRunTwice(t *testing.T) {
 	e := newTestEngine(t, Options{})
-	startEngine(t, e, newRecorder())
-	if err := e.Run(context.Background(), newRecorder()); err == nil {
+	startEngine(t, e, enginetest.NewRecorder())
+	if err := e.Run(context.Background(), enginetest.NewRecorder()); err == nil {
 		t.Error("second Run succeeded")
 	}
 }
@@ -140,7 +140,7 @@ func TestRunTwice(t *testing.T) {
 func TestTwoNodes(t *testing.T) {
 	prefix := testPrefix()
 	a, b := newTestEngine(t, Options{KeyPrefix: prefix}), newTestEngine(t, Options{KeyPrefix: prefix})
-	ra, rb := newRecorder(), newRecorder()
+	ra, rb := enginetest.NewRecorder(), enginetest.NewRecorder()
 	startEngine(t, a, ra)
 	startEngine(t, b, rb)
 	ctx := context.Background()
@@ -152,8 +152,8 @@ func TestTwoNodes(t *testing.T) {
 	eph := &engine.Publication{Type: protocol.TypeUserJoined, UserID: "u", ClientID: "c", Ephemeral: true}
 	_, err = b.Publish(ctx, room, eph, engine.PublishOptions{})
 	mustNoErr(t, err, "ephemeral from b")
-	waitFor(t, 5*time.Second, "a to get both events", func() bool { return ra.count(room) >= 2 })
-	got := ra.get(room)
+	waitFor(t, 5*time.Second, "a to get both events", func() bool { return ra.Count(room) >= 2 })
+	got := ra.Get(room)
 	if got[0].Position != res.Position || string(got[0].Data) != `{"x":1}` || got[0].UserID != "u" {
 		t.Errorf("a got %+v, want the event at %+v", got[0], res.Position)
 	}
@@ -170,15 +170,15 @@ func TestTwoNodes(t *testing.T) {
 
 	msg := []byte(`{"op":"kick"}`)
 	mustNoErr(t, a.PublishControl(ctx, msg), "control")
-	waitFor(t, 5*time.Second, "control on both nodes", func() bool { return ra.hasControl(msg) && rb.hasControl(msg) })
+	waitFor(t, 5*time.Second, "control on both nodes", func() bool { return ra.HasControl(msg) && rb.HasControl(msg) })
 
 	// b never subscribed the room: barrier on a room b subscribes shows
 	// nothing of room was queued for b.
 	mustNoErr(t, b.Subscribe(ctx, "barrier"), "subscribe barrier")
 	_, err = a.Publish(ctx, "barrier", &engine.Publication{Type: "m"}, engine.PublishOptions{})
 	mustNoErr(t, err, "publish barrier")
-	waitFor(t, 5*time.Second, "barrier on b", func() bool { return rb.count("barrier") == 1 })
-	if n := rb.count(room); n != 0 {
+	waitFor(t, 5*time.Second, "barrier on b", func() bool { return rb.Count("barrier") == 1 })
+	if n := rb.Count(room); n != 0 {
 		t.Errorf("b got %d events of a room it did not subscribe", n)
 	}
 }
@@ -191,13 +191,13 @@ func TestEpochLivesInRedis(t *testing.T) {
 	ctx := context.Background()
 	policy := engine.HistoryPolicy{Size: 10}
 	a := newTestEngine(t, Options{KeyPrefix: prefix})
-	startEngine(t, a, newRecorder())
+	startEngine(t, a, enginetest.NewRecorder())
 	r1, err := a.Publish(ctx, "r", &engine.Publication{Type: "m"}, engine.PublishOptions{History: policy})
 	mustNoErr(t, err, "publish")
 	a.Close()
 
 	b := newTestEngine(t, Options{KeyPrefix: prefix})
-	startEngine(t, b, newRecorder())
+	startEngine(t, b, enginetest.NewRecorder())
 	r2, err := b.Publish(ctx, "r", &engine.Publication{Type: "m"}, engine.PublishOptions{History: policy})
 	mustNoErr(t, err, "publish")
 	if r2.Position != (protocol.StreamPosition{Offset: 2, Epoch: r1.Position.Epoch}) {
@@ -224,7 +224,7 @@ func TestEpochLivesInRedis(t *testing.T) {
 // and every key with a TTL so that idle rooms cost nothing forever.
 func TestStoredKeys(t *testing.T) {
 	e := newTestEngine(t, Options{PositionTTL: time.Hour})
-	startEngine(t, e, newRecorder())
+	startEngine(t, e, enginetest.NewRecorder())
 	ctx := context.Background()
 	c := rawClient(t, e.opts.Addr)
 	policy := engine.HistoryPolicy{Size: 7, TTL: time.Minute}
@@ -270,7 +270,7 @@ func TestStoredKeys(t *testing.T) {
 // even before the next publish trims the stream.
 func TestHistoryPolicyShrinks(t *testing.T) {
 	e := newTestEngine(t, Options{})
-	startEngine(t, e, newRecorder())
+	startEngine(t, e, enginetest.NewRecorder())
 	ctx := context.Background()
 	var last engine.PublishResult
 	for i := 0; i < 10; i++ {
@@ -328,7 +328,7 @@ func TestGapFill(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newTestEngine(t, Options{})
-			rec := newRecorder()
+			rec := enginetest.NewRecorder()
 			startEngine(t, e, rec)
 			room := "gap"
 			var stored []*engine.Publication
@@ -361,7 +361,7 @@ func TestGapFill(t *testing.T) {
 				}
 				want = append(want, s.expect...)
 			}
-			got := rec.get(room)
+			got := rec.Get(room)
 			var offs []uint64
 			for _, p := range got {
 				offs = append(offs, p.Position.Offset)
@@ -395,7 +395,7 @@ func equalOffsets(a, b []uint64) bool {
 // of the same room starts clean.
 func TestUnsubscribeDropsQueued(t *testing.T) {
 	e := newTestEngine(t, Options{})
-	rec := newRecorder()
+	rec := enginetest.NewRecorder()
 	startEngine(t, e, rec)
 	ctx := context.Background()
 	mustNoErr(t, e.Subscribe(ctx, "r"), "subscribe")
@@ -411,8 +411,8 @@ func TestUnsubscribeDropsQueued(t *testing.T) {
 	mustNoErr(t, e.Subscribe(ctx, "r"), "subscribe again")
 	_, err := e.Publish(ctx, "r", &engine.Publication{Type: "m"}, engine.PublishOptions{})
 	mustNoErr(t, err, "publish")
-	waitFor(t, 5*time.Second, "the new event", func() bool { return rec.count("r") >= 1 })
-	for _, p := range rec.get("r") {
+	waitFor(t, 5*time.Second, "the new event", func() bool { return rec.Count("r") >= 1 })
+	for _, p := range rec.Get("r") {
 		if p.Type == "late" {
 			t.Error("a message queued for an ended subscription was delivered")
 		}
@@ -424,7 +424,7 @@ func TestUnsubscribeDropsQueued(t *testing.T) {
 // Redis, so a later Subscribe starts clean.
 func TestSubscribeFailureLeavesNothing(t *testing.T) {
 	e := newTestEngine(t, Options{})
-	rec := newRecorder()
+	rec := enginetest.NewRecorder()
 	startEngine(t, e, rec)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -446,7 +446,7 @@ func TestSubscribeFailureLeavesNothing(t *testing.T) {
 	mustNoErr(t, e.Subscribe(context.Background(), "r"), "subscribe")
 	_, err = e.Publish(context.Background(), "r", &engine.Publication{Type: "m"}, engine.PublishOptions{})
 	mustNoErr(t, err, "publish")
-	waitFor(t, 5*time.Second, "delivery after a clean Subscribe", func() bool { return rec.count("r") == 1 })
+	waitFor(t, 5*time.Second, "delivery after a clean Subscribe", func() bool { return rec.Count("r") == 1 })
 }
 
 func TestClientName(t *testing.T) {
@@ -463,6 +463,6 @@ func TestClientName(t *testing.T) {
 	// Such a name is accepted by Redis (a refused CLIENT SETNAME would fail
 	// every connection).
 	e := newTestEngine(t, Options{NodeID: "my node\t1"})
-	startEngine(t, e, newRecorder())
+	startEngine(t, e, enginetest.NewRecorder())
 	mustNoErr(t, e.Ready(context.Background()), "ready")
 }

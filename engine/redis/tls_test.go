@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/switchboard-rt/switchboard/engine"
+	"github.com/switchboard-rt/switchboard/engine/enginetest"
 )
 
 // writeTestCA writes a CA and a server certificate for 127.0.0.1 signed
@@ -72,18 +73,18 @@ func TestTLS(t *testing.T) {
 	r.start()
 
 	e := newTestEngine(t, Options{Addr: r.addr(), KeyPrefix: "tls:", TLS: true, TLSCAFile: caFile})
-	rec := newRecorder()
+	rec := enginetest.NewRecorder()
 	startEngine(t, e, rec)
 	ctx := context.Background()
 	mustNoErr(t, e.Subscribe(ctx, "room"), "subscribe")
 	_, err := e.Publish(ctx, "room", &engine.Publication{Type: "m"}, engine.PublishOptions{History: engine.HistoryPolicy{Size: 10}})
 	mustNoErr(t, err, "publish")
-	waitFor(t, 5*time.Second, "the event over TLS", func() bool { return rec.count("room") == 1 })
+	waitFor(t, 5*time.Second, "the event over TLS", func() bool { return rec.Count("room") == 1 })
 
 	untrusted, err := New(Options{Addr: r.addr(), TLS: true, ConnectTimeout: 500 * time.Millisecond})
 	mustNoErr(t, err, "new")
 	defer untrusted.Close()
-	if err := untrusted.Run(ctx, newRecorder()); err == nil || !strings.Contains(err.Error(), "certificate") {
+	if err := untrusted.Run(ctx, enginetest.NewRecorder()); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Errorf("Run without the CA = %v, want a certificate error", err)
 	}
 }
