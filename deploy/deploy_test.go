@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/switchboard-rt/switchboard/internal/testport"
 	"gopkg.in/yaml.v3"
 )
 
@@ -612,12 +613,7 @@ func TestKubernetesManifest(t *testing.T) {
 // freePort returns a loopback port that was free a moment ago.
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return testport.Free(t)
 }
 
 // TestNginxProxy runs Debian's nginx with deploy/nginx/switchboard.conf in

@@ -170,8 +170,15 @@ func (h *Hub) Presence(ctx context.Context, room string, countsOnly bool) (Prese
 			h.stats.engineErrors.Add(1)
 			return PresenceInfo{}, fmt.Errorf("hub: presence of %q: %w", room, err)
 		}
+		// Both counts come from the list itself: an entry that expired
+		// between the two engine calls must not leave them disagreeing.
 		info.Members = list
 		info.Clients = len(list)
+		users := make(map[string]struct{}, len(list))
+		for _, m := range list {
+			users[m.UserID] = struct{}{}
+		}
+		info.Users = len(users)
 	}
 	return info, nil
 }

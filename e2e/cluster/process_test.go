@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+	"github.com/switchboard-rt/switchboard/internal/testport"
 )
 
 // Bounds on waiting for processes; generous, because the machine is small
@@ -183,12 +184,7 @@ func deleteKeys(addr, prefix string) {
 // nginx).
 func freePort(tb testing.TB) int {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return testport.Free(tb)
 }
 
 // logFile is a process's combined output, kept in the test's temp dir and

@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-rt/switchboard/engine"
+	"github.com/switchboard-rt/switchboard/internal/testport"
 )
 
 // testNATSURL is the shared NATS (with JetStream) the tests use:
@@ -201,13 +202,7 @@ func (s *privateNATS) kill() {
 // freePort returns a loopback port nothing listens on (just closed).
 func freePort(tb testing.TB) int {
 	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	return port
+	return testport.Free(tb)
 }
 
 // proxy forwards loopback TCP connections to a server; cut closes every

@@ -17,6 +17,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/switchboard-rt/switchboard/engine"
+	"github.com/switchboard-rt/switchboard/internal/testport"
 )
 
 // testRedisAddr is the shared Redis the tests use: SWITCHBOARD_TEST_REDIS,
@@ -240,11 +241,5 @@ func writeFile(name, content string) error { return os.WriteFile(name, []byte(co
 // freePort returns a loopback address nothing listens on (just closed).
 func freePort(tb testing.TB) string {
 	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
+	return "127.0.0.1:" + strconv.Itoa(testport.Free(tb))
 }
