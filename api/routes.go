@@ -35,6 +35,35 @@ func routeTable() []route {
 	}
 }
 
+// pathID reads the path value name of a route that takes no query
+// parameters and checks it as an id of at most max bytes (what names it in
+// errors).
+func pathID(r *http.Request, name, what string, max int) (string, *apiError) {
+	if _, e := query(r); e != nil {
+		return "", e
+	}
+	id := r.PathValue(name)
+	if e := checkID(what, id, max); e != nil {
+		return "", e
+	}
+	return id, nil
+}
+
+// userID and connID read the {user} and {id} path values.
+func userID(r *http.Request) (string, *apiError) { return pathID(r, "user", "user id", maxUserIDLen) }
+func connID(r *http.Request) (string, *apiError) {
+	return pathID(r, "id", "connection id", maxConnIDLen)
+}
+
+// decodeEvent reads and checks an event body ({type, data}).
+func (h *Handler) decodeEvent(w http.ResponseWriter, r *http.Request) (event, *apiError) {
+	var ev event
+	if e := h.decodeBody(w, r, &ev, false); e != nil {
+		return ev, e
+	}
+	return ev, h.check(&ev.Type, &ev.Data)
+}
+
 // hubError turns an error from the hub into an answer.
 func hubError(err error) *apiError {
 	var pe *protocol.Error
@@ -186,11 +215,8 @@ func (h *Handler) broadcast(w http.ResponseWriter, r *http.Request) *apiError {
 	if _, e := query(r); e != nil {
 		return e
 	}
-	var ev event
-	if e := h.decodeBody(w, r, &ev, false); e != nil {
-		return e
-	}
-	if e := h.check(&ev.Type, &ev.Data); e != nil {
+	ev, e := h.decodeEvent(w, r)
+	if e != nil {
 		return e
 	}
 	ctx, cancel := h.ctx(r)
@@ -204,18 +230,12 @@ func (h *Handler) broadcast(w http.ResponseWriter, r *http.Request) *apiError {
 }
 
 func (h *Handler) userSend(w http.ResponseWriter, r *http.Request) *apiError {
-	user := r.PathValue("user")
-	if _, e := query(r); e != nil {
+	user, e := userID(r)
+	if e != nil {
 		return e
 	}
-	if e := checkID("user id", user, maxUserIDLen); e != nil {
-		return e
-	}
-	var ev event
-	if e := h.decodeBody(w, r, &ev, false); e != nil {
-		return e
-	}
-	if e := h.check(&ev.Type, &ev.Data); e != nil {
+	ev, e := h.decodeEvent(w, r)
+	if e != nil {
 		return e
 	}
 	ctx, cancel := h.ctx(r)
@@ -229,18 +249,12 @@ func (h *Handler) userSend(w http.ResponseWriter, r *http.Request) *apiError {
 }
 
 func (h *Handler) connSend(w http.ResponseWriter, r *http.Request) *apiError {
-	id := r.PathValue("id")
-	if _, e := query(r); e != nil {
+	id, e := connID(r)
+	if e != nil {
 		return e
 	}
-	if e := checkID("connection id", id, maxConnIDLen); e != nil {
-		return e
-	}
-	var ev event
-	if e := h.decodeBody(w, r, &ev, false); e != nil {
-		return e
-	}
-	if e := h.check(&ev.Type, &ev.Data); e != nil {
+	ev, e := h.decodeEvent(w, r)
+	if e != nil {
 		return e
 	}
 	found, err := h.hub.SendToConn(id, ev.Type, ev.Data)
@@ -299,11 +313,8 @@ type disconnectAnswer struct {
 }
 
 func (h *Handler) userDisconnect(w http.ResponseWriter, r *http.Request) *apiError {
-	user := r.PathValue("user")
-	if _, e := query(r); e != nil {
-		return e
-	}
-	if e := checkID("user id", user, maxUserIDLen); e != nil {
+	user, e := userID(r)
+	if e != nil {
 		return e
 	}
 	d, e := h.disconnect(w, r)
@@ -336,11 +347,8 @@ type banAnswer struct {
 const maxBanSeconds = 365 * 24 * 3600
 
 func (h *Handler) userBan(w http.ResponseWriter, r *http.Request) *apiError {
-	user := r.PathValue("user")
-	if _, e := query(r); e != nil {
-		return e
-	}
-	if e := checkID("user id", user, maxUserIDLen); e != nil {
+	user, e := userID(r)
+	if e != nil {
 		return e
 	}
 	var req banRequest
@@ -369,11 +377,8 @@ type accepted struct {
 }
 
 func (h *Handler) connDisconnect(w http.ResponseWriter, r *http.Request) *apiError {
-	id := r.PathValue("id")
-	if _, e := query(r); e != nil {
-		return e
-	}
-	if e := checkID("connection id", id, maxConnIDLen); e != nil {
+	id, e := connID(r)
+	if e != nil {
 		return e
 	}
 	d, e := h.disconnect(w, r)
