@@ -141,6 +141,9 @@ describe('demo page', { skip: !!missing }, () => {
       // The button: the first step of the script kicks off a new match.
       await fan.page.click('#publish');
       await fan.page.waitForFunction(() => document.getElementById('home').textContent === 'Rovers', null, { timeout: 15000 });
+      // The note is written when the HTTP answer arrives, which may be after
+      // the live event it caused.
+      await fan.page.waitForFunction(() => document.getElementById('publish-note').textContent !== '', null, { timeout: 15000 });
       assert.equal(await text(fan.page, '#publish-note'), 'published match_data + commentary');
       assert.equal(await text(fan.page, '#score'), '0 : 0');
       await late.page.waitForFunction(() => document.getElementById('home').textContent === 'Rovers', null, { timeout: 15000 });
