@@ -25,7 +25,11 @@ func startCluster(t *testing.T) []string {
 	}
 	var addrs []string
 	for i := 0; i < 3; i++ {
-		r := startPrivateRedis(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf") // in its --dir
+		// The bus port is explicit: Redis's default, port+10000, lands in
+		// the ephemeral range, where any outgoing connection may take it.
+		bus := strings.TrimPrefix(freePort(t), "127.0.0.1:")
+		r := startPrivateRedis(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", // in its --dir
+			"--cluster-port", bus)
 		addrs = append(addrs, r.addr())
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
