@@ -492,7 +492,14 @@ export class Client extends Emitter<ClientEvents> {
             if (token == this.token) return;
             this.token = token;
             // Not connected: the next connection authenticates with it.
-            if (this.up) this.req({ type: 'refresh', data: { token } }, 0).catch((e) => this.emit('error', e));
+            if (this.up)
+              this.req<{ expires_at?: number } | undefined>({ type: 'refresh', data: { token } }, 0).then(
+                (d) => {
+                  // The new credentials' expiry (absent: they never expire).
+                  if (this.info) this.info.expires_at = d && d.expires_at;
+                },
+                (e) => this.emit('error', e),
+              );
           },
           (e) => this.emit('error', err('token', 'getToken failed: ' + why(e))),
         );

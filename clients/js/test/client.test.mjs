@@ -809,6 +809,8 @@ describe('auth', () => {
     assert.deepEqual(noId(r), { type: 'refresh', data: { token: 'fresh1' } });
     assert.equal(n, 1);
     WS.last.frame({ type: 'refreshed', id: r.id, data: { expires_at: 2e12 } });
+    await flush();
+    assert.equal(c.info.expires_at, 2e12, 'info carries the refreshed expiry');
     // A refused refresh is an error event; the connection stays (the server
     // closes it with 4000 when the old credentials expire).
     WS.last.frame({ type: 'session_expiring', data: { expires_at: 2e12 } });
