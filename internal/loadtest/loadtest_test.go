@@ -359,3 +359,32 @@ func TestParseIOCount(t *testing.T) {
 		t.Error("missing key is not 0")
 	}
 }
+
+// TestSuiteTargets checks the suite's verdicts against made-up results.
+func TestSuiteTargets(t *testing.T) {
+	sr := &SuiteResult{
+		Floor1: &FloorResult{FramesPerWrite: 1, Conns: 1000, Rate: 100, Duration: 10 * time.Second, Frames: 1000000, CPUPerWriteUS: 7, CPUPerFrameUS: 7},
+		Runs: []*Result{
+			{Name: "fanout-1k", Subs: 1000, Rate: 100, DeliveredPerSec: 99990, P99: 15 * time.Millisecond, CPUPerDeliveryUS: 8.1},
+			{Name: "fanout-10k", Subs: 10000, Rate: 20, DeliveredPerSec: 199000, P99: 150 * time.Millisecond},
+			{Name: "fanout-10k-40", Subs: 10000, Rate: 40, DeliveredPerSec: 396000, P99: 210 * time.Millisecond},
+			{Name: "idle-19k", Subs: 19000, Open: 19000, RSSPerConn: 9.7 * 1024, ConnectsPerSec: 10100},
+		},
+		Commands: map[string]string{},
+	}
+	var b strings.Builder
+	sr.WriteMarkdown(&b)
+	out := b.String()
+	for _, want := range []string{
+		"[NOT MET] 1000 subs × 100/s", // p99 15 ms
+		"[met] server CPU per delivery 8.10 µs within 1.2× the floor's 7.00 µs",
+		"[met] 10000 subs × 20/s: 199000 delivered/s of 200000 offered (1.17× Centrifugo's best 170,000/s)",
+		"[NOT MET] 10000 subs × 40/s", // p99 210 ms
+		"[met] 19000 idle connections",
+		"[met] new connections: best 10100/s",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("suite output lacks %q:\n%s", want, out)
+		}
+	}
+}
