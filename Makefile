@@ -84,7 +84,7 @@ fuzz:
 bench: build
 	@status=0; \
 	bin/switchboard bench suite || status=1; \
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./protocol/ ./hub/ ./engine/memory/ || status=1; \
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./protocol/ ./hub/ ./transport/ ./engine/memory/ || status=1; \
 	exit $$status
 
 clean:

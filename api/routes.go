@@ -522,6 +522,7 @@ type clusterTotals struct {
 	MessagesOut  uint64 `json:"messages_out"`
 	BytesIn      uint64 `json:"bytes_in"`
 	BytesOut     uint64 `json:"bytes_out"`
+	Writes       uint64 `json:"writes"`
 	Publications uint64 `json:"publications"`
 }
 
@@ -546,6 +547,7 @@ func (h *Handler) stats(w http.ResponseWriter, r *http.Request) *apiError {
 		c.MessagesOut += n.MessagesOut
 		c.BytesIn += n.BytesIn
 		c.BytesOut += n.BytesOut
+		c.Writes += n.Writes
 		c.Publications += n.Publications
 	}
 	writeJSON(w, http.StatusOK, resp)

@@ -18,6 +18,7 @@ type counters struct {
 	messagesOut      atomic.Uint64
 	bytesIn          atomic.Uint64
 	bytesOut         atomic.Uint64
+	writes           atomic.Uint64
 	publications     atomic.Uint64
 	clientErrors     atomic.Uint64
 	engineErrors     atomic.Uint64
@@ -57,6 +58,7 @@ type Stats struct {
 	MessagesOut             uint64            `json:"messages_out"`
 	BytesIn                 uint64            `json:"bytes_in"`
 	BytesOut                uint64            `json:"bytes_out"`
+	Writes                  uint64            `json:"writes"`
 	Publications            uint64            `json:"publications"`
 	ClientErrors            uint64            `json:"client_errors"`
 	EngineErrors            uint64            `json:"engine_errors"`
@@ -84,6 +86,7 @@ func (h *Hub) Stats() Stats {
 		MessagesOut:             s.messagesOut.Load(),
 		BytesIn:                 s.bytesIn.Load(),
 		BytesOut:                s.bytesOut.Load(),
+		Writes:                  s.writes.Load(),
 		Publications:            s.publications.Load(),
 		ClientErrors:            s.clientErrors.Load(),
 		EngineErrors:            s.engineErrors.Load(),
@@ -122,8 +125,12 @@ func (h *Hub) Meter() Meter { return Meter{h} }
 // BytesIn adds n bytes read from clients.
 func (m Meter) BytesIn(n int) { m.h.stats.bytesIn.Add(uint64(n)) }
 
-// BytesOut adds n bytes written to clients.
-func (m Meter) BytesOut(n int) { m.h.stats.bytesOut.Add(uint64(n)) }
+// Written adds n bytes written to clients in the given number of write
+// system calls.
+func (m Meter) Written(n, calls int) {
+	m.h.stats.bytesOut.Add(uint64(n))
+	m.h.stats.writes.Add(uint64(calls))
+}
 
 // QueueDrop counts n messages dropped by the drop-oldest policy.
 func (m Meter) QueueDrop(n int) { m.h.stats.queueDrops.Add(uint64(n)) }

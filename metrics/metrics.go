@@ -30,6 +30,7 @@ var (
 	dMessagesOut      = desc("messages_out_total", "Messages queued to clients (one per recipient).")
 	dBytesIn          = desc("bytes_in_total", "Bytes read from client connections.")
 	dBytesOut         = desc("bytes_out_total", "Bytes written to client connections.")
+	dWrites           = desc("writes_total", "Write system calls to client connections; messages_out_total / writes_total is how many messages went out per call.")
 	dPublications     = desc("publications_total", "Events published to rooms.")
 	dFanout           = desc("fanout_duration_seconds", "Time one publication's fan-out loop takes on this node.")
 	dQueueDrops       = desc("queue_drops_total", "Messages dropped by the drop_oldest slow-consumer policy.")
@@ -52,7 +53,7 @@ func NewCollector(h *hub.Hub) *Collector { return &Collector{h} }
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{dConnections, dConnectionsTotal, dHandshakes, dCloses, dRooms, dMessagesIn,
-		dMessagesOut, dBytesIn, dBytesOut, dPublications, dFanout, dQueueDrops, dSlowConsumers, dEngineErrors,
+		dMessagesOut, dBytesIn, dBytesOut, dWrites, dPublications, dFanout, dQueueDrops, dSlowConsumers, dEngineErrors,
 		dClientErrors, dAuthFailures, dForbidden, dThrottled, dRecoveries, dRPC} {
 		ch <- d
 	}
@@ -80,6 +81,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(dMessagesOut, s.MessagesOut)
 	counter(dBytesIn, s.BytesIn)
 	counter(dBytesOut, s.BytesOut)
+	counter(dWrites, s.Writes)
 	counter(dPublications, s.Publications)
 	counter(dQueueDrops, s.QueueDrops)
 	counter(dSlowConsumers, s.SlowConsumerDisconnects)

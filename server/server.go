@@ -62,6 +62,8 @@ type Config struct {
 	QueueMaxMessages   int
 	QueueMaxBytes      int
 	SlowConsumerPolicy string
+	// FlushWindow: see transport.Options. Default 0 (off).
+	FlushWindow time.Duration
 	// MaxRoomsPerClient caps a connection's subscriptions. Default 128.
 	MaxRoomsPerClient int
 	// NoEcho stops clients receiving their own publications.
@@ -341,6 +343,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		QueueMaxMessages:   cfg.QueueMaxMessages,
 		QueueMaxBytes:      cfg.QueueMaxBytes,
 		SlowConsumerPolicy: cfg.SlowConsumerPolicy,
+		FlushWindow:        cfg.FlushWindow,
 		Authenticator:      authOpts.Authenticator,
 		TokenCookie:        cfg.Auth.TokenCookie,
 		HandshakeRate:      cfg.HandshakeRate,

@@ -104,6 +104,7 @@ func serveFlags(cfg *server.Config, logLevel, logFormat *string) *flag.FlagSet {
 	fs.IntVar(&cfg.QueueMaxMessages, "queue-max-messages", transport.DefaultQueueMaxMessages, "per-connection outbound queue bound, in messages")
 	fs.IntVar(&cfg.QueueMaxBytes, "queue-max-bytes", transport.DefaultQueueMaxBytes, "per-connection outbound queue bound, in bytes")
 	fs.StringVar(&cfg.SlowConsumerPolicy, "slow-consumer-policy", transport.PolicyDisconnect, "when a queue is full: disconnect (close 4005) or drop_oldest")
+	fs.DurationVar(&cfg.FlushWindow, "flush-window", 0, "hold a connection's first queued event up to this long so that events queued meanwhile share one write (fewer system calls, up to this much added latency; 0..1s); 0: write at once")
 	fs.IntVar(&cfg.MaxRoomsPerClient, "max-rooms-per-connection", 128, "subscriptions allowed per connection")
 	fs.BoolVar(&cfg.NoEcho, "no-echo", false, "do not send clients their own publications")
 	fs.BoolVar(&cfg.NoJoinLeave, "no-join-leave", false, "do not send user_joined/user_left events")

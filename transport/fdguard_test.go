@@ -1,0 +1,77 @@
+package transport
+
+import (
+	"net"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestDirectWriteAfterClose: once a connection is closed, a flush must not
+// write to its old descriptor number, which the kernel hands to the next
+// socket opened. The test puts another socket on exactly that number and
+// checks that a late write reaches nothing.
+func TestDirectWriteAfterClose(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	peer, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	raw := <-accepted
+	if raw == nil {
+		t.Fatal("accept failed")
+	}
+	c := &conn{raw: raw}
+	c.initFD()
+	if c.fd < 0 {
+		t.Fatal("a plain TCP connection got no descriptor for direct writes")
+	}
+	if n := c.tryWritev([][]byte{[]byte("live")}); n != 4 {
+		t.Fatalf("direct write on the open connection wrote %d bytes, want 4", n)
+	}
+	old := c.fd
+	if err := c.closeRaw(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Another socket now takes the old number.
+	pair, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(pair[1])
+	if pair[0] != old { // usually it is: the lowest free number
+		if err := syscall.Dup2(pair[0], old); err != nil {
+			t.Fatal(err)
+		}
+		syscall.Close(pair[0])
+	}
+	defer syscall.Close(old)
+
+	if n := c.tryWritev([][]byte{[]byte("late")}); n != 0 {
+		t.Errorf("write after close wrote %d bytes", n)
+	}
+	buf := make([]byte, 16)
+	if n, err := syscall.Read(pair[1], buf); n > 0 {
+		t.Errorf("the socket that reused the number got %q from the closed connection", buf[:n])
+	} else if err != syscall.EAGAIN {
+		t.Errorf("read: %d, %v (want EAGAIN: nothing sent)", n, err)
+	}
+	// The peer got what was written while open, then the end.
+	_ = peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got := make([]byte, 8)
+	n, _ := peer.Read(got)
+	if string(got[:n]) != "live" {
+		t.Errorf("peer read %q, want \"live\"", got[:n])
+	}
+}

@@ -1,0 +1,99 @@
+package transport
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// flushWindow holds each connection's first queued frame for a fixed time
+// before handing the connection to the flush pool, so that what is queued
+// meanwhile goes out in the same write (Options.FlushWindow). One goroutine
+// and one timer serve every connection: the delay is the same for all, so
+// the connections wait in a FIFO that is also in order of their due times.
+type flushWindow struct {
+	d    time.Duration
+	pool *flushPool
+	wake chan struct{}
+
+	mu      sync.Mutex
+	q       []windowed
+	ready   []windowed // run's batch, kept for reuse
+	stopped bool       // run has ended: add hands over at once
+}
+
+type windowed struct {
+	c   *conn
+	due time.Time
+}
+
+func newFlushWindow(d time.Duration, pool *flushPool) *flushWindow {
+	return &flushWindow{d: d, pool: pool, wake: make(chan struct{}, 1)}
+}
+
+// add schedules c's flush one window from now.
+func (w *flushWindow) add(c *conn) {
+	due := time.Now().Add(w.d)
+	w.mu.Lock()
+	if w.stopped {
+		w.mu.Unlock()
+		w.pool.submit(c)
+		return
+	}
+	first := len(w.q) == 0
+	w.q = append(w.q, windowed{c, due})
+	w.mu.Unlock()
+	if first {
+		select {
+		case w.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// run hands connections to the pool as their windows end. When ctx ends it
+// hands over everything still waiting (the pool then gives each its own
+// flush, as it does at shutdown).
+func (w *flushWindow) run(ctx context.Context) {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	for {
+		now, done := time.Now(), ctx.Err() != nil
+		w.mu.Lock()
+		i := 0
+		for i < len(w.q) && (done || !w.q[i].due.After(now)) {
+			i++
+		}
+		ready := append(w.ready[:0], w.q[:i]...)
+		n := copy(w.q, w.q[i:])
+		clear(w.q[n:])
+		w.q = w.q[:n]
+		var next time.Time
+		if n > 0 {
+			next = w.q[0].due
+		}
+		w.stopped = done
+		w.mu.Unlock()
+		for _, p := range ready {
+			w.pool.submit(p.c)
+		}
+		clear(ready)
+		w.ready = ready[:0]
+		if done {
+			return
+		}
+		if next.IsZero() {
+			select {
+			case <-w.wake:
+			case <-ctx.Done():
+			}
+			continue
+		}
+		t.Reset(time.Until(next))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
+	}
+}
