@@ -45,6 +45,9 @@ func TestFlushWindow(t *testing.T) {
 			}
 		}
 	}
+	// A flush worker counts its writes when it next finds its queue empty,
+	// which may be after the client has read them.
+	waitFor(t, "the write to be counted", func() bool { return h.Stats().Writes > before })
 	if got := h.Stats().Writes - before; got != 1 {
 		t.Errorf("5 events in %d writes, want 1", got)
 	}
