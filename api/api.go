@@ -269,8 +269,13 @@ func (h *Handler) match(w http.ResponseWriter, r *http.Request) (*route, *apiErr
 		if !ok {
 			continue
 		}
-		if rt.method != r.Method {
+		// HEAD is GET without the body (net/http drops it), as RFC 9110
+		// asks of every GET resource.
+		if rt.method != r.Method && (rt.method != http.MethodGet || r.Method != http.MethodHead) {
 			allow = append(allow, rt.method)
+			if rt.method == http.MethodGet {
+				allow = append(allow, http.MethodHead)
+			}
 			continue
 		}
 		for name, v := range vals {
