@@ -172,6 +172,9 @@ func benchRun(args []string, stdout, stderr io.Writer) int {
 		if floor.CPUPerWriteUS > 0 {
 			fmt.Fprintf(stdout, "  ratio        %.2f (server CPU per delivery / floor CPU per write)\n", res.CPUPerDeliveryUS/floor.CPUPerWriteUS)
 		}
+		if floor.P99 > 0 {
+			fmt.Fprintf(stdout, "  p99 ratio    %.2f (server p99 / floor p99)\n", float64(res.P99)/float64(floor.P99))
+		}
 	}
 	return 0
 }

@@ -21,6 +21,12 @@ import (
 // once) to each connection with one write() per recipient. Its CPU per
 // write, read from /proc like the server's, is the lower bound that the
 // server's CPU per delivery is compared with.
+//
+// Each round's frames carry the time the round started, which the reader
+// compares with the time it read the frame: the floor's delivery latency,
+// measured as the scenarios measure the server's (from just before the
+// first write of a fan-out to the subscriber's read), so that the server's
+// p99 can be read against what the machine itself allows.
 
 // FloorConfig is one floor run.
 type FloorConfig struct {
@@ -61,7 +67,13 @@ type FloorResult struct {
 	CPUPerWriteUS  float64       `json:"cpu_per_write_us"`
 	CPUPerFrameUS  float64       `json:"cpu_per_frame_us"`
 	ReaderCPU      time.Duration `json:"reader_cpu"`
-	OtherLoad      float64       `json:"other_load"` // see Result.OtherLoad
+	// Latency is from the start of a round (just before its first write)
+	// to the reader's read of the frame, as in the scenarios.
+	Latency   HistSnapshot  `json:"-"`
+	P50       time.Duration `json:"p50"`
+	P99       time.Duration `json:"p99"`
+	Max       time.Duration `json:"max"`
+	OtherLoad float64       `json:"other_load"` // see Result.OtherLoad
 }
 
 func (c *FloorConfig) fill() error {
@@ -84,8 +96,8 @@ func (c *FloorConfig) fill() error {
 		c.Log = io.Discard
 	}
 	switch {
-	case c.FrameSize < 32 || c.FrameSize > 65535:
-		return errors.New("bench floor: frame size must be 32..65535 bytes")
+	case c.FrameSize < minFloorFrame || c.FrameSize > 65535:
+		return fmt.Errorf("bench floor: frame size must be %d..65535 bytes", minFloorFrame)
 	case c.Conns > 15000:
 		return errors.New("bench floor: at most 15,000 connections (one process holds each end)")
 	}
@@ -113,7 +125,8 @@ func RunFloor(ctx context.Context, c FloorConfig) (*FloorResult, error) {
 	if err := writer.expect(ctx, "listening", 10*time.Second, &listening); err != nil {
 		return nil, err
 	}
-	rargs := []string{"--addr", listening.Addr, "--conns", strconv.Itoa(c.Conns), "--timeout", timeout.String()}
+	rargs := []string{"--addr", listening.Addr, "--conns", strconv.Itoa(c.Conns), "--frame-size", strconv.Itoa(c.FrameSize),
+		"--timeout", timeout.String()}
 	reader, err := startChild(ctx, c.Exe, "floor reader", roleFloorReader, rargs, c.Log)
 	if err != nil {
 		return nil, err
@@ -158,7 +171,8 @@ func RunFloor(ctx context.Context, c FloorConfig) (*FloorResult, error) {
 		return nil, err
 	}
 	var got struct {
-		Bytes uint64 `json:"bytes"`
+		Bytes   uint64       `json:"bytes"`
+		Latency HistSnapshot `json:"latency"`
 	}
 	if err := reader.expect(ctx, "report", 30*time.Second, &got); err != nil {
 		return nil, err
@@ -166,6 +180,8 @@ func RunFloor(ctx context.Context, c FloorConfig) (*FloorResult, error) {
 	res.Writes, res.WriteErrors, res.BytesWritten, res.BytesRead = done.Writes, done.Errors, done.Bytes, got.Bytes
 	res.Frames = done.Writes * uint64(c.FramesPerWrite)
 	res.Behind = time.Duration(done.Behind)
+	res.Latency = got.Latency
+	res.P50, res.P99, res.Max = got.Latency.Quantile(0.50), got.Latency.Quantile(0.99), time.Duration(got.Latency.MaxNS)
 	res.CPU = after.CPU - before.CPU
 	if res.Writes > 0 {
 		res.CPUPerWriteUS = float64(res.CPU) / float64(time.Microsecond) / float64(res.Writes)
@@ -187,7 +203,7 @@ func runFloorWriter(ctx context.Context, args []string, in io.Reader, em *emitte
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("bench floor-writer: %w", err)
 	}
-	if *conns < 1 || *size < 32 || *size > 65535 || *k < 1 || *k > 64 {
+	if *conns < 1 || *size < minFloorFrame || *size > 65535 || *k < 1 || *k > 64 {
 		return errors.New("bench floor-writer: bad --conns, --frame-size or --frames-per-write")
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
@@ -251,6 +267,12 @@ func runFloorWriter(ctx context.Context, args []string, in io.Reader, em *emitte
 			} else {
 				behind = max(behind, -wait)
 			}
+			// One stamp per round, in each frame of the buffer: the
+			// fan-out's "just before the publish".
+			now := time.Now().UnixNano()
+			for f := range *k {
+				stampFloorFrame(buf[f**size:(f+1)**size], now)
+			}
 			for _, c := range cs {
 				n, err := c.Write(buf)
 				writes++
@@ -272,6 +294,7 @@ func runFloorReader(ctx context.Context, args []string, in io.Reader, em *emitte
 	fs.SetOutput(io.Discard)
 	addr := fs.String("addr", "", "")
 	conns := fs.Int("conns", 1000, "")
+	size := fs.Int("frame-size", 140, "")
 	timeout := fs.Duration("timeout", 5*time.Minute, "")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("bench floor-reader: %w", err)
@@ -283,10 +306,14 @@ func runFloorReader(ctx context.Context, args []string, in io.Reader, em *emitte
 	if err := checkLoopback(host); err != nil {
 		return err
 	}
+	if *size < minFloorFrame || *size > 65535 {
+		return errors.New("bench floor-reader: bad --frame-size")
+	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	cmds := commands(ctx, in)
 	var total atomic.Uint64
+	var hist Histogram
 	var wg sync.WaitGroup
 	cs := make([]net.Conn, 0, *conns)
 	defer func() {
@@ -307,9 +334,22 @@ func runFloorReader(ctx context.Context, args []string, in io.Reader, em *emitte
 		cs = append(cs, c)
 		wg.Go(func() {
 			buf := make([]byte, clientReadBuffer)
+			frame := make([]byte, 0, *size) // the frame being completed
 			for {
 				n, err := c.Read(buf)
+				now := time.Now().UnixNano()
 				total.Add(uint64(n))
+				for p := buf[:n]; len(p) > 0; {
+					m := min(len(p), *size-len(frame))
+					frame = append(frame, p[:m]...)
+					p = p[m:]
+					if len(frame) == *size {
+						if sent, ok := floorFrameStamp(frame); ok {
+							hist.Record(time.Duration(now - sent))
+						}
+						frame = frame[:0]
+					}
+				}
 				if err != nil {
 					return
 				}
@@ -340,14 +380,24 @@ func runFloorReader(ctx context.Context, args []string, in io.Reader, em *emitte
 		for total.Load() < want && time.Now().Before(deadline) && ctx.Err() == nil {
 			time.Sleep(10 * time.Millisecond)
 		}
-		if err := em.emit(map[string]any{"event": "report", "bytes": total.Load()}); err != nil {
+		if err := em.emit(map[string]any{"event": "report", "bytes": total.Load(), "latency": hist.Snapshot()}); err != nil {
 			return err
 		}
 	}
 }
 
+// minFloorFrame is the smallest floor frame: a 2-byte header, the JSON
+// around the data, and the 19-digit send time.
+const minFloorFrame = 2 + len(floorDataPrefix) + floorStampLen + 2
+
+const (
+	floorDataPrefix = `{"type":"message","data":"`
+	floorStampLen   = 19 // decimal Unix nanoseconds, zero-padded
+)
+
 // floorFrame returns one unmasked text frame of exactly size bytes on the
-// wire (header included), its payload JSON like the server's events.
+// wire (header included), its payload JSON like the server's events; the
+// data starts with a send time (stampFloorFrame), zero here.
 func floorFrame(size int) []byte {
 	hl := 2
 	if size-2 > 125 {
@@ -360,9 +410,36 @@ func floorFrame(size int) []byte {
 	} else {
 		f = append(f, 0x81, 126, byte(n>>8), byte(n))
 	}
-	f = append(f, `{"type":"message","data":"`...)
+	f = append(f, floorDataPrefix...)
+	for range floorStampLen {
+		f = append(f, '0')
+	}
 	for len(f) < size-2 {
 		f = append(f, 'x')
 	}
 	return append(f, `"}`...)
+}
+
+// floorStampAt is where the send time starts in a frame of len(f) bytes.
+func floorStampAt(f []byte) int {
+	if len(f)-2 > 125 {
+		return 4 + len(floorDataPrefix)
+	}
+	return 2 + len(floorDataPrefix)
+}
+
+// stampFloorFrame writes t (Unix ns) into frame f made by floorFrame.
+func stampFloorFrame(f []byte, t int64) {
+	d := f[floorStampAt(f) : floorStampAt(f)+floorStampLen]
+	for i := len(d) - 1; i >= 0; i-- {
+		d[i] = byte('0' + t%10)
+		t /= 10
+	}
+}
+
+// floorFrameStamp reads the send time of frame f; false if the frame was
+// never stamped or is not a floor frame.
+func floorFrameStamp(f []byte) (int64, bool) {
+	v, n := parseUint(f[floorStampAt(f):])
+	return int64(v), n == floorStampLen && v != 0
 }

@@ -174,10 +174,18 @@ func TestPublishDataRoundTrip(t *testing.T) {
 }
 
 func TestFloorFrame(t *testing.T) {
-	for _, size := range []int{32, 127, 128, 140, 4096} {
+	for _, size := range []int{minFloorFrame, 127, 128, 129, 140, 4096} {
 		f := floorFrame(size)
 		if len(f) != size {
 			t.Fatalf("frame is %d bytes, want %d", len(f), size)
+		}
+		if _, ok := floorFrameStamp(f); ok {
+			t.Errorf("size %d: an unstamped frame has a send time", size)
+		}
+		const at = int64(1795000000123456789)
+		stampFloorFrame(f, at)
+		if got, ok := floorFrameStamp(f); !ok || got != at {
+			t.Errorf("size %d: send time %d, %v; want %d", size, got, ok, at)
 		}
 		c := &wsConn{}
 		c.br = bufioReader(f)
@@ -185,6 +193,9 @@ func TestFloorFrame(t *testing.T) {
 		if err != nil || op != opText || !json.Valid(p) {
 			t.Errorf("size %d: op %d err %v payload %q", size, op, err, p)
 		}
+	}
+	if err := (&FloorConfig{FrameSize: minFloorFrame - 1}).fill(); err == nil {
+		t.Errorf("a %d-byte floor frame, too small for its send time, was accepted", minFloorFrame-1)
 	}
 }
 
@@ -261,6 +272,11 @@ func TestFloorInProcess(t *testing.T) {
 		}
 		if f.BytesRead != f.BytesWritten || f.BytesWritten != 200*140 {
 			t.Errorf("k=%d: wrote %d bytes, read %d, want %d", k, f.BytesWritten, f.BytesRead, 200*140)
+		}
+		// One latency per frame, each from its round's stamp: positive,
+		// and far below the run's own length plus the drain.
+		if f.Latency.Count != 200 || f.Latency.Negative != 0 || f.Max <= 0 || f.Max > 10*time.Second {
+			t.Errorf("k=%d: %d latencies (%d negative), max %s; want 200 in (0, 10s]", k, f.Latency.Count, f.Latency.Negative, f.Max)
 		}
 	}
 }
@@ -363,7 +379,8 @@ func TestParseIOCount(t *testing.T) {
 // TestSuiteTargets checks the suite's verdicts against made-up results.
 func TestSuiteTargets(t *testing.T) {
 	sr := &SuiteResult{
-		Floor1: &FloorResult{FramesPerWrite: 1, Conns: 1000, Rate: 100, Duration: 10 * time.Second, Frames: 1000000, CPUPerWriteUS: 7, CPUPerFrameUS: 7},
+		Floor1: &FloorResult{FramesPerWrite: 1, Conns: 1000, Rate: 100, Duration: 10 * time.Second, Frames: 1000000, CPUPerWriteUS: 7, CPUPerFrameUS: 7,
+			P99: 12 * time.Millisecond},
 		Runs: []*Result{
 			{Name: "fanout-1k", Subs: 1000, Rate: 100, DeliveredPerSec: 99990, P99: 15 * time.Millisecond, CPUPerDeliveryUS: 8.1},
 			{Name: "fanout-10k", Subs: 10000, Rate: 20, DeliveredPerSec: 199000, P99: 150 * time.Millisecond},
@@ -378,6 +395,7 @@ func TestSuiteTargets(t *testing.T) {
 	for _, want := range []string{
 		"[NOT MET] 1000 subs × 100/s", // p99 15 ms
 		"[met] server CPU per delivery 8.10 µs within 1.2× the floor's 7.00 µs",
+		"[report] p99 15.00 ms against the floor's 12.00 ms at the same load (1.25×)",
 		"[met] 10000 subs × 20/s: 199000 delivered/s of 200000 offered (1.17× Centrifugo's best 170,000/s)",
 		"[NOT MET] 10000 subs × 40/s", // p99 210 ms
 		"[met] 19000 idle connections",

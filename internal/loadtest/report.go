@@ -70,5 +70,6 @@ func (f *FloorResult) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "  writes       %d (%d frames, %d errors), %d bytes written, %d read; worst lag %s\n",
 		f.Writes, f.Frames, f.WriteErrors, f.BytesWritten, f.BytesRead, ms(f.Behind))
 	fmt.Fprintf(w, "  writer CPU   %.2f s: %.2f µs per write, %.2f µs per frame\n", f.CPU.Seconds(), f.CPUPerWriteUS, f.CPUPerFrameUS)
+	fmt.Fprintf(w, "  latency      p50 %s  p99 %s  max %s (from the round's start to the read)\n", ms(f.P50), ms(f.P99), ms(f.Max))
 	fmt.Fprintf(w, "  machine      reader used %.2f s of CPU; other processes %.0f%% of the machine\n", f.ReaderCPU.Seconds(), 100*f.OtherLoad)
 }

@@ -155,8 +155,9 @@ func (sr *SuiteResult) WriteMarkdown(w io.Writer) {
 		if floor > 0 {
 			ratio = fmt.Sprintf("%.2f", f.CPUPerFrameUS/floor)
 		}
-		fmt.Fprintf(w, "| floor, %d frame(s)/write | %d conns × %.0f frames/s | %.0f | - | - | - | %d bytes | %.2f µs/frame (%.2f µs/write) | %s | - | - |\n",
-			f.FramesPerWrite, f.Conns, f.Rate, float64(f.Frames)/f.Duration.Seconds(), f.BytesWritten-f.BytesRead, f.CPUPerFrameUS, f.CPUPerWriteUS, ratio)
+		fmt.Fprintf(w, "| floor, %d frame(s)/write | %d conns × %.0f frames/s | %.0f | %s | %s | %s | %d bytes | %.2f µs/frame (%.2f µs/write) | %s | - | - |\n",
+			f.FramesPerWrite, f.Conns, f.Rate, float64(f.Frames)/f.Duration.Seconds(), ms(f.P50), ms(f.P99), ms(f.Max),
+			f.BytesWritten-f.BytesRead, f.CPUPerFrameUS, f.CPUPerWriteUS, ratio)
 	}
 	for _, r := range sr.Runs {
 		ratio, load := "-", fmt.Sprintf("%d subs × %.0f/s", r.Subs, r.Rate)
@@ -186,6 +187,10 @@ func (sr *SuiteResult) WriteMarkdown(w io.Writer) {
 	if r := sr.run("fanout-1k"); r != nil {
 		check(r.Lost+r.Undelivered == 0 && r.P99 < 10*time.Millisecond && r.DeliveredPerSec >= 0.98*float64(r.Subs)*r.Rate,
 			fmt.Sprintf("%d subs × %.0f/s: %.0f delivered/s, p99 %s < 10 ms, lost %d + undelivered %d", r.Subs, r.Rate, r.DeliveredPerSec, ms(r.P99), r.Lost, r.Undelivered))
+		if sr.Floor1 != nil && sr.Floor1.P99 > 0 {
+			fmt.Fprintf(w, "- [report] p99 %s against the floor's %s at the same load (%.2f×): the floor writes and reads the same frames and does nothing else\n",
+				ms(r.P99), ms(sr.Floor1.P99), float64(r.P99)/float64(sr.Floor1.P99))
+		}
 		if floor > 0 {
 			check(r.CPUPerDeliveryUS <= 1.2*floor,
 				fmt.Sprintf("server CPU per delivery %.2f µs within 1.2× the floor's %.2f µs per write (ratio %.2f)", r.CPUPerDeliveryUS, floor, r.CPUPerDeliveryUS/floor))
