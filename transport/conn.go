@@ -272,17 +272,10 @@ func (p *flushPool) drain() {
 	}
 }
 
-// flushFast is one pool round for c: one non-blocking writev of what is
-// queued. It returns bufs emptied, for reuse, and the bytes written, which
-// the caller adds to the handler's meter.
-func (c *conn) flushFast(bufs [][]byte) ([][]byte, int) {
-	c.mu.Lock()
-	batch := c.queue
-	if len(batch) == 0 || c.closing {
-		c.mu.Unlock()
-		go c.flush()
-		return bufs, 0
-	}
+// takeBatch empties the queue, which is batch, and unlocks c.mu (held by
+// the caller); it returns batch's frames in bufs (emptied first) for one
+// writev, and their total length.
+func (c *conn) takeBatch(batch []item, bufs [][]byte) ([][]byte, int) {
 	c.queue, c.spare = c.spare[:0], nil
 	c.qbytes = 0
 	c.mu.Unlock()
@@ -296,6 +289,21 @@ func (c *conn) flushFast(bufs [][]byte) ([][]byte, int) {
 		bufs = append(bufs, b)
 		total += len(b)
 	}
+	return bufs, total
+}
+
+// flushFast is one pool round for c: one non-blocking writev of what is
+// queued. It returns bufs emptied, for reuse, and the bytes written, which
+// the caller adds to the handler's meter.
+func (c *conn) flushFast(bufs [][]byte) ([][]byte, int) {
+	c.mu.Lock()
+	batch := c.queue
+	if len(batch) == 0 || c.closing {
+		c.mu.Unlock()
+		go c.flush()
+		return bufs, 0
+	}
+	bufs, total := c.takeBatch(batch, bufs)
 	n := c.tryWritev(bufs)
 	written := n
 	if n > 0 {
@@ -390,20 +398,8 @@ func (c *conn) flush() {
 			}
 			return
 		}
-		c.queue, c.spare = c.spare[:0], nil
-		c.qbytes = 0
-		c.mu.Unlock()
-
-		bufs = bufs[:0]
-		total := 0
-		for _, it := range batch {
-			b := it.raw
-			if it.f != nil {
-				b = c.wire(it.f)
-			}
-			bufs = append(bufs, b)
-			total += len(b)
-		}
+		var total int
+		bufs, total = c.takeBatch(batch, bufs)
 		// One non-blocking writev first: a socket with room takes it all
 		// and no write deadline (a timer update per flush, measurable in
 		// fan-out) is needed. Only what it did not take waits for room,
