@@ -254,6 +254,20 @@ func commands(ctx context.Context, in io.Reader) <-chan map[string]json.RawMessa
 }
 
 // cmdName returns a command's "cmd" field.
+// nextCommand waits for the coordinator's next command: nil (with the
+// context's error, if that ended the wait) when it said quit or is gone.
+func nextCommand(ctx context.Context, cmds <-chan map[string]json.RawMessage) (map[string]json.RawMessage, error) {
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case m := <-cmds:
+		if m == nil || cmdName(m) == "quit" {
+			return nil, nil
+		}
+		return m, nil
+	}
+}
+
 func cmdName(m map[string]json.RawMessage) string {
 	var s string
 	_ = json.Unmarshal(m["cmd"], &s)

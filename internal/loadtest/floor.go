@@ -242,14 +242,9 @@ func runFloorWriter(ctx context.Context, args []string, in io.Reader, em *emitte
 		return err
 	}
 	for {
-		var m map[string]json.RawMessage
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case m = <-cmds:
-		}
-		if m == nil || cmdName(m) == "quit" {
-			return nil
+		m, err := nextCommand(ctx, cmds)
+		if m == nil {
+			return err
 		}
 		if cmdName(m) != "run" {
 			continue
@@ -360,14 +355,9 @@ func runFloorReader(ctx context.Context, args []string, in io.Reader, em *emitte
 		return err
 	}
 	for {
-		var m map[string]json.RawMessage
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case m = <-cmds:
-		}
-		if m == nil || cmdName(m) == "quit" {
-			return nil
+		m, err := nextCommand(ctx, cmds)
+		if m == nil {
+			return err
 		}
 		if cmdName(m) != "report" {
 			continue

@@ -165,14 +165,9 @@ func runWorker(ctx context.Context, args []string, in io.Reader, em *emitter) er
 		return err
 	}
 	for {
-		var m map[string]json.RawMessage
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case m = <-cmds:
-		}
-		if m == nil { // EOF: the coordinator is gone
-			return nil
+		m, err := nextCommand(ctx, cmds)
+		if m == nil {
+			return err
 		}
 		switch cmdName(m) {
 		case "subscribe":
@@ -189,8 +184,6 @@ func runWorker(ctx context.Context, args []string, in io.Reader, em *emitter) er
 			if err := em.emit(w.report(ctx, expected, drain)); err != nil {
 				return err
 			}
-		case "quit":
-			return nil
 		}
 	}
 }
