@@ -17,7 +17,8 @@ type flushWindow struct {
 	wake chan struct{}
 
 	mu      sync.Mutex
-	q       []windowed
+	q       []windowed // waiting from q[head] on, in due order
+	head    int        // handed over below it; q is compacted lazily
 	ready   []windowed // run's batch, kept for reuse
 	stopped bool       // run has ended: add hands over at once
 }
@@ -40,7 +41,7 @@ func (w *flushWindow) add(c *conn) {
 		w.pool.submit(c)
 		return
 	}
-	first := len(w.q) == 0
+	first := len(w.q) == w.head
 	w.q = append(w.q, windowed{c, due})
 	w.mu.Unlock()
 	if first {
@@ -60,17 +61,23 @@ func (w *flushWindow) run(ctx context.Context) {
 	for {
 		now, done := time.Now(), ctx.Err() != nil
 		w.mu.Lock()
-		i := 0
+		i := w.head
 		for i < len(w.q) && (done || !w.q[i].due.After(now)) {
 			i++
 		}
-		ready := append(w.ready[:0], w.q[:i]...)
-		n := copy(w.q, w.q[i:])
-		clear(w.q[n:])
-		w.q = w.q[:n]
+		ready := append(w.ready[:0], w.q[w.head:i]...)
+		clear(w.q[w.head:i])
+		w.head = i
+		// Compact only when the handed-over part is the larger: moving
+		// the waiting rest on every round would cost O(waiting) per round.
+		if w.head > len(w.q)/2 {
+			n := copy(w.q, w.q[w.head:])
+			clear(w.q[n:])
+			w.q, w.head = w.q[:n], 0
+		}
 		var next time.Time
-		if n > 0 {
-			next = w.q[0].due
+		if w.head < len(w.q) {
+			next = w.q[w.head].due
 		}
 		w.stopped = done
 		w.mu.Unlock()

@@ -56,3 +56,33 @@ func TestFlushWindowHandover(t *testing.T) {
 		t.Fatal("a connection added after the stop was not handed over at once")
 	}
 }
+
+// TestFlushWindowOrder: connections added over several windows, so that
+// rounds hand over part of the queue while more arrive, come out in the
+// order they were added.
+func TestFlushWindowOrder(t *testing.T) {
+	const n = 300
+	pool := &flushPool{ch: make(chan *conn, n)}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := newFlushWindow(5*time.Millisecond, pool)
+	go w.run(ctx)
+	conns := make([]*conn, n)
+	for i := range conns {
+		conns[i] = &conn{}
+		w.add(conns[i])
+		if i%50 == 49 {
+			time.Sleep(3 * time.Millisecond) // within the window: the next round finds some due, some not
+		}
+	}
+	for i := range conns {
+		select {
+		case c := <-pool.ch:
+			if c != conns[i] {
+				t.Fatalf("handover %d is not the %dth added", i, i)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("only %d of %d handed over", i, n)
+		}
+	}
+}
