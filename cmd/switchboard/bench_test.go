@@ -3,46 +3,20 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
-	"net"
-	"net/http"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/switchboard-rt/switchboard/internal/loadtest"
+	"github.com/switchboard-rt/switchboard/internal/wstest"
 	"github.com/switchboard-rt/switchboard/server"
 )
 
 // startBenchServer serves a node on a loopback port for the test's life.
 func startBenchServer(t *testing.T) string {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.New(ctx, server.Config{Listen: "127.0.0.1:0", NoJoinLeave: true, NoDemo: true, DrainTimeout: 2 * time.Second})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil && !errors.Is(err, http.ErrServerClosed) {
-				t.Errorf("serve: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("server did not stop")
-		}
-	})
-	return "ws://" + ln.Addr().String() + "/ws"
+	return wstest.Start(t, server.Config{NoJoinLeave: true, NoDemo: true, DrainTimeout: 2 * time.Second}).URL()
 }
 
 // TestBenchTinyScenario runs the load tool end to end against an

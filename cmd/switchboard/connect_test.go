@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-rt/switchboard/internal/wstest"
 	"github.com/switchboard-rt/switchboard/protocol"
 	"github.com/switchboard-rt/switchboard/server"
 )
@@ -26,32 +27,8 @@ type connectNode struct {
 
 func startConnectNode(t *testing.T) *connectNode {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.New(ctx, server.Config{NoDemo: true, DrainTimeout: 5 * time.Second})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case <-done:
-			case <-time.After(15 * time.Second):
-				t.Errorf("Serve did not return within 15 s")
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return &connectNode{srv: srv, url: "ws://" + ln.Addr().String() + "/ws", stop: stop}
+	n := wstest.Start(t, server.Config{NoDemo: true, DrainTimeout: 5 * time.Second})
+	return &connectNode{srv: n.Srv, url: n.URL(), stop: n.Stop}
 }
 
 // syncBuffer is a bytes.Buffer the test may read while connect writes.

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,9 +23,16 @@ import (
 type Node struct {
 	Srv  *server.Server
 	Addr string // host:port on 127.0.0.1
+	// Stop drains the node and waits for Serve to return (at most 15 s);
+	// it also runs when the test ends, and only once.
+	Stop func()
 }
 
-// Start runs a node for cfg on 127.0.0.1:0 until the test ends.
+// URL is the node's WebSocket endpoint.
+func (n *Node) URL() string { return "ws://" + n.Addr + "/ws" }
+
+// Start runs a node for cfg on 127.0.0.1:0 until the test ends; Serve
+// returning an error other than http.ErrServerClosed fails the test.
 func Start(t testing.TB, cfg server.Config) *Node {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -40,15 +48,22 @@ func Start(t testing.TB, cfg server.Config) *Node {
 	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			t.Error("server did not stop within 15 s")
-		}
-	})
-	return &Node{Srv: srv, Addr: ln.Addr().String()}
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil && !errors.Is(err, http.ErrServerClosed) {
+					t.Errorf("serve: %v", err)
+				}
+			case <-time.After(15 * time.Second):
+				t.Error("server did not stop within 15 s")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return &Node{Srv: srv, Addr: ln.Addr().String(), Stop: stop}
 }
 
 // Conn is a test client connection.
