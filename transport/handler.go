@@ -321,9 +321,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpError(w, status, code, msg)
 		return
 	}
-	if h.opts.Compression {
-		declineSmallServerWindow(r.Header)
-	}
+	deflate := h.opts.Compression && negotiateDeflate(r.Header)
 	// gws reads only the first Sec-WebSocket-Protocol line; an offer sent
 	// as several lines would otherwise fail after the hijack (plain 400).
 	if vs := r.Header.Values("Sec-WebSocket-Protocol"); len(vs) > 1 {
@@ -351,7 +349,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		early, _ := brw.Reader.Peek(n)
 		rd = io.MultiReader(strings.NewReader(string(early)), cc)
 	}
-	br := bufio.NewReaderSize(rd, h.opts.ReadBufferSize)
+	br := bufio.NewReaderSize(newFrameGuard(rd, deflate), h.opts.ReadBufferSize)
 	ws, err := up.UpgradeFromConn(cc, br, r)
 	if err != nil {
 		h.meter.Handshake(http.StatusBadRequest)
@@ -365,7 +363,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		cc.held = nil
 	}
 	c.ws = ws
-	c.deflate = h.opts.Compression && strings.Contains(r.Header.Get("Sec-WebSocket-Extensions"), "permessage-deflate")
+	c.deflate = deflate
 	ws.Session().Store("c", c)
 	c.lastSeen.Store(time.Now().UnixNano())
 	// Connect queues connection_established before the heartbeat wheel
@@ -435,6 +433,9 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request) (int, string, st
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", http.MethodGet)
 		return http.StatusMethodNotAllowed, "method_not_allowed", "a WebSocket handshake is a GET request"
+	}
+	if !r.ProtoAtLeast(1, 1) { // RFC 6455 4.1: HTTP/1.1 or higher
+		return http.StatusBadRequest, "bad_handshake", "a WebSocket handshake needs HTTP/1.1, not " + r.Proto
 	}
 	if !headerHasToken(r.Header, "Connection", "upgrade") {
 		return http.StatusBadRequest, "bad_handshake", "missing \"Connection: Upgrade\" header"
