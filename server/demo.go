@@ -179,9 +179,13 @@ func (d *demo) publish(w http.ResponseWriter, r *http.Request) {
 	d.mu.Lock()
 	defer d.mu.Unlock() // held across the publishes: concurrent presses keep the script in order
 	steps := demoScript(id, teams[0], teams[1])
+	room := demoRoomPrefix + id
 	step := d.step[id] % len(steps)
+	if next, ok := nextDemoStep(ctx, d.hub, room, steps); ok {
+		step = next
+	}
 	d.step[id] = step + 1
-	ans := publishAnswer{Room: demoRoomPrefix + id, Step: step}
+	ans := publishAnswer{Room: room, Step: step}
 	for _, ev := range steps[step] {
 		data, err := json.Marshal(ev.Data)
 		if err != nil {
@@ -197,6 +201,33 @@ func (d *demo) publish(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, ans)
+}
+
+// nextDemoStep finds where the room's match stands from its newest event,
+// so that the button carries on a match that a backend (publish.sh, which
+// plays the same script) or another node published: the step after the
+// newest event's minute, or kick-off after full time. Without history it
+// reports false and the button counts on its own.
+func nextDemoStep(ctx context.Context, h *hub.Hub, room string, steps [][]demoEvent) (int, bool) {
+	page, err := h.History(ctx, room, hub.HistoryRequest{Limit: 1})
+	if err != nil || len(page.Events) == 0 {
+		return 0, false
+	}
+	var last struct {
+		Data struct {
+			Minute *int   `json:"minute"`
+			Status string `json:"status"`
+		} `json:"data"`
+	}
+	if json.Unmarshal(page.Events[len(page.Events)-1], &last) != nil || last.Data.Minute == nil || last.Data.Status == "full_time" {
+		return 0, true
+	}
+	for i, st := range steps {
+		if m, _ := st[0].Data["minute"].(int); m > *last.Data.Minute {
+			return i, true
+		}
+	}
+	return 0, true // past the script's last minute: a new match
 }
 
 // localRequest applies the API's rule for a node without a key (see
