@@ -205,29 +205,32 @@ func (d *demo) publish(w http.ResponseWriter, r *http.Request) {
 
 // nextDemoStep finds where the room's match stands from its newest event,
 // so that the button carries on a match that a backend (publish.sh, which
-// plays the same script) or another node published: the step after the
-// newest event's minute, or kick-off after full time. Without history it
-// reports false and the button counts on its own.
+// plays the same script) or another node published: the step after the one
+// that event belongs to. After full time, or when the newest event is not
+// the script's (someone published their own match), it starts a new match
+// at kick-off. Without history it reports false and the button counts on
+// its own.
 func nextDemoStep(ctx context.Context, h *hub.Hub, room string, steps [][]demoEvent) (int, bool) {
 	page, err := h.History(ctx, room, hub.HistoryRequest{Limit: 1})
 	if err != nil || len(page.Events) == 0 {
 		return 0, false
 	}
 	var last struct {
-		Data struct {
-			Minute *int   `json:"minute"`
-			Status string `json:"status"`
-		} `json:"data"`
+		Type string         `json:"type"`
+		Data map[string]any `json:"data"`
 	}
-	if json.Unmarshal(page.Events[len(page.Events)-1], &last) != nil || last.Data.Minute == nil || last.Data.Status == "full_time" {
+	if json.Unmarshal(page.Events[len(page.Events)-1], &last) != nil {
 		return 0, true
 	}
+	lastData, _ := json.Marshal(last.Data) // map keys sorted: comparable with the script's
 	for i, st := range steps {
-		if m, _ := st[0].Data["minute"].(int); m > *last.Data.Minute {
-			return i, true
+		for _, ev := range st {
+			if b, _ := json.Marshal(ev.Data); ev.Type == last.Type && string(b) == string(lastData) {
+				return (i + 1) % len(steps), true
+			}
 		}
 	}
-	return 0, true // past the script's last minute: a new match
+	return 0, true
 }
 
 // localRequest applies the API's rule for a node without a key (see

@@ -184,7 +184,8 @@ func TestDemoPublish(t *testing.T) {
 
 // TestDemoPublishCarriesOn: the button continues the match a backend
 // published into the room (publish.sh plays the same script), not a second
-// match of its own; after full time it starts a new one.
+// match of its own; after full time, or after someone else's event, it
+// starts a new one.
 func TestDemoPublishCarriesOn(t *testing.T) {
 	t.Parallel()
 	n := wstest.Start(t, server.Config{NoAdmin: true})
@@ -206,6 +207,11 @@ func TestDemoPublishCarriesOn(t *testing.T) {
 			t.Fatalf("broadcast: %v %v", err, resp)
 		}
 		resp.Body.Close()
+	}
+	// Someone else's match in the room: the button kicks off its own.
+	broadcast("commentary", `{"match_id":"1","minute":50,"text":"Testers score"}`)
+	if st := press(); st.Step != 0 || st.Events[0].Type != "match_data" {
+		t.Fatalf("after a foreign event: step %d, want kick-off", st.Step)
 	}
 	// A backend played up to half-time (the script's step 3, minute 45).
 	broadcast("score_update", `{"match_id":"1","minute":45,"score":{"home":1,"away":0},"status":"half_time"}`)
