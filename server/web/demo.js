@@ -35,6 +35,8 @@ function showState(text, state, detail = '') {
   $('state').textContent = text;
   $('state').dataset.state = state;
   $('state-detail').textContent = detail;
+  // Who is here is only known while connected.
+  $('members').classList.toggle('stale', state !== 'open');
 }
 sb.on('state', ({ state }) => {
   clearInterval(countdown);
