@@ -194,10 +194,22 @@ func (g *frameGuard) validate(b []byte) (int, bool) {
 	var tmp [256]byte
 	for off := 0; off < len(b); off += len(tmp) {
 		c := tmp[:min(len(tmp), len(b)-off)]
-		for j := range c {
-			c[j] = b[off+j] ^ g.key[g.kpos&3]
-			g.kpos++
+		src := b[off : off+len(c)]
+		// The key rotated to this offset, eight bytes at a time.
+		var rk [4]byte
+		for j := range rk {
+			rk[j] = g.key[(g.kpos+j)&3]
 		}
+		k32 := uint64(binary.LittleEndian.Uint32(rk[:]))
+		k64 := k32 | k32<<32
+		j := 0
+		for ; j+8 <= len(c); j += 8 {
+			binary.LittleEndian.PutUint64(c[j:], binary.LittleEndian.Uint64(src[j:])^k64)
+		}
+		for ; j < len(c); j++ {
+			c[j] = src[j] ^ rk[j&3]
+		}
+		g.kpos += len(c)
 		if !g.utf.write(c) {
 			return off, false
 		}
