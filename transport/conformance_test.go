@@ -1,14 +1,9 @@
 package transport_test
 
 import (
-	"bufio"
-	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/switchboard-rt/switchboard/protocol"
 	"github.com/switchboard-rt/switchboard/server"
@@ -210,25 +205,7 @@ func TestConformanceHTTP10(t *testing.T) {
 	ts := startServer(t, server.Config{EchoPath: "/echo"})
 	for _, path := range []string{"/ws", "/echo"} {
 		t.Run(path, func(t *testing.T) {
-			nc, err := net.DialTimeout("tcp", ts.addr, waitLimit)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer nc.Close()
-			_ = nc.SetDeadline(time.Now().Add(waitLimit))
-			var b strings.Builder
-			fmt.Fprintf(&b, "GET %s HTTP/1.0\r\nHost: %s\r\n", path, ts.addr)
-			for k, vs := range handshakeHeaders() {
-				fmt.Fprintf(&b, "%s: %s\r\n", k, vs[0])
-			}
-			b.WriteString("\r\n")
-			if _, err := io.WriteString(nc, b.String()); err != nil {
-				t.Fatal(err)
-			}
-			resp, err := http.ReadResponse(bufio.NewReader(nc), &http.Request{Method: http.MethodGet})
-			if err != nil {
-				t.Fatal(err)
-			}
+			_, resp := rawRequestProto(t, ts.addr, http.MethodGet, path, "HTTP/1.0", handshakeHeaders(), 0)
 			if resp.StatusCode != http.StatusBadRequest {
 				t.Fatalf("status %d, want 400", resp.StatusCode)
 			}
