@@ -293,10 +293,13 @@ func (c *Client) subscribe(ctx context.Context, env *protocol.Envelope, sync boo
 		data.Recovered = &ok
 		data.Replayed = len(replay)
 	}
-	if !sync {
-		data.ExpiresAt = c.armSubscription(env.Room, subExp, wasMember)
+	if !subExp.IsZero() {
+		data.ExpiresAt = subExp.UnixMilli()
 	}
 	c.sendEnvelope(&protocol.Envelope{Type: protocol.TypeSubscribed, ID: env.ID, Room: env.Room, Data: protocol.EncodeData(data)})
+	if !sync { // after the answer: subscription_expiring must not overtake it
+		c.armSubscription(env.Room, subExp, wasMember)
+	}
 	if recover && *data.Recovered {
 		for _, f := range replay {
 			c.sink.Send(f)

@@ -29,9 +29,9 @@ const ErrSubscriptionExpired = "subscription_expired"
 // same room in progress (a renewal, most likely) looks again.
 const subscriptionRetry = 100 * time.Millisecond
 
-// subExpiry is the armed expiry of one token subscription.
+// subExpiry is the armed expiry of one token subscription; a timer acts
+// only while its subExpiry is the room's current one.
 type subExpiry struct {
-	gen   int
 	timer *time.Timer
 }
 
@@ -53,39 +53,35 @@ func (c *Client) doneJoining() {
 }
 
 // armSubscription replaces the expiry of c's subscription to room with
-// one at exp (none for a zero exp) and returns exp in Unix ms (0: none).
-// A renewal (the room was subscribed) whose token is already inside the
-// lead gets no warning, only the end at exp: warning again at once would
-// only make the client renew with the same short token again.
-func (c *Client) armSubscription(room string, exp time.Time, renewal bool) int64 {
+// one at exp (none for a zero exp): subscription_expiring ExpiryLead
+// before, the end at exp. A renewal (the room was subscribed) whose token
+// is already inside the lead gets no warning, only the end: warning again
+// at once would only make the client renew with the same short token.
+func (c *Client) armSubscription(room string, exp time.Time, renewal bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	old := c.subExpiries[room]
-	if old != nil {
+	if old := c.subExpiries[room]; old != nil {
 		old.timer.Stop()
 		delete(c.subExpiries, room)
 	}
 	if exp.IsZero() || c.gone {
-		return 0
+		return
 	}
 	if c.subExpiries == nil {
 		c.subExpiries = make(map[string]*subExpiry, 1)
 	}
-	e := &subExpiry{gen: 1}
-	if old != nil {
-		e.gen = old.gen + 1
-	}
+	e := &subExpiry{}
 	c.subExpiries[room] = e
 	warnIn := time.Until(exp.Add(-c.hub.opts.Auth.ExpiryLead))
 	if renewal && warnIn <= 0 {
-		e.timer = time.AfterFunc(time.Until(exp), func() { c.expireSubscription(room, e.gen) })
-		return exp.UnixMilli()
+		e.timer = time.AfterFunc(time.Until(exp), func() { c.expireSubscription(room, e) })
+		return
 	}
 	e.timer = time.AfterFunc(max(warnIn, 0), func() {
 		c.mu.Lock()
 		current := c.subExpiries[room] == e && !c.gone
 		if current {
-			e.timer = time.AfterFunc(time.Until(exp), func() { c.expireSubscription(room, e.gen) })
+			e.timer = time.AfterFunc(time.Until(exp), func() { c.expireSubscription(room, e) })
 		}
 		c.mu.Unlock()
 		if current {
@@ -93,23 +89,21 @@ func (c *Client) armSubscription(room string, exp time.Time, renewal bool) int64
 				Data: protocol.EncodeData(SubscriptionExpiringData{ExpiresAt: exp.UnixMilli()})})
 		}
 	})
-	return exp.UnixMilli()
 }
 
 // expireSubscription ends c's subscription to room at its token's expiry:
 // it leaves the room and sends `unsubscribed` with code
 // subscription_expired.
-func (c *Client) expireSubscription(room string, gen int) {
+func (c *Client) expireSubscription(room string, e *subExpiry) {
 	c.mu.Lock()
-	e := c.subExpiries[room]
-	if c.gone || e == nil || e.gen != gen {
+	if c.gone || c.subExpiries[room] != e {
 		c.mu.Unlock()
 		return
 	}
 	if c.joining == room {
 		// A subscribe of this room is under way: it re-arms the expiry if
 		// it succeeds; if it does not, this one ends the subscription.
-		e.timer = time.AfterFunc(subscriptionRetry, func() { c.expireSubscription(room, gen) })
+		e.timer = time.AfterFunc(subscriptionRetry, func() { c.expireSubscription(room, e) })
 		c.mu.Unlock()
 		return
 	}

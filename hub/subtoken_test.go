@@ -38,6 +38,17 @@ func subTokenHub(t *testing.T, lead time.Duration) *Hub {
 	})
 }
 
+// subscribedWithToken connects alice to a hub with the given expiry lead
+// and subscribes her to secret:1 with a token valid for ms milliseconds.
+func subscribedWithToken(t *testing.T, lead time.Duration, ms int) (*Hub, *Client, *fakeSink) {
+	t.Helper()
+	h := subTokenHub(t, lead)
+	c, s := connect(t, h, "alice")
+	send(c, `{"type":"subscribe","id":"s1","room":"secret:1","data":{"token":"secret:1:alice:%d"}}`, ms)
+	s.one(t, protocol.TypeSubscribed)
+	return h, c, s
+}
+
 // waitType waits (at most 5 s) until s has received n frames of type typ.
 func waitType(t *testing.T, s *fakeSink, typ string, n int) []msg {
 	t.Helper()
@@ -113,10 +124,7 @@ func TestSubscriptionTokenRenewal(t *testing.T) {
 }
 
 func TestSubscriptionTokenRefusedRenewalKeepsExpiry(t *testing.T) {
-	h := subTokenHub(t, 100*time.Millisecond)
-	c, s := connect(t, h, "alice")
-	send(c, `{"type":"subscribe","id":"s1","room":"secret:1","data":{"token":"secret:1:alice:300"}}`)
-	s.one(t, protocol.TypeSubscribed)
+	_, c, s := subscribedWithToken(t, 100*time.Millisecond, 300)
 	// A token of another user is refused and does not extend anything.
 	send(c, `{"type":"subscribe","id":"s2","room":"secret:1","data":{"token":"secret:1:bob:60000"}}`)
 	if errs := errorsOf(t, s); len(errs) != 1 || errs[0].Code != protocol.ErrForbidden || errs[0].Ref != "s2" {
@@ -140,10 +148,7 @@ func TestSubscriptionTokenShortRenewalNotWarnedAgain(t *testing.T) {
 }
 
 func TestSubscriptionExpiryStopsWithConnection(t *testing.T) {
-	h := subTokenHub(t, 50*time.Millisecond)
-	c, s := connect(t, h, "alice")
-	send(c, `{"type":"subscribe","id":"s1","room":"secret:1","data":{"token":"secret:1:alice:200"}}`)
-	s.one(t, protocol.TypeSubscribed)
+	_, c, s := subscribedWithToken(t, 50*time.Millisecond, 200)
 	send(c, `{"type":"unsubscribe","id":"u1","room":"secret:1"}`)
 	c.mu.Lock()
 	n := len(c.subExpiries)
