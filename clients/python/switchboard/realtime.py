@@ -26,6 +26,7 @@ client runs on; none is thread-safe.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import json
 import random
@@ -939,7 +940,12 @@ class Client:
         try:
             token = await self._token(True)
             if token and token != old:
-                await self._request({"type": "refresh", "id": self._id(), "data": {"token": token}}, _REJECT, lambda m: m, None)
+                m = await self._request({"type": "refresh", "id": self._id(), "data": {"token": token}}, _REJECT, lambda m: m, None)
+                d = m.get("data") if isinstance(m.get("data"), dict) else {}
+                exp = d.get("expires_at")
+                if self.info is not None:
+                    # The new credentials' expiry (absent: they never expire).
+                    self.info = dataclasses.replace(self.info, expires_at=exp if isinstance(exp, int) else None)
         except SwitchboardError as e:
             self._report(e)
         except Exception as e:  # get_token's own failure

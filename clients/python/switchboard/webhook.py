@@ -278,7 +278,7 @@ class WebhookVerifier:
     Give several secrets while rotating (the old and the new): a request
     signed with any of them is accepted. ``tolerance`` is how many seconds
     the signed timestamp may be away from this clock (default 300).
-    ``clock`` returns the current Unix time (for tests).
+    ``clock`` returns the current Unix time (default ``time.time``).
     """
 
     def __init__(
@@ -286,7 +286,7 @@ class WebhookVerifier:
         secrets: Union[Secret, Sequence[Secret]],
         *,
         tolerance: float = DEFAULT_TOLERANCE,
-        clock: Callable[[], float] = time.time,
+        clock: Optional[Callable[[], float]] = None,
     ) -> None:
         self._keys = _secrets(secrets)
         if tolerance < 0:
@@ -308,7 +308,7 @@ class WebhookVerifier:
         if not ts_text.isdigit() or not ts_text.isascii() or len(ts_text) > 12:
             raise MalformedHeader(f"{TIMESTAMP_HEADER} is not Unix seconds: {ts_text[:40]!r}")
         ts = int(ts_text)
-        now = self._clock()
+        now = self._clock() if self._clock is not None else time.time()
         if abs(now - ts) > self.tolerance:
             raise TimestampOutOfTolerance(
                 f"{TIMESTAMP_HEADER} {ts} is {abs(now - ts):.0f} s from this clock (tolerance {self.tolerance:g} s)"

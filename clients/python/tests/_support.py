@@ -1,0 +1,51 @@
+"""Shared by the tests: what they need from the environment.
+
+Outside CI a missing module or server skips the tests that need it; under
+CI=true it fails them, since CI installs everything (.ci/run).
+"""
+
+import base64
+import hashlib
+import hmac
+import importlib
+import json
+import os
+import time
+import unittest
+
+CI = os.environ.get("CI", "") not in ("", "0", "false")
+
+
+def missing(why):
+    if CI:
+        raise RuntimeError(why + " (CI is set: this must not be skipped)")
+    raise unittest.SkipTest(why)
+
+
+def require_module(name):
+    try:
+        importlib.import_module(name)
+    except ImportError as e:
+        missing(f"cannot import {name}: {e} (apt-get install -y python3-{name})")
+
+
+def server():
+    """(API URL, WebSocket URL, API key, JWT secret) of the node the Go
+    test started (clients/python/python_test.go)."""
+    env = {k: os.environ.get(k, "") for k in ("SWITCHBOARD_URL", "SWITCHBOARD_WS_URL", "SWITCHBOARD_API_KEY", "SWITCHBOARD_JWT_SECRET")}
+    if not all(env.values()):
+        missing("no Switchboard node: run these tests with go test ./clients/python/, which starts one "
+                "and sets SWITCHBOARD_URL, SWITCHBOARD_WS_URL, SWITCHBOARD_API_KEY and SWITCHBOARD_JWT_SECRET")
+    return env["SWITCHBOARD_URL"], env["SWITCHBOARD_WS_URL"], env["SWITCHBOARD_API_KEY"], env["SWITCHBOARD_JWT_SECRET"]
+
+
+def _b64(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def make_token(secret, user, ttl=3600, **claims):
+    """An HS256 connection token for user."""
+    head = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = _b64(json.dumps(dict({"sub": user, "exp": int(time.time()) + ttl}, **claims)).encode())
+    sig = _b64(hmac.new(secret.encode(), (head + "." + body).encode(), hashlib.sha256).digest())
+    return head + "." + body + "." + sig
