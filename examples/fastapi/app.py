@@ -90,7 +90,7 @@ def create_app(
     webhook_secrets: Optional[List[str]] = None,
     jwt_secret: Optional[str] = None,
 ) -> FastAPI:
-    api = api or APIClient.from_env()
+    sb: APIClient = api or APIClient.from_env()
     secrets = webhook_secrets or [s for s in os.environ.get("SWITCHBOARD_WEBHOOK_SECRET", "").split(",") if s]
     verifier = WebhookVerifier(secrets) if secrets else None
     jwt_secret = jwt_secret or os.environ.get("SWITCHBOARD_JWT_SECRET") or None
@@ -111,21 +111,21 @@ def create_app(
 
     @app.post("/broadcast/{room}")
     def broadcast_to_room(room: str, message: Dict[str, Any]) -> Dict[str, Any]:
-        res = api.publish(room, message, type="broadcast")
+        res = sb.publish(room, message, type="broadcast")
         return {"status": "sent", "room": room, "event_id": res.event_id, "recipients": res.recipients}
 
     @app.get("/rooms")
     def list_rooms() -> Dict[str, Any]:
-        return {"rooms": [{"name": r.name, "members": r.members} for r in api.rooms()]}
+        return {"rooms": [{"name": r.name, "members": r.members} for r in sb.rooms()]}
 
     @app.get("/stats")
     def get_stats() -> Dict[str, Any]:
-        node = api.stats()["node"]
+        node = sb.stats()["node"]
         return {"total_connections": node["connections"], "total_rooms": node["rooms"]}
 
     @app.post("/users/{user}/notify")
     def notify(user: str, message: Dict[str, Any]) -> Dict[str, Any]:
-        return {"recipients": api.send_to_user(user, message, type="notification")}
+        return {"recipients": sb.send_to_user(user, message, type="notification")}
 
     # The seeds' sports API: every change goes to the room match:ID.
 
@@ -134,14 +134,14 @@ def create_app(
         if match.id in matches:
             raise HTTPException(409, "match exists")
         matches[match.id] = match
-        api.publish(f"match:{match.id}", match.dict(), type="match_data", idempotency_key=f"match-{match.id}-created")
+        sb.publish(f"match:{match.id}", match.dict(), type="match_data", idempotency_key=f"match-{match.id}-created")
         return match
 
     @app.post("/matches/{match_id}/commentary", status_code=201)
     def add_commentary(match_id: int, commentary: Commentary) -> Dict[str, Any]:
         if match_id not in matches:
             raise HTTPException(404, "Match not found")
-        res = api.publish(f"match:{match_id}", commentary.dict(), type="commentary")
+        res = sb.publish(f"match:{match_id}", commentary.dict(), type="commentary")
         return {"event_id": res.event_id, **commentary.dict()}
 
     @app.put("/matches/{match_id}/score")
@@ -151,12 +151,12 @@ def create_app(
             raise HTTPException(404, "Match not found")
         match.score = score.score
         match.status = "live"
-        res = api.publish(f"match:{match_id}", {"match_id": match_id, "score": score.score}, type="score_update")
+        res = sb.publish(f"match:{match_id}", {"match_id": match_id, "score": score.score}, type="score_update")
         return {"event_id": res.event_id, **match.dict()}
 
     @app.get("/matches/{match_id}/presence")
     def match_presence(match_id: int) -> Dict[str, Any]:
-        p = api.presence(f"match:{match_id}", counts_only=True)
+        p = sb.presence(f"match:{match_id}", counts_only=True)
         return {"clients": p.clients, "users": p.users}
 
     # Clients connect to Switchboard, not to this app: give them a token.

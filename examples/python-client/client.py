@@ -51,7 +51,7 @@ async def run(args):
                 done.set()
 
     def on_state(state, err):
-        if state == "open":
+        if state == "open" and client.info is not None:
             log(f"connected as {client.info.user_id} (node {client.info.node})")
         elif state == "reconnecting" and err is not None:
             log(f"{err}: reconnecting")

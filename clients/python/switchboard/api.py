@@ -257,7 +257,7 @@ class APIClient:
                 with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                     raw = resp.read()
             except urllib.error.HTTPError as e:
-                err = api_error(e.code, _read(e), e.headers, str(e.reason or ""))
+                err = api_error(e.code, _read(e), dict(e.headers.items()) if e.headers else None, str(e.reason or ""))
                 if not err.retryable or attempt + 1 >= attempts:
                     raise err from None
                 self._sleep(self._delay(attempt, err))

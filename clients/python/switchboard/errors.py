@@ -147,7 +147,7 @@ def _retry_after(headers: Optional[Mapping[str, str]]) -> Optional[float]:
     Switchboard and is ignored rather than guessed at."""
     if not headers:
         return None
-    value = headers.get("Retry-After")
+    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
     if value is None:
         return None
     try:

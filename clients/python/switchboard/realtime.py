@@ -43,6 +43,7 @@ from typing import (
     List,
     Optional,
     Tuple,
+    TypeVar,
     Union,
 )
 
@@ -64,7 +65,7 @@ from .errors import (
 from .models import Event, HistoryPage, Presence
 
 try:  # websockets >= 13: the new asyncio implementation
-    from websockets.asyncio.client import connect as _ws_connect
+    from websockets.asyncio.client import connect as _ws_connect  # type: ignore
 
     _HEADERS_ARG = "additional_headers"
 except ImportError:  # websockets 10-12 (Debian bookworm ships 10.4)
@@ -188,6 +189,13 @@ class SubscribedInfo:
 
 
 Handler = Callable[[Event], Union[None, Awaitable[None]]]
+T = TypeVar("T")
+
+
+def _obj(v: Any) -> Dict[str, Any]:
+    """v if it is a JSON object, else an empty one: the server's data is
+    read defensively."""
+    return v if isinstance(v, dict) else {}
 
 # Server frames that answer a request by its id.
 _REPLY = frozenset(
@@ -295,7 +303,8 @@ class Subscription:
 
     def _subscribed(self, d: Dict[str, Any]) -> Tuple[SubscribedInfo, Optional[Event]]:
         recovered = d.get("recovered")
-        position = d.get("position") if isinstance(d.get("position"), str) else ""
+        pos = d.get("position")
+        position = pos if isinstance(pos, str) else ""
         info = SubscribedInfo(
             room=self.room,
             members=int(d.get("members") or 0),
@@ -561,7 +570,7 @@ class Client:
         frame = {"type": type, "id": id or str(uuid.uuid4()), "room": room, "data": data}
 
         def parse(m: Dict[str, Any]) -> Ack:
-            d = m.get("data") or {}
+            d = _obj(m.get("data"))
             return Ack(event_id=str(d.get("event_id", "")), duplicate=d.get("duplicate") is True)
 
         return await self._request(frame, _RESEND, parse, timeout)
@@ -576,12 +585,12 @@ class Client:
         if limit is not None:
             data["limit"] = limit
         frame = {"type": "history", "id": self._id(), "room": room, "data": data}
-        return await self._request(frame, _RESEND, lambda m: HistoryPage.from_dict(m.get("data") or {}), timeout)
+        return await self._request(frame, _RESEND, lambda m: HistoryPage.from_dict(_obj(m.get("data"))), timeout)
 
     async def presence(self, room: str, *, counts_only: bool = False, timeout: Optional[float] = None) -> Presence:
         """Who is in the room across the cluster (``presence_result``)."""
         frame = {"type": "presence", "id": self._id(), "room": room, "data": {"counts_only": counts_only}}
-        return await self._request(frame, _RESEND, lambda m: Presence.from_dict(m.get("data") or {}), timeout)
+        return await self._request(frame, _RESEND, lambda m: Presence.from_dict(_obj(m.get("data"))), timeout)
 
     async def rpc(self, method: str, params: Any = None, *, timeout: Optional[float] = None) -> Any:
         """Call a server method and return its JSON-RPC result. A JSON-RPC
@@ -621,14 +630,14 @@ class Client:
         t = self.timeout if timeout is None else timeout
         return t if t else None
 
-    async def _request(self, frame: Dict[str, Any], kind: int, parse: Callable[[Dict[str, Any]], Any], timeout: Optional[float]) -> Any:
+    async def _request(self, frame: Dict[str, Any], kind: int, parse: Callable[[Dict[str, Any]], T], timeout: Optional[float]) -> T:
         if self._stopped:
             raise ClientClosed("the client is closed") from self.error
         if frame["id"] in self._pending:
             raise ValueError(f"switchboard: request id {frame['id']!r} is already waiting for an answer")
         if not self._up and len(self._outbox) >= self.queue_size:
             raise QueueFull(f"more than {self.queue_size} messages wait for a connection")
-        fut: "asyncio.Future[Any]" = asyncio.get_running_loop().create_future()
+        fut: "asyncio.Future[T]" = asyncio.get_running_loop().create_future()
         req = _Request(frame, kind, fut, parse)
         self._pending[req.id] = req
         if self._up:
@@ -666,7 +675,7 @@ class Client:
         if req.future.done():
             return
         if m.get("type") == "error":
-            d = m.get("data") if isinstance(m.get("data"), dict) else {}
+            d = _obj(m.get("data"))
             req.future.set_exception(RequestError(str(d.get("code", "")), str(d.get("message", "")), m.get("id")))
             return
         try:
@@ -687,8 +696,7 @@ class Client:
                 return
             err = f.exception()
             if err is None:
-                d = f.result().get("data")
-                info, marker = sub._subscribed(d if isinstance(d, dict) else {})
+                info, marker = sub._subscribed(_obj(f.result().get("data")))
                 if sub._on_subscribed is not None:
                     self._call(sub._on_subscribed, info)
                 if marker is not None:
@@ -838,7 +846,7 @@ class Client:
             if m is None or m.get("type") != "connection_established":
                 await _abort(ws, 1002)
                 return 1002, "", None, ProtocolError(f"the first frame is not connection_established: {str(raw)[:200]}")
-            d = m.get("data") if isinstance(m.get("data"), dict) else {}
+            d = _obj(m.get("data"))
             if d.get("protocol_version") != PROTOCOL_VERSION:
                 await _abort(ws, 1000)
                 return 1000, "", None, ProtocolError(
@@ -866,9 +874,15 @@ class Client:
             self._ws = None
             self._wq = None
             self._up = False
+        return code, reason, self._advice_for(code), None
+
+    def _advice_for(self, code: int) -> Optional[bool]:
+        """The reconnect advice of the disconnect event, if it came with
+        this close code."""
         adv = self._advice
-        advice = adv.get("reconnect") if adv and adv.get("code") == code and isinstance(adv.get("reconnect"), bool) else None
-        return code, reason, advice, None
+        if adv is None or adv.get("code") != code or not isinstance(adv.get("reconnect"), bool):
+            return None
+        return bool(adv["reconnect"])
 
     def _opened_with(self, d: Dict[str, Any]) -> None:
         def num(k: str) -> int:
@@ -908,7 +922,7 @@ class Client:
         if req is not None:
             self._settle(req, m)
             return
-        d = m.get("data") if isinstance(m.get("data"), dict) else {}
+        d = _obj(m.get("data"))
         room = m.get("room")
         if t == "disconnect":
             self._advice = d
@@ -941,7 +955,7 @@ class Client:
             token = await self._token(True)
             if token and token != old:
                 m = await self._request({"type": "refresh", "id": self._id(), "data": {"token": token}}, _REJECT, lambda m: m, None)
-                d = m.get("data") if isinstance(m.get("data"), dict) else {}
+                d = _obj(m.get("data"))
                 exp = d.get("expires_at")
                 if self.info is not None:
                     # The new credentials' expiry (absent: they never expire).

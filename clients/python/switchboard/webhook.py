@@ -252,8 +252,8 @@ def parse_events(body: Union[bytes, str]) -> List[WebhookEvent]:
 def _event(i: int, ev: Any) -> WebhookEvent:
     if not isinstance(ev, dict):
         raise InvalidPayload(f"events[{i}] is not an object")
-    for name, typ in (("id", str), ("type", str), ("node", str)):
-        if not isinstance(ev.get(name), typ) or not ev[name]:
+    for name in ("id", "type", "node"):
+        if not isinstance(ev.get(name), str) or not ev[name]:
             raise InvalidPayload(f"events[{i}].{name} is missing or not a non-empty string")
     ts = ev.get("ts")
     if not isinstance(ts, int) or isinstance(ts, bool):
