@@ -520,6 +520,8 @@ class Client:
         starts from a known position (the server replays what came after).
         A refused subscribe raises :class:`RequestError`.
         """
+        if self._stopped:
+            raise ClientClosed("the client is closed") from self.error
         if room in self._subs:
             raise ValueError(f"switchboard: already subscribed to {room!r}")
         sub = Subscription(self, room, handler, on_subscribed, last_event_id)
