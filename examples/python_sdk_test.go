@@ -14,6 +14,7 @@ import (
 
 	"github.com/switchboard-rt/switchboard/hub"
 	"github.com/switchboard-rt/switchboard/internal/testport"
+	"github.com/switchboard-rt/switchboard/internal/wstest"
 	"github.com/switchboard-rt/switchboard/server"
 )
 
@@ -21,6 +22,17 @@ import (
 // its key; bytecode stays out of the checkout.
 func pythonEnv(n string, key string) []string {
 	return []string{"SWITCHBOARD_URL=http://" + n, "SWITCHBOARD_API_KEY=" + key, "PYTHONDONTWRITEBYTECODE=1"}
+}
+
+// keyedNode runs a node with an API key and a client subscribed to room.
+func keyedNode(t *testing.T, key, room string) (*wstest.Node, *wstest.Conn) {
+	t.Helper()
+	n := node(t, server.Config{APIKey: key})
+	c := n.MustDial(t, "", nil)
+	c.Expect("connection_established")
+	c.Send(map[string]string{"type": "subscribe", "id": "s", "room": room})
+	c.Expect("subscribed")
+	return n, c
 }
 
 // TestFastAPIExample: examples/fastapi's own tests (FastAPI's TestClient,
@@ -53,11 +65,7 @@ func TestDjangoExample(t *testing.T) {
 	t.Parallel()
 	havePython(t, "django")
 	const key = "django-example-test-key-01234"
-	n := node(t, server.Config{APIKey: key})
-	c := n.MustDial(t, "", nil)
-	c.Expect("connection_established")
-	c.Send(map[string]string{"type": "subscribe", "id": "s", "room": "match:42"})
-	c.Expect("subscribed")
+	n, c := keyedNode(t, key, "match:42")
 
 	env := pythonEnv(n.Addr, key)
 	manage := func(args ...string) (string, error) {
@@ -119,11 +127,7 @@ func TestFastAPIUnderUvicorn(t *testing.T) {
 	havePython(t, "fastapi")
 	havePython(t, "uvicorn")
 	const key = "uvicorn-example-test-key-0123"
-	n := node(t, server.Config{APIKey: key})
-	c := n.MustDial(t, "", nil)
-	c.Expect("connection_established")
-	c.Send(map[string]string{"type": "subscribe", "id": "s", "room": "chat:uvicorn"})
-	c.Expect("subscribed")
+	n, c := keyedNode(t, key, "chat:uvicorn")
 
 	port := strconv.Itoa(testport.Free(t))
 	cmd := exec.Command(python, "-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--port", port)

@@ -478,12 +478,15 @@ class Client:
             except asyncio.TimeoutError:
                 self._runner.cancel()
         self._stop(None)
-        if self._dispatcher is not None and not self._dispatcher.done() and self._calls is not None:
+        d = self._dispatcher
+        if d is not None and not d.done() and self._calls is not None:
             self._calls.put_nowait(None)
+            if asyncio.current_task() is d:
+                return  # close() from a handler: the dispatcher ends after it
             try:
-                await asyncio.wait_for(asyncio.shield(self._dispatcher), 10)
+                await asyncio.wait_for(asyncio.shield(d), 10)
             except asyncio.TimeoutError:
-                self._dispatcher.cancel()
+                d.cancel()
 
     async def wait_closed(self) -> Optional[BaseException]:
         """Wait until the client stops for good; returns why (None after

@@ -162,21 +162,20 @@ class RoomVacated(WebhookEvent):
 
 
 @dataclass(frozen=True)
-class MemberAdded(WebhookEvent):
-    """``member.added``: a connection joined ``room``."""
-
+class _MemberEvent(WebhookEvent):
     room: str = ""
     user: str = ""
     client: str = ""
 
 
 @dataclass(frozen=True)
-class MemberRemoved(WebhookEvent):
-    """``member.removed``: a connection left ``room``."""
+class MemberAdded(_MemberEvent):
+    """``member.added``: a connection (``client``, of ``user``) joined ``room``."""
 
-    room: str = ""
-    user: str = ""
-    client: str = ""
+
+@dataclass(frozen=True)
+class MemberRemoved(_MemberEvent):
+    """``member.removed``: a connection left ``room``."""
 
 
 @dataclass(frozen=True)

@@ -7,38 +7,23 @@ import threading
 import unittest
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from switchboard import (
-    APIClient,
-    APIError,
-    AuthError,
-    BadRequest,
-    Forbidden,
-    MethodNotAllowed,
-    NotFound,
-    PayloadTooLarge,
-    RateLimited,
-    ServerError,
-    TransportError,
-    Unauthorized,
-    Unavailable,
-    UnsupportedMediaType,
-)
+import switchboard as sb
 from switchboard.api import quote_segment
 from switchboard.errors import api_error
 
 
 class TestErrorMapping(unittest.TestCase):
     def test_status_and_code(self):
-        for status, cls in [(400, BadRequest), (401, Unauthorized), (403, Forbidden), (404, NotFound),
-                            (405, MethodNotAllowed), (413, PayloadTooLarge), (415, UnsupportedMediaType),
-                            (429, RateLimited), (500, ServerError), (502, ServerError), (503, Unavailable), (418, APIError)]:
+        for status, cls in [(400, sb.BadRequest), (401, sb.Unauthorized), (403, sb.Forbidden), (404, sb.NotFound),
+                            (405, sb.MethodNotAllowed), (413, sb.PayloadTooLarge), (415, sb.UnsupportedMediaType),
+                            (429, sb.RateLimited), (500, sb.ServerError), (502, sb.ServerError), (503, sb.Unavailable), (418, sb.APIError)]:
             with self.subTest(status=status):
                 e = api_error(status, b'{"error":{"code":"some_code","message":"why"}}')
                 self.assertIs(type(e), cls)
                 self.assertEqual((e.status, e.code, e.message), (status, "some_code", "why"))
                 self.assertEqual(e.retryable, status >= 500 or status == 429)
-        self.assertTrue(issubclass(Unauthorized, AuthError) and issubclass(Forbidden, AuthError))
-        self.assertTrue(issubclass(Unavailable, ServerError))
+        self.assertTrue(issubclass(sb.Unauthorized, sb.AuthError) and issubclass(sb.Forbidden, sb.AuthError))
+        self.assertTrue(issubclass(sb.Unavailable, sb.ServerError))
 
     def test_body_that_is_not_the_api_error(self):
         e = api_error(502, b"<html>Bad Gateway</html>", None, "Bad Gateway")
@@ -116,7 +101,7 @@ class TestClient(unittest.TestCase):
         self.addCleanup(s.close)
         self.sleeps = []
         kw.setdefault("sleep", self.sleeps.append)
-        return s, APIClient(s.url, "k" * 20, **kw)
+        return s, sb.APIClient(s.url, "k" * 20, **kw)
 
     def test_request_encoding(self):
         s, c = self.client([ok({"event_id": "e-1", "recipients": 2})])
@@ -153,14 +138,14 @@ class TestClient(unittest.TestCase):
 
     def test_gives_up_after_retries(self):
         s, c = self.client([err(503, "unavailable")] * 3, retries=2)
-        with self.assertRaises(Unavailable) as cm:
+        with self.assertRaises(sb.Unavailable) as cm:
             c.publish("r", 1)
         self.assertEqual(cm.exception.code, "unavailable")
         self.assertEqual(len(s.requests), 3)
 
     def test_4xx_is_not_retried(self):
         s, c = self.client([err(400, "invalid_room")])
-        with self.assertRaises(BadRequest) as cm:
+        with self.assertRaises(sb.BadRequest) as cm:
             c.publish("r", 1)
         self.assertEqual((cm.exception.code, len(s.requests)), ("invalid_room", 1))
 
@@ -168,16 +153,16 @@ class TestClient(unittest.TestCase):
         # No idempotency key: a retry could deliver twice.
         for call in (lambda c: c.send_to_user("u", 1), lambda c: c.send_to_connection("x", 1), lambda c: c.broadcast(1)):
             s, c = self.client([err(503, "unavailable"), ok({"recipients": 1})])
-            with self.assertRaises(Unavailable):
+            with self.assertRaises(sb.Unavailable):
                 call(c)
             self.assertEqual(len(s.requests), 1)
 
     def test_answer_that_is_not_json(self):
         s, c = self.client([(200, {}, b"<html>")])
-        with self.assertRaises(TransportError):
+        with self.assertRaises(sb.TransportError):
             c.stats()
         s, c = self.client([(200, {}, b"[1]")])
-        with self.assertRaises(TransportError):
+        with self.assertRaises(sb.TransportError):
             c.stats()
 
     def test_connection_refused(self):
@@ -186,8 +171,8 @@ class TestClient(unittest.TestCase):
         port = sock.getsockname()[1]
         sock.close()  # nothing listens there now
         sleeps = []
-        c = APIClient("http://127.0.0.1:%d" % port, retries=1, sleep=sleeps.append, timeout=5)
-        with self.assertRaises(TransportError) as cm:
+        c = sb.APIClient("http://127.0.0.1:%d" % port, retries=1, sleep=sleeps.append, timeout=5)
+        with self.assertRaises(sb.TransportError) as cm:
             c.stats()
         self.assertIn("127.0.0.1", str(cm.exception))
         self.assertEqual(len(sleeps), 1)
@@ -195,12 +180,12 @@ class TestClient(unittest.TestCase):
     def test_bad_arguments(self):
         for url in ["ws://127.0.0.1", "127.0.0.1:8080", "http://"]:
             with self.subTest(url=url), self.assertRaises(ValueError):
-                APIClient(url)
+                sb.APIClient(url)
         with self.assertRaises(ValueError):
-            APIClient("http://127.0.0.1", retries=-1)
+            sb.APIClient("http://127.0.0.1", retries=-1)
 
     def test_repr_hides_the_key(self):
-        self.assertNotIn("secret", repr(APIClient("http://127.0.0.1", "secret-key-123456")))
+        self.assertNotIn("secret", repr(sb.APIClient("http://127.0.0.1", "secret-key-123456")))
 
 
 if __name__ == "__main__":

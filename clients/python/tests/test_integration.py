@@ -138,6 +138,12 @@ class RealtimeTest(unittest.IsolatedAsyncioTestCase):
             await c.connect(WAIT)
         return c
 
+    async def away_client(self, user, away, delay):
+        """A client that sets away when it starts waiting to reconnect, and
+        waits exactly delay seconds (the backoff's random factor pinned)."""
+        return await self.client(user, initial_delay=delay, rand=lambda: 1.0,
+                                 on_state=lambda s, e: away.set() if s == "reconnecting" else None)
+
     async def eventually(self, cond, what):
         for _ in range(int(WAIT / 0.02)):
             if cond():
@@ -276,12 +282,8 @@ class RealtimeTest(unittest.IsolatedAsyncioTestCase):
         self.assertEqual(self.errors, [])
 
     async def test_publish_while_away_is_sent_after_reconnect(self):
-        user = "gina-" + uuid.uuid4().hex[:6]
-        r = room()
-        got = []
-        away = asyncio.Event()
-        c = await self.client(user, initial_delay=0.5, rand=lambda: 1.0,
-                              on_state=lambda s, e: away.set() if s == "reconnecting" else None)
+        user, r, got, away = "gina-" + uuid.uuid4().hex[:6], room(), [], asyncio.Event()
+        c = await self.away_client(user, away, 0.5)
         await c.subscribe(r, got.append)
         await self.api_call(self.api.disconnect_user, user, code=4005)  # slow consumer: reconnect
         await asyncio.wait_for(away.wait(), WAIT)
@@ -292,12 +294,8 @@ class RealtimeTest(unittest.IsolatedAsyncioTestCase):
     async def test_recovery_failed_when_history_is_too_short(self):
         # More events than the room keeps (100) while away: the handler gets
         # the recovery_failed marker, then live events from the new position.
-        user = "hal-" + uuid.uuid4().hex[:6]
-        r = room()
-        got = []
-        away = asyncio.Event()
-        c = await self.client(user, initial_delay=1.0, rand=lambda: 1.0,
-                              on_state=lambda s, e: away.set() if s == "reconnecting" else None)
+        user, r, got, away = "hal-" + uuid.uuid4().hex[:6], room(), [], asyncio.Event()
+        c = await self.away_client(user, away, 1.0)
         await c.subscribe(r, got.append)
         await c.publish(r, "before")
         await self.eventually(lambda: len(got) == 1, "the first event")

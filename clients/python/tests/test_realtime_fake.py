@@ -128,6 +128,32 @@ class FakeServerTest(unittest.IsolatedAsyncioTestCase):
             self.assertTrue(all(isinstance(e, ProtocolError) for e in errors))
             self.assertEqual(c.state, "open")
 
+    async def test_close_from_a_handler(self):
+        # The handler runs on the client's dispatcher task: close() must not
+        # wait for that task (it would wait for itself until its 10 s bound).
+        async def script(ws, n):
+            await ws.send(json.dumps(HELLO))
+            m = await recv(ws)
+            await ws.send(json.dumps({"type": "subscribed", "id": m["id"], "room": "r", "data": {"members": 1, "position": "ep-0"}}))
+            await ws.send(json.dumps({"type": "message", "id": "ep-1", "room": "r", "data": "bye"}))
+            await ws.wait_closed()
+
+        async with FakeServer(script) as srv:
+            c = Client(srv.url)
+            closed = asyncio.Event()
+
+            async def handler(ev):
+                await c.close()
+                closed.set()
+
+            await c.connect(WAIT)
+            await c.subscribe("r", handler)
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            await asyncio.wait_for(closed.wait(), WAIT)
+            self.assertLess(loop.time() - start, 8)  # not the 10 s deadlock bound
+            self.assertEqual(c.state, "closed")
+
     async def test_first_frame_not_connection_established(self):
         async def script(ws, n):
             await ws.send(json.dumps({"type": "pong"}))
