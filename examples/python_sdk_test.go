@@ -47,7 +47,9 @@ func TestFastAPIExample(t *testing.T) {
 	n := node(t, server.Config{APIKey: key})
 	// Run inside examples/fastapi: from examples/, that directory would
 	// shadow the fastapi package.
-	cmd := exec.Command(python, "-m", "unittest", "-v", "test_app")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, python, "-m", "unittest", "-v", "test_app")
 	cmd.Dir = "fastapi"
 	cmd.Env = append(cmd.Environ(), pythonEnv(n.Addr, key)...)
 	out, err := cmd.CombinedOutput()
@@ -69,7 +71,9 @@ func TestDjangoExample(t *testing.T) {
 
 	env := pythonEnv(n.Addr, key)
 	manage := func(args ...string) (string, error) {
-		cmd := exec.Command(python, append([]string{"manage.py"}, args...)...)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, python, append([]string{"manage.py"}, args...)...)
 		cmd.Dir = "django"
 		cmd.Env = append(cmd.Environ(), env...)
 		b, err := cmd.CombinedOutput()
@@ -139,9 +143,17 @@ func TestFastAPIUnderUvicorn(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
+		select {
+		case <-exited:
+		case <-time.After(wait):
+			t.Errorf("uvicorn did not exit within %v of SIGTERM", wait)
+			_ = cmd.Process.Kill()
+			<-exited
+		}
 	})
 	base := "http://127.0.0.1:" + port
 	var res struct {
