@@ -1,8 +1,9 @@
 """Switchboard's Python SDK.
 
 - :class:`APIClient` (``switchboard.api``): the server API for backends:
-  publish, broadcast, send to users, disconnect, presence, history.
-  Standard library only.
+  publish, broadcast, send to users, disconnect, presence, history;
+  :class:`AsyncAPIClient` is the same for ``async`` code. Standard library
+  only.
 - ``switchboard.webhook``: verify the signature of webhooks a node sends and
   parse them into typed events. Standard library only.
 - ``switchboard.realtime``: an asyncio client of the WebSocket protocol with
@@ -12,7 +13,7 @@
 Errors are :class:`SwitchboardError` subclasses (``switchboard.errors``).
 """
 
-from .api import APIClient
+from .api import APIClient, AsyncAPIClient
 from .errors import (
     APIError,
     AuthError,
@@ -37,6 +38,7 @@ __version__ = "0.1.0"
 __all__ = [
     "APIClient",
     "APIError",
+    "AsyncAPIClient",
     "AuthError",
     "BadRequest",
     "BatchResult",

@@ -9,13 +9,15 @@ Standard library only (``urllib.request``)::
     print(res.event_id, res.recipients)
 
 Calls block; an :class:`APIClient` is safe to share between threads (it
-keeps no connection state). In ``async`` code call it through
-``asyncio.to_thread`` or from a sync endpoint, which frameworks such as
-FastAPI run in a thread pool.
+keeps no connection state). In ``async`` code use :class:`AsyncAPIClient`,
+which runs the same calls in a thread pool, or call from a sync endpoint,
+which frameworks such as FastAPI run in a thread pool.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import http.client
 import json
 import os
@@ -25,14 +27,15 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, TypeVar
 
 from .errors import APIError, SwitchboardError, TransportError, api_error
 from .models import BatchResult, Event, HistoryPage, Presence, PublishResult, RoomInfo
 
-__all__ = ["APIClient", "quote_segment"]
+__all__ = ["APIClient", "AsyncAPIClient", "quote_segment"]
 
 _NO_BODY = object()
+T = TypeVar("T")
 
 
 def quote_segment(name: str) -> str:
@@ -309,3 +312,70 @@ def _close_body(code: Optional[int], reason: Optional[str]) -> Dict[str, Any]:
         body["reason"] = reason
     return body
 
+
+
+class AsyncAPIClient:
+    """The :class:`APIClient` for ``async`` code: the same methods as
+    coroutines, each run in the loop's default thread pool so that the
+    blocking HTTP call does not stall the event loop (an ``async def``
+    FastAPI endpoint, for example). Takes the same arguments; ``.sync`` is
+    the underlying :class:`APIClient`."""
+
+    def __init__(self, url: str = "http://127.0.0.1:8080", api_key: Optional[str] = None, **kwargs: Any) -> None:
+        self.sync = APIClient(url, api_key, **kwargs)
+
+    @classmethod
+    def from_env(cls, **kwargs: Any) -> "AsyncAPIClient":
+        """See :meth:`APIClient.from_env`."""
+        c = cls.__new__(cls)
+        c.sync = APIClient.from_env(**kwargs)
+        return c
+
+    def __repr__(self) -> str:
+        return "Async" + repr(self.sync)
+
+    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, functools.partial(fn, *args, **kwargs))
+
+    async def publish(self, room: str, data: Any = None, *, type: str = "message", idempotency_key: Optional[str] = None) -> PublishResult:
+        return await self._run(self.sync.publish, room, data, type=type, idempotency_key=idempotency_key)
+
+    async def publish_many(self, events: Iterable[Mapping[str, Any]]) -> BatchResult:
+        return await self._run(self.sync.publish_many, list(events))
+
+    async def broadcast(self, data: Any = None, *, type: str = "message") -> int:
+        return await self._run(self.sync.broadcast, data, type=type)
+
+    async def send_to_user(self, user: str, data: Any = None, *, type: str = "message") -> int:
+        return await self._run(self.sync.send_to_user, user, data, type=type)
+
+    async def send_to_connection(self, connection_id: str, data: Any = None, *, type: str = "message") -> int:
+        return await self._run(self.sync.send_to_connection, connection_id, data, type=type)
+
+    async def disconnect_user(self, user: str, *, code: Optional[int] = None, reason: Optional[str] = None) -> int:
+        return await self._run(self.sync.disconnect_user, user, code=code, reason=reason)
+
+    async def disconnect_connection(self, connection_id: str, *, code: Optional[int] = None, reason: Optional[str] = None) -> None:
+        await self._run(self.sync.disconnect_connection, connection_id, code=code, reason=reason)
+
+    async def ban_user(self, user: str, seconds: int) -> int:
+        return await self._run(self.sync.ban_user, user, seconds)
+
+    async def rooms(self) -> List[RoomInfo]:
+        return await self._run(self.sync.rooms)
+
+    async def room(self, room: str) -> Dict[str, Any]:
+        return await self._run(self.sync.room, room)
+
+    async def history(self, room: str, *, since: Optional[str] = None, limit: Optional[int] = None) -> HistoryPage:
+        return await self._run(self.sync.history, room, since=since, limit=limit)
+
+    async def presence(self, room: str, *, counts_only: bool = False) -> Presence:
+        return await self._run(self.sync.presence, room, counts_only=counts_only)
+
+    async def stats(self) -> Dict[str, Any]:
+        return await self._run(self.sync.stats)
+
+    async def request(self, method: str, path: str, body: Any = _NO_BODY, *, retry: bool = False) -> Dict[str, Any]:
+        return await self._run(self.sync.request, method, path, body, retry=retry)

@@ -109,6 +109,21 @@ class APITest(unittest.TestCase):
                 res = self.api.publish(name, 1)
                 self.assertIn(res.event_id, [e.id for e in self.api.history(name).events])
 
+    def test_async_client(self):
+        from switchboard import AsyncAPIClient
+
+        async def run():
+            a = AsyncAPIClient(self.url, self.key)
+            r = room()
+            res = await asyncio.gather(*(a.publish(r, i) for i in range(5)))
+            self.assertEqual(len({x.event_id for x in res}), 5)
+            self.assertEqual(len((await a.history(r)).events), 5)
+            with self.assertRaises(BadRequest):
+                await a.publish("bad:", 1)
+            self.assertIn("api_key=***", repr(a))
+
+        asyncio.run(run())
+
     def test_stats_and_ban(self):
         node = self.api.stats()["node"]
         self.assertGreater(node["publications"], 0)
@@ -280,6 +295,21 @@ class RealtimeTest(unittest.IsolatedAsyncioTestCase):
         self.assertEqual((again.resubscribed, again.recovered, again.replayed), (True, True, 5))
         self.assertIn(("reconnecting", 1012), states)
         self.assertEqual(self.errors, [])
+
+    async def test_recovery_after_a_cut_socket(self):
+        # No close frame at all (1006): the client reconnects and recovers
+        # what was published while the socket was gone.
+        user, r, got, away = "ivan-" + uuid.uuid4().hex[:6], room(), [], asyncio.Event()
+        c = await self.away_client(user, away, 1.0)
+        await c.subscribe(r, got.append)
+        first = (await c.publish(r, 0)).event_id
+        await self.eventually(lambda: len(got) == 1, "the first event")
+        c._ws.transport.abort()  # a dead network, as far as both sides can tell
+        await asyncio.wait_for(away.wait(), WAIT)
+        missed = [(await self.api_call(self.api.publish, r, i)).event_id for i in range(1, 4)]
+        await self.eventually(lambda: len(got) >= 4 and c.state == "open", "the missed events")
+        await asyncio.sleep(0.3)
+        self.assertEqual([e.id for e in got], [first] + missed)
 
     async def test_publish_while_away_is_sent_after_reconnect(self):
         user, r, got, away = "gina-" + uuid.uuid4().hex[:6], room(), [], asyncio.Event()
