@@ -22,10 +22,9 @@ import threading
 from typing import Any, Dict, List, Optional, Set
 
 try:
-    import switchboard
+    import switchboard  # noqa: F401
 except ImportError:  # run from a checkout without `pip install ./clients/python`
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "clients", "python"))
-    import switchboard
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse

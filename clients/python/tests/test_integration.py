@@ -4,7 +4,6 @@ these tests. Without the node they skip, except under CI=true, where they
 fail."""
 
 import asyncio
-import json
 import unittest
 import uuid
 
