@@ -472,3 +472,29 @@ func TestOversizedHeaders(t *testing.T) {
 	}
 	n.MustDial(t, "", bearer(token(t, "small", time.Hour, nil))).Expect("connection_established")
 }
+
+// A refresh without a token is a malformed request (bad_request), not a
+// rejected token: it is not counted as an authentication failure.
+func TestRefreshWithoutToken(t *testing.T) {
+	n := start(t, server.Config{})
+	c := n.MustDial(t, "", bearer(token(t, "erin", time.Hour, nil)))
+	c.Expect("connection_established")
+	before := n.Srv.Hub.Stats().AuthFailures
+	for i, data := range []any{nil, map[string]any{}, map[string]any{"token": ""}, "tok", map[string]any{"token": 5}} {
+		req := map[string]any{"type": "refresh", "id": fmt.Sprint("r", i)}
+		if data != nil {
+			req["data"] = data
+		}
+		c.Send(req)
+		m := c.Expect("error")
+		if code := wstest.ErrorCode(m); code != "bad_request" || m.ID != fmt.Sprint("r", i) {
+			t.Errorf("refresh with data %v: %s, want bad_request naming r%d", data, m.Raw, i)
+		}
+	}
+	if after := n.Srv.Hub.Stats().AuthFailures; after != before {
+		t.Errorf("auth failures went from %d to %d for refreshes without a token", before, after)
+	}
+	// A real token still refreshes.
+	c.Send(map[string]any{"type": "refresh", "id": "ok", "data": map[string]string{"token": token(t, "erin", time.Hour, nil)}})
+	c.Expect("refreshed")
+}

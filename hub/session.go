@@ -176,12 +176,12 @@ func (c *Client) refresh(ctx context.Context, env *protocol.Envelope) {
 		c.sendError(protocol.Errorf(protocol.ErrBadRequest, env.ID, "refresh needs an authenticated connection"))
 		return
 	}
+	// No data, or no token in it, is a malformed request, not a rejected
+	// token: it is not an authentication failure.
 	var a AuthData
-	if len(env.Data) > 0 {
-		if err := json.Unmarshal(env.Data, &a); err != nil || a.Token == "" {
-			c.sendError(protocol.Errorf(protocol.ErrBadRequest, env.ID, "refresh data must be {\"token\": string}"))
-			return
-		}
+	if len(env.Data) == 0 || json.Unmarshal(env.Data, &a) != nil || a.Token == "" {
+		c.sendError(protocol.Errorf(protocol.ErrBadRequest, env.ID, "refresh data must be {\"token\": string}"))
+		return
 	}
 	creds, err := h.opts.Auth.Authenticator.Authenticate(ctx, a.Token)
 	if err != nil || creds == nil {
