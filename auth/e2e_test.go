@@ -568,7 +568,7 @@ func TestSteadyOverLimitCloses4004(t *testing.T) {
 	go func() { defer wg.Done(); pace(under, 0.9*limit, 5*time.Second) }()
 
 	type result struct {
-		throttled, code  int
+		throttled, code int
 		first, closedAt time.Time
 	}
 	res := make(chan result, 1)
