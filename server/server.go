@@ -70,6 +70,9 @@ type Config struct {
 	NoEcho bool
 	// NoJoinLeave turns off user_joined/user_left events.
 	NoJoinLeave bool
+	// JoinLeaveRate: see hub.Options (0: its default; negative: every
+	// announcement at once, unlimited).
+	JoinLeaveRate int
 	// HistorySize and HistoryTTL set every room's history. Defaults 100
 	// events and 5 minutes; HistorySize -1 turns history off.
 	HistorySize int
@@ -304,6 +307,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		MaxRoomsPerClient:     cfg.MaxRoomsPerClient,
 		NoEcho:                cfg.NoEcho,
 		NoJoinLeave:           cfg.NoJoinLeave,
+		JoinLeaveRate:         cfg.JoinLeaveRate,
 	}
 	switch {
 	case cfg.HistorySize < 0:
