@@ -53,7 +53,7 @@ func FuzzRequestData(f *testing.F) {
 		f.Fatal(err)
 	}
 	for _, s := range []struct {
-		kind                  uint8
+		kind               uint8
 		room, lastID, data string
 	}{
 		{0, "chat:f", "", `{"token":"x"}`},
