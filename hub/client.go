@@ -40,8 +40,6 @@ type Client struct {
 	rpcInFlight int
 	announced   bool   // OnConnect ran, so OnDisconnect will
 	bucket      bucket // touched only by HandleMessage (one goroutine)
-
-	jl jlBudget // join/leave announcements caused; guarded by Hub.jl.mu
 }
 
 // ID returns the connection id.

@@ -85,15 +85,14 @@ type Options struct {
 	// NoJoinLeave turns off user_joined and user_left events.
 	NoJoinLeave bool
 	// JoinLeaveRate is how many user_joined/user_left announcements one
-	// room sends at once per second (burst twice that), and
-	// JoinLeaveConnRate how many one connection may cause (burst ten
-	// times that). Beyond either, announcements are held for
-	// JoinLeaveWindow and sent together, a join and a leave of one
-	// connection cancelling out. Defaults 20/s, 2/s and 1 s; a negative
-	// JoinLeaveRate sends every announcement at once.
-	JoinLeaveRate     int
-	JoinLeaveConnRate int
-	JoinLeaveWindow   time.Duration
+	// room sends at once per second (burst twice that); one connection
+	// may cause 4 in a room at once and one more every 2 s. Beyond
+	// either, announcements are held for JoinLeaveWindow and sent
+	// together, a join and a leave of one connection cancelling out.
+	// Defaults 20/s and 1 s; a negative JoinLeaveRate sends every
+	// announcement at once.
+	JoinLeaveRate   int
+	JoinLeaveWindow time.Duration
 	// MaxErrors is how many `error` events a connection may earn in
 	// ErrorWindow before it is closed with 1008. Default 50 per 10 s.
 	MaxErrors   int
@@ -284,9 +283,6 @@ func New(opts Options) (*Hub, error) {
 	}
 	if opts.JoinLeaveRate == 0 {
 		opts.JoinLeaveRate = DefaultJoinLeaveRate
-	}
-	if opts.JoinLeaveConnRate <= 0 {
-		opts.JoinLeaveConnRate = DefaultJoinLeaveConnRate
 	}
 	if opts.JoinLeaveWindow <= 0 {
 		opts.JoinLeaveWindow = DefaultJoinLeaveWindow

@@ -9,25 +9,30 @@ import (
 )
 
 // Join/leave announcements are rate-limited per room and per causing
-// connection. Within both budgets a user_joined or user_left goes out at
-// once, as it always has. Beyond either, it is held and sent with the
-// room's other held announcements at the end of a window; a join and a
-// leave of one connection held in the same window cancel out. So a few
-// connections churning through subscribe and unsubscribe cost each member
-// about the room's rate plus one announcement per churner per window,
-// instead of one per subscribe and one per unsubscribe.
+// connection in that room. Within both budgets a user_joined or user_left
+// goes out at once, as it always has. Beyond either, it is held and sent
+// with the room's other held announcements at the end of a window; a join
+// and a leave of one connection held in the same window cancel out. So a
+// few connections churning through subscribe and unsubscribe cost each
+// member about the room's rate plus one announcement per churner per
+// window, instead of one per subscribe and one per unsubscribe. A
+// connection joining many rooms (a reconnect re-subscribing) uses one
+// announcement of each room's budget and is not held.
 
 // Defaults for join/leave announcement limits.
 const (
 	// DefaultJoinLeaveRate is how many announcements per second one room
 	// sends at once (burst twice that).
 	DefaultJoinLeaveRate = 20
-	// DefaultJoinLeaveConnRate is how many announcements per second one
-	// connection may cause at once (burst ten times that: a page that
-	// joins a handful of rooms is not held).
-	DefaultJoinLeaveConnRate = 2
 	// DefaultJoinLeaveWindow is how long held announcements wait.
 	DefaultJoinLeaveWindow = time.Second
+)
+
+// A connection may cause connBurst announcements in one room at once (two
+// joins and two leaves), and one more every connEvery.
+const (
+	connBurst = 4
+	connEvery = 2 * time.Second
 )
 
 // joinLeaveLimiter holds the budgets and held announcements. Its methods
@@ -36,7 +41,6 @@ const (
 type joinLeaveLimiter struct {
 	h      *Hub
 	rate   float64 // per room per second; 0: no limit
-	conn   float64 // per connection per second
 	window time.Duration
 
 	mu    sync.Mutex
@@ -49,6 +53,7 @@ type jlRoom struct {
 	last    time.Time
 	held    map[string]int // connection id -> index in order
 	order   []heldJL
+	conns   map[string]*jlBudget // per causing connection; dropped once full again
 	armed   bool
 	expired bool // the timer found nothing to do: drop the entry next time
 }
@@ -59,8 +64,7 @@ type heldJL struct {
 	cancel bool // cancelled by the connection's opposite announcement
 }
 
-// jlBudget is a connection's announcement budget, guarded by
-// joinLeaveLimiter.mu.
+// jlBudget is a connection's announcement budget in one room.
 type jlBudget struct {
 	tokens float64
 	last   time.Time
@@ -70,7 +74,6 @@ func newJoinLeaveLimiter(h *Hub, opts Options) *joinLeaveLimiter {
 	l := &joinLeaveLimiter{h: h, rooms: make(map[string]*jlRoom), window: opts.JoinLeaveWindow}
 	if opts.JoinLeaveRate > 0 {
 		l.rate = float64(opts.JoinLeaveRate)
-		l.conn = float64(opts.JoinLeaveConnRate)
 	}
 	return l
 }
@@ -99,8 +102,15 @@ func (l *joinLeaveLimiter) admit(room, typ string, c *Client, now time.Time) boo
 	}
 	r.expired = false
 	refill(&r.tokens, &r.last, l.rate, 2*l.rate, now)
-	b := &c.jl
-	refill(&b.tokens, &b.last, l.conn, 10*l.conn, now)
+	b := r.conns[c.id]
+	if b == nil {
+		if r.conns == nil {
+			r.conns = make(map[string]*jlBudget)
+		}
+		b = &jlBudget{}
+		r.conns[c.id] = b
+	}
+	refill(&b.tokens, &b.last, 1/connEvery.Seconds(), connBurst, now)
 	if i, ok := r.held[c.id]; ok {
 		// Held announcements of c go out in order; an opposite one
 		// cancels: members saw neither, and the membership is as before.
@@ -149,6 +159,12 @@ func (l *joinLeaveLimiter) flush(room string) {
 	}
 	order := r.order
 	r.order, r.held, r.armed = nil, nil, false
+	now := time.Now()
+	for id, b := range r.conns { // forget connections that earned their burst back
+		if refill(&b.tokens, &b.last, 1/connEvery.Seconds(), connBurst, now); b.tokens >= connBurst {
+			delete(r.conns, id)
+		}
+	}
 	if len(order) == 0 {
 		if r.expired {
 			delete(l.rooms, room) // a whole window without announcements

@@ -44,9 +44,10 @@ func TestJoinLeaveChurnIsBounded(t *testing.T) {
 	}{
 		// Unlimited, as before: every subscribe and unsubscribe is sent.
 		{"unlimited", -1, 2 * churners * rounds},
-		// The room's burst (40), the churners' share within it, then at most
-		// one per churner per window; the churn takes well under a second
-		// here, so a generous bound of 40 + 20 (rate) + 5 per window for 2 s.
+		// Each churner's 4 at once, within the room's burst (40), then at
+		// most one per churner per window; the churn takes well under a
+		// second here, so a generous bound of 40 + 20 (rate) + 5 per window
+		// for 2 s.
 		{"limited", 20, 40 + 20*2 + churners*int(2*time.Second/window)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -121,5 +122,24 @@ func TestJoinLeaveNormalPaceIsImmediate(t *testing.T) {
 	}
 	if v := presenceView(t, bs, nil); len(v) != 0 {
 		t.Errorf("view %v after everyone left", v)
+	}
+}
+
+// A connection joining many rooms at once (a reconnect re-subscribing)
+// costs each room one announcement: none is held.
+func TestJoinLeaveManyRoomsIsImmediate(t *testing.T) {
+	h := newHub(t, Options{JoinLeaveWindow: time.Hour})
+	by, bs := connect(t, h, "bystander")
+	c, s := connect(t, h, "mover")
+	const rooms = 100
+	for i := 0; i < rooms; i++ {
+		subscribe(t, by, bs, fmt.Sprint("chat:", i))
+	}
+	for i := 0; i < rooms; i++ {
+		subscribe(t, c, s, fmt.Sprint("chat:", i))
+	}
+	c.Gone()
+	if j, l := bs.count(t, protocol.TypeUserJoined), bs.count(t, protocol.TypeUserLeft); j != rooms || l != rooms {
+		t.Errorf("%d user_joined and %d user_left at once, want %d each", j, l, rooms)
 	}
 }
