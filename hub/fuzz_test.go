@@ -38,20 +38,12 @@ var fuzzRequestTypes = []string{"subscribe", "sync", "history", "presence", "rpc
 // request that has an id with its answer type or an error naming it, and
 // may close the connection only with a documented code.
 func FuzzRequestData(f *testing.F) {
-	h, err := New(Options{
+	h := newHub(f, Options{
 		Auth:          AuthOptions{Authenticator: fuzzAuth{}, Subscriptions: fuzzAuth{}, AllowAnonymous: true, Timeout: time.Hour},
 		RPCTimeout:    time.Second,
 		EngineTimeout: time.Second,
 		Namespaces:    map[string]Namespace{"private": {Private: true}},
 	})
-	if err != nil {
-		f.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	f.Cleanup(cancel)
-	if err := h.Run(ctx); err != nil {
-		f.Fatal(err)
-	}
 	for _, s := range []struct {
 		kind               uint8
 		room, lastID, data string
