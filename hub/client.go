@@ -431,19 +431,14 @@ type JoinLeaveData struct {
 }
 
 // joinLeave announces c joining or leaving room to the room's members on
-// every node. It is best effort: a failure is counted, not returned.
+// every node, at once or, over the room's or c's budget, at the end of the
+// room's window (joinleave.go). Called under the room's subLock.
 func (h *Hub) joinLeave(room, typ string, c *Client) {
 	if !h.settings(room).joinLeave {
 		return
 	}
-	ctx, cancel := h.engineContext()
-	defer cancel()
-	_, err := h.eng.Publish(ctx, room, &engine.Publication{
-		Type: typ, UserID: c.userID, ClientID: c.id, Ephemeral: true,
-		Data: protocol.EncodeData(JoinLeaveData{ConnectionID: c.id}),
-	}, engine.PublishOptions{})
-	if err != nil {
-		h.stats.engineErrors.Add(1)
+	if h.jl.admit(room, typ, c, time.Now()) {
+		h.publishJoinLeave(room, typ, c)
 	}
 }
 

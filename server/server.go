@@ -70,6 +70,9 @@ type Config struct {
 	NoEcho bool
 	// NoJoinLeave turns off user_joined/user_left events.
 	NoJoinLeave bool
+	// JoinLeaveRate: see hub.Options (0: its default; negative: every
+	// announcement at once, unlimited).
+	JoinLeaveRate int
 	// HistorySize and HistoryTTL set every room's history. Defaults 100
 	// events and 5 minutes; HistorySize -1 turns history off.
 	HistorySize int
@@ -304,6 +307,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		MaxRoomsPerClient:     cfg.MaxRoomsPerClient,
 		NoEcho:                cfg.NoEcho,
 		NoJoinLeave:           cfg.NoJoinLeave,
+		JoinLeaveRate:         cfg.JoinLeaveRate,
 	}
 	switch {
 	case cfg.HistorySize < 0:
@@ -400,6 +404,15 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // Config returns the effective configuration.
 func (s *Server) Config() Config { return s.cfg }
 
+// MaxHeaderBytes is the most a request's line and headers may take (the
+// handshake included): more is answered 431 by net/http, plain text.
+const MaxHeaderBytes = 16 << 10
+
+// httpHeaderSlop is what net/http reads beyond http.Server.MaxHeaderBytes
+// before it answers 431 (4 KiB of "bufio slop"); it is taken off so that
+// the limit is MaxHeaderBytes exactly. A test holds both edges.
+const httpHeaderSlop = 4 << 10
+
 // Serve serves on ln until ctx ends, then drains: new handshakes get 503,
 // every client gets `disconnect` and close 1012 after what is queued, and
 // Serve returns once all are gone or DrainTimeout passed.
@@ -411,7 +424,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      15 * time.Second,
 		IdleTimeout:       60 * time.Second,
-		MaxHeaderBytes:    16 << 10,
+		MaxHeaderBytes:    MaxHeaderBytes - httpHeaderSlop,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	errc := make(chan error, 1)
