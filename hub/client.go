@@ -58,7 +58,11 @@ func (c *Client) Close(d protocol.Disconnect) { c.sink.Close(d) }
 
 // Gone tells the hub the connection has ended: it leaves every room
 // (sending user_left) and is unregistered. Safe to call more than once.
-func (c *Client) Gone() {
+func (c *Client) Gone() { c.GoneWith(0, "") }
+
+// GoneWith is Gone for a transport that knows how the connection ended:
+// OnDisconnect sees code and reason.
+func (c *Client) GoneWith(code protocol.CloseCode, reason string) {
 	c.mu.Lock()
 	if c.gone {
 		c.mu.Unlock()
@@ -79,7 +83,9 @@ func (c *Client) Gone() {
 	}
 	c.hub.remove(c)
 	if hook := c.hub.opts.Hooks.OnDisconnect; hook != nil && announced {
-		hook(c.connectionInfo())
+		ci := c.connectionInfo()
+		ci.CloseCode, ci.CloseReason = code, reason
+		hook(ci)
 	}
 }
 
@@ -302,6 +308,9 @@ func (h *Hub) joined(room string, c *Client) {
 		}
 	}
 	h.joinLeave(room, protocol.TypeUserJoined, c)
+	if hook := h.opts.Hooks.OnJoin; hook != nil {
+		hook(room, c.connectionInfo())
+	}
 }
 
 // left undoes a membership's presence and announces it.
@@ -315,6 +324,9 @@ func (h *Hub) left(room string, c *Client) {
 		}
 	}
 	h.joinLeave(room, protocol.TypeUserLeft, c)
+	if hook := h.opts.Hooks.OnLeave; hook != nil {
+		hook(room, c.connectionInfo())
+	}
 }
 
 func (c *Client) unsubscribe(env *protocol.Envelope) {
