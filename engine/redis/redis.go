@@ -164,7 +164,7 @@ type Engine struct {
 	presence localPresence
 	occMu    sync.Mutex
 	occupied map[string]string // room -> node, the rooms this engine's node has members in
-	filled   atomic.Uint64 // events delivered from history to fill gaps
+	filled   atomic.Uint64     // events delivered from history to fill gaps
 
 	runOnce   sync.Once
 	ctx       context.Context // cancelled by Close
