@@ -247,8 +247,8 @@ type Server struct {
 	WS  *transport.Handler
 	// Webhooks is the webhook sender, nil without webhook URLs.
 	Webhooks *webhook.Sender
-	handler http.Handler
-	log     *slog.Logger
+	handler  http.Handler
+	log      *slog.Logger
 }
 
 // New builds a node from cfg; ctx bounds its background work.
