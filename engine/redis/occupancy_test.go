@@ -1,0 +1,47 @@
+package redis
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/switchboard-rt/switchboard/engine/enginetest"
+)
+
+// TestOccupancy: two engines on one prefix are two nodes.
+func TestOccupancy(t *testing.T) {
+	prefix := testPrefix()
+	a := newTestEngine(t, Options{KeyPrefix: prefix})
+	startEngine(t, a, enginetest.NewRecorder())
+	b := newTestEngine(t, Options{KeyPrefix: prefix})
+	startEngine(t, b, enginetest.NewRecorder())
+	enginetest.CheckOccupancy(t, a, b)
+}
+
+// TestOccupancyOfACrashedNode: a node that stops refreshing its entry
+// drops out after the presence TTL, so the room can be occupied again; a
+// live node's refresh keeps it in.
+func TestOccupancyOfACrashedNode(t *testing.T) {
+	prefix := testPrefix()
+	ttl := time.Second
+	live := newTestEngine(t, Options{KeyPrefix: prefix, PresenceTTL: ttl})
+	startEngine(t, live, enginetest.NewRecorder())
+	other := newTestEngine(t, Options{KeyPrefix: prefix, PresenceTTL: ttl})
+	startEngine(t, other, enginetest.NewRecorder())
+	ctx := context.Background()
+	if ch, err := live.Occupy(ctx, "occ:live", "live"); err != nil || !ch.Changed {
+		t.Fatalf("occupy: %+v %v", ch, err)
+	}
+	// "crashed" occupies through the script directly: no engine refreshes it.
+	c, _ := other.redis()
+	if err := occupyScript.Exec(ctx, c, other.occupancyKeys("occ:dead"), []string{"crashed", ms(ttl), ms(generationTTL)}).Error(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * ttl)
+	if ch, err := other.Occupy(ctx, "occ:dead", "other"); err != nil || !ch.Changed || ch.Generation != 2 {
+		t.Errorf("occupy after the crashed node expired: %+v %v, want a change to generation 2", ch, err)
+	}
+	if ch, err := other.Occupy(ctx, "occ:live", "other"); err != nil || ch.Changed {
+		t.Errorf("occupy beside a live, refreshing node: %+v %v, want no change", ch, err)
+	}
+}
