@@ -106,7 +106,9 @@ func TestWatchHooks(t *testing.T) {
 			OnPublished: func(p PublishedEvent) {
 				record(node + " published " + p.Room + " " + p.EventID + " " + string(p.Data) + " by " + p.UserID)
 			},
-			OnDisconnect: func(c ConnectionInfo) { record(fmt.Sprintf("%s gone %s %d %s", node, c.UserID, c.CloseCode, c.CloseReason)) },
+			OnDisconnect: func(c ConnectionInfo) {
+				record(fmt.Sprintf("%s gone %s %d %s", node, c.UserID, c.CloseCode, c.CloseReason))
+			},
 		}
 	}
 	h1 := newHub(t, Options{Engine: eng, NodeID: "n1", Hooks: hooks("n1")})

@@ -34,8 +34,12 @@ func CheckOccupancy(t *testing.T, a, b engine.Occupancy) {
 		wg.Wait()
 		return out
 	}
-	occupy := func(e engine.Occupancy, room, node string) (engine.OccupancyChange, error) { return e.Occupy(ctx, room, node) }
-	vacate := func(e engine.Occupancy, room, node string) (engine.OccupancyChange, error) { return e.Vacate(ctx, room, node) }
+	occupy := func(e engine.Occupancy, room, node string) (engine.OccupancyChange, error) {
+		return e.Occupy(ctx, room, node)
+	}
+	vacate := func(e engine.Occupancy, room, node string) (engine.OccupancyChange, error) {
+		return e.Vacate(ctx, room, node)
+	}
 	var gens [rooms]uint64
 	for period := range 2 {
 		occ := run(occupy)
