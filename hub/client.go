@@ -187,6 +187,9 @@ type SubscribedData struct {
 	// Replayed is how many missed events were sent before this answer's
 	// live events.
 	Replayed int `json:"replayed,omitempty"`
+	// Data is what the application's subscribe hook or proxy returned for
+	// this subscription, if anything.
+	Data json.RawMessage `json:"data,omitempty"`
 }
 
 // subscribe handles `subscribe` (and `sync`, which requires an existing
@@ -221,6 +224,19 @@ func (c *Client) subscribe(ctx context.Context, env *protocol.Envelope, sync boo
 			c.hookRefused(err, env.ID)
 			return
 		}
+	}
+	var appData json.RawMessage
+	if hook := h.opts.Hooks.OnSubscribeData; hook != nil && !sync {
+		d, err := hook(ctx, c.connectionInfo(), env.Room, env.Data)
+		if err != nil {
+			c.hookRefused(err, env.ID)
+			return
+		}
+		if d != nil && !json.Valid(d) {
+			c.sendError(protocol.Errorf(protocol.ErrInternal, env.ID, "the subscribe hook returned invalid JSON"))
+			return
+		}
+		appData = d
 	}
 	c.mu.Lock()
 	if c.gone {
@@ -275,7 +291,7 @@ func (c *Client) subscribe(ctx context.Context, env *protocol.Envelope, sync boo
 		c.sendError(protocol.Errorf(protocol.ErrInternal, env.ID, "subscribe failed, reading room history: %v", err))
 		return
 	}
-	data := SubscribedData{Members: members, Position: hist.Latest.EventID()}
+	data := SubscribedData{Members: members, Position: hist.Latest.EventID(), Data: appData}
 	last := hist.Latest
 	var replay []*protocol.Frame
 	if recover {

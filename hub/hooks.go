@@ -50,6 +50,11 @@ type Hooks struct {
 	// OnSubscribe runs after the permission checks, before the connection
 	// joins room.
 	OnSubscribe func(ctx context.Context, c ConnectionInfo, room string) error
+	// OnSubscribeData runs after OnSubscribe (the server's subscribe proxy
+	// uses it). It sees the subscribe's data as the client sent it and may
+	// refuse like OnSubscribe; non-nil data it returns (valid JSON) goes
+	// to the client in subscribed.data.data.
+	OnSubscribeData func(ctx context.Context, c ConnectionInfo, room string, data json.RawMessage) (json.RawMessage, error)
 	// OnPublish runs after the permission checks, before a client's event
 	// is published. It may replace the event's data by returning non-nil
 	// data (valid JSON); nil keeps it.

@@ -19,7 +19,8 @@ import (
 // joins a room or publishes to it. The backend answers 200 with
 //
 //	{}                                          allow
-//	{"result": {"data": ...}}                   allow; a publish sends this data instead
+//	{"result": {"data": ...}}                   allow; a publish sends this data instead,
+//	                                            a subscribe answers it in subscribed.data.data
 //	{"error": {"code": "...", "reason": "..."}} refuse: the client gets error CODE with the reason
 //
 // Anything else (no answer within the timeout, a refused connection, a
@@ -48,7 +49,10 @@ type SubscribeRequest struct {
 	UserID       string          `json:"user_id"`
 	Anonymous    bool            `json:"anonymous,omitempty"`
 	Room         string          `json:"room"`
-	Info         json.RawMessage `json:"info,omitempty"` // from the connection's credentials
+	// Data is the subscribe's data as the client sent it (it holds the
+	// subscription token, if any).
+	Data json.RawMessage `json:"data,omitempty"`
+	Info json.RawMessage `json:"info,omitempty"` // from the connection's credentials
 }
 
 // PublishRequest is the body the publish proxy sends.
@@ -93,16 +97,15 @@ func (o *ProxyOptions) fill() error {
 	return nil
 }
 
-// NewSubscribe returns a hub.Hooks.OnSubscribe that asks opts.URL.
-func NewSubscribe(opts ProxyOptions) (func(context.Context, hub.ConnectionInfo, string) error, error) {
+// NewSubscribe returns a hub.Hooks.OnSubscribeData that asks opts.URL.
+func NewSubscribe(opts ProxyOptions) (func(context.Context, hub.ConnectionInfo, string, json.RawMessage) (json.RawMessage, error), error) {
 	if err := opts.fill(); err != nil {
 		return nil, err
 	}
-	return func(ctx context.Context, c hub.ConnectionInfo, room string) error {
-		_, err := ask(ctx, opts, "subscribe", SubscribeRequest{
-			ConnectionID: c.ConnectionID, UserID: c.UserID, Anonymous: c.Anonymous, Room: room, Info: c.Info,
+	return func(ctx context.Context, c hub.ConnectionInfo, room string, data json.RawMessage) (json.RawMessage, error) {
+		return ask(ctx, opts, "subscribe", SubscribeRequest{
+			ConnectionID: c.ConnectionID, UserID: c.UserID, Anonymous: c.Anonymous, Room: room, Data: data, Info: c.Info,
 		})
-		return err
 	}, nil
 }
 

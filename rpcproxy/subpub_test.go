@@ -26,6 +26,12 @@ func proxyBackend(t *testing.T, calls *atomic.Int64) string {
 		switch strings.TrimPrefix(req.Room, "p") { // publish rooms mirror the subscribe ones
 		case "ok:1":
 			w.Write([]byte(`{}`))
+		case "ok:data":
+			if req.Type == "" && string(req.Data) == `{"invite":"abc"}` {
+				w.Write([]byte(`{"result":{"data":{"role":"captain"}}}`))
+				return
+			}
+			w.Write([]byte(`{"error":{"code":"bad_invite","reason":"no invite"}}`))
 		case "ok:rewrite":
 			if req.Type == "message" && string(req.Data) == `{"text":"darn"}` {
 				w.Write([]byte(`{"result":{"data":{"text":"****"}}}`))
@@ -127,6 +133,11 @@ func TestSubscribeAndPublishProxies(t *testing.T) {
 	}
 	if got := calls.Load(); got != 10 { // every subscribe but free:1's and down:1's
 		t.Errorf("backend calls = %d, want 10", got)
+	}
+	// The backend sees the subscribe's data and answers data of its own.
+	c.Send(map[string]any{"type": "subscribe", "id": "d1", "room": "ok:data", "data": map[string]string{"invite": "abc"}})
+	if m := c.Expect("subscribed"); !strings.Contains(string(m.Data), `"data":{"role":"captain"}`) {
+		t.Errorf("subscribed with the backend's data: %s", m.Raw)
 	}
 
 	// Publishes: a second connection watches what is delivered.

@@ -522,13 +522,13 @@ func checkURL(what, raw string) error {
 
 // proxyHooks adds the subscribe and publish proxies to cfg.Hooks: each
 // namespace asks its own URL (or the server-wide one), after the
-// embedder's hook, if any, allowed the request.
+// embedder's OnSubscribe or OnPublish, if any, allowed the request.
 func proxyHooks(cfg Config, client *http.Client) (hub.Hooks, error) {
 	hooks := cfg.Hooks
 	opts := func(u string) rpcproxy.ProxyOptions {
 		return rpcproxy.ProxyOptions{URL: u, Timeout: cfg.ProxyTimeout, Client: client}
 	}
-	subs := map[string]func(context.Context, hub.ConnectionInfo, string) error{}
+	subs := map[string]func(context.Context, hub.ConnectionInfo, string, json.RawMessage) (json.RawMessage, error){}
 	pubs := map[string]func(context.Context, hub.ConnectionInfo, string, string, json.RawMessage) (json.RawMessage, error){}
 	build := func(what, ns, u string) error {
 		if u == "" || u == "off" {
@@ -563,22 +563,19 @@ func proxyHooks(cfg Config, client *http.Client) (hub.Hooks, error) {
 		off["s"+ns], off["p"+ns] = p.Subscribe == "off", p.Publish == "off"
 	}
 	if len(subs) > 0 {
-		prev := hooks.OnSubscribe
-		hooks.OnSubscribe = func(ctx context.Context, c hub.ConnectionInfo, room string) error {
-			if prev != nil {
-				if err := prev(ctx, c, room); err != nil {
-					return err
-				}
-			}
+		if hooks.OnSubscribeData != nil {
+			return hooks, errors.New("server: Hooks.OnSubscribeData is taken by the subscribe proxy: use OnSubscribe")
+		}
+		hooks.OnSubscribeData = func(ctx context.Context, c hub.ConnectionInfo, room string, data json.RawMessage) (json.RawMessage, error) {
 			ns := protocol.Namespace(room)
 			f, ok := subs[ns]
 			if !ok && !off["s"+ns] {
 				f = subs[all]
 			}
 			if f == nil {
-				return nil
+				return nil, nil
 			}
-			return f(ctx, c, room)
+			return f(ctx, c, room, data)
 		}
 	}
 	if len(pubs) > 0 {
