@@ -45,10 +45,10 @@ type ProxyOptions struct {
 
 // SubscribeRequest is the body the subscribe proxy sends.
 type SubscribeRequest struct {
-	ConnectionID string          `json:"connection_id"`
-	UserID       string          `json:"user_id"`
-	Anonymous    bool            `json:"anonymous,omitempty"`
-	Room         string          `json:"room"`
+	ConnectionID string `json:"connection_id"`
+	UserID       string `json:"user_id"`
+	Anonymous    bool   `json:"anonymous,omitempty"`
+	Room         string `json:"room"`
 	// Data is the subscribe's data as the client sent it (it holds the
 	// subscription token, if any).
 	Data json.RawMessage `json:"data,omitempty"`

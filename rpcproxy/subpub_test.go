@@ -88,17 +88,22 @@ func TestSubscribeAndPublishProxies(t *testing.T) {
 	c := n.MustDial(t, "", nil)
 	c.Expect("connection_established")
 
-	subscribe := func(id, room string) wstest.Msg {
-		c.Send(map[string]any{"type": "subscribe", "id": id, "room": room})
+	// request sends env and returns its answer: ok (the type of success)
+	// or error.
+	request := func(env map[string]any, ok string) wstest.Msg {
+		c.Send(env)
 		for {
 			m, err := c.Next()
 			if err != nil {
-				t.Fatalf("subscribe %s: %v", room, err)
+				t.Fatalf("%v: %v", env, err)
 			}
-			if m.ID == id && (m.Type == "subscribed" || m.Type == "error") {
+			if m.ID == env["id"] && (m.Type == ok || m.Type == "error") {
 				return m
 			}
 		}
+	}
+	subscribe := func(id, room string) wstest.Msg {
+		return request(map[string]any{"type": "subscribe", "id": id, "room": room}, "subscribed")
 	}
 	// The documented client-side answer for each kind of backend answer.
 	for _, tc := range []struct{ room, typ, code, msg string }{
@@ -150,16 +155,7 @@ func TestSubscribeAndPublishProxies(t *testing.T) {
 		t.Fatalf("watcher subscribe: %s", m.Raw)
 	}
 	publish := func(id, room, data string) wstest.Msg {
-		c.Send(map[string]any{"type": "message", "id": id, "room": room, "data": json.RawMessage(data)})
-		for {
-			m, err := c.Next()
-			if err != nil {
-				t.Fatalf("publish %s: %v", id, err)
-			}
-			if m.ID == id && (m.Type == "ack" || m.Type == "error") {
-				return m
-			}
-		}
+		return request(map[string]any{"type": "message", "id": id, "room": room, "data": json.RawMessage(data)}, "ack")
 	}
 	if m := publish("p1", "pok:rewrite", `{"text":"darn"}`); m.Type != "ack" {
 		t.Errorf("rewritten publish: %s", m.Raw)

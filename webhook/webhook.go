@@ -426,42 +426,30 @@ func (s *Sender) Hooks(next hub.Hooks) hub.Hooks {
 			s.emit(&Event{Type: ConnectionClosed, Client: c.ConnectionID, User: user(c.UserID), Code: &code, Reason: c.CloseReason})
 		}
 	}
-	if s.types[MemberAdded] {
-		prev := next.OnJoin
-		h.OnJoin = func(room string, c hub.ConnectionInfo) {
+	member := func(typ string, prev func(string, hub.ConnectionInfo)) func(string, hub.ConnectionInfo) {
+		if !s.types[typ] {
+			return prev
+		}
+		return func(room string, c hub.ConnectionInfo) {
 			if prev != nil {
 				prev(room, c)
 			}
-			s.emit(&Event{Type: MemberAdded, Room: room, Client: c.ConnectionID, User: user(c.UserID)})
+			s.emit(&Event{Type: typ, Room: room, Client: c.ConnectionID, User: user(c.UserID)})
 		}
 	}
-	if s.types[MemberRemoved] {
-		prev := next.OnLeave
-		h.OnLeave = func(room string, c hub.ConnectionInfo) {
-			if prev != nil {
-				prev(room, c)
-			}
-			s.emit(&Event{Type: MemberRemoved, Room: room, Client: c.ConnectionID, User: user(c.UserID)})
+	h.OnJoin, h.OnLeave = member(MemberAdded, next.OnJoin), member(MemberRemoved, next.OnLeave)
+	occupancy := func(typ string, prev func(string, uint64)) func(string, uint64) {
+		if !s.types[typ] {
+			return prev
 		}
-	}
-	if s.types[RoomOccupied] {
-		prev := next.OnRoomOccupied
-		h.OnRoomOccupied = func(room string, gen uint64) {
+		return func(room string, gen uint64) {
 			if prev != nil {
 				prev(room, gen)
 			}
-			s.emit(&Event{Type: RoomOccupied, Room: room, Generation: gen})
+			s.emit(&Event{Type: typ, Room: room, Generation: gen})
 		}
 	}
-	if s.types[RoomVacated] {
-		prev := next.OnRoomVacated
-		h.OnRoomVacated = func(room string, gen uint64) {
-			if prev != nil {
-				prev(room, gen)
-			}
-			s.emit(&Event{Type: RoomVacated, Room: room, Generation: gen})
-		}
-	}
+	h.OnRoomOccupied, h.OnRoomVacated = occupancy(RoomOccupied, next.OnRoomOccupied), occupancy(RoomVacated, next.OnRoomVacated)
 	if s.types[Publication] {
 		prev := next.OnPublished
 		h.OnPublished = func(p hub.PublishedEvent) {
