@@ -177,7 +177,8 @@ func (o *Options) fill() {
 }
 
 // Event is one webhook event. Fields that do not apply to its type are
-// omitted, except user, which is always present (empty for anonymous).
+// omitted; those that do are present even when empty (user of an
+// anonymous connection, client and user of a publication by the API).
 type Event struct {
 	ID   string `json:"id"`
 	Type string `json:"type"`
@@ -185,18 +186,30 @@ type Event struct {
 	Node string `json:"node"`
 	// Client and User name the connection (connection.*, member.*,
 	// publication).
-	Client string  `json:"client,omitempty"`
+	Client *string `json:"client,omitempty"`
 	User   *string `json:"user,omitempty"`
 	Room   string  `json:"room,omitempty"`
 	// Code and Reason are how a connection ended (connection.closed).
-	Code   *int   `json:"code,omitempty"`
-	Reason string `json:"reason,omitempty"`
+	Code   *int    `json:"code,omitempty"`
+	Reason *string `json:"reason,omitempty"`
 	// Generation numbers a room's occupied periods (room.*).
 	Generation uint64 `json:"generation,omitempty"`
 	// EventID, EventType and Data describe a publication.
 	EventID   string          `json:"event_id,omitempty"`
 	EventType string          `json:"event_type,omitempty"`
 	Data      json.RawMessage `json:"data,omitempty"`
+}
+
+// str returns a pointer to s, for the fields that are present when empty.
+func str(s string) *string { return &s }
+
+// Str returns *p, or "" for nil: a reader's shorthand for the optional
+// string fields.
+func Str(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
 }
 
 // Sign returns the signature header value of body signed at ts with
@@ -406,14 +419,13 @@ func (s *Sender) wantsPublication(room string) bool {
 // own hooks still run, first.
 func (s *Sender) Hooks(next hub.Hooks) hub.Hooks {
 	h := next
-	user := func(u string) *string { return &u }
 	if s.types[ConnectionOpened] {
 		prev := next.OnConnect
 		h.OnConnect = func(c hub.ConnectionInfo) {
 			if prev != nil {
 				prev(c)
 			}
-			s.emit(&Event{Type: ConnectionOpened, Client: c.ConnectionID, User: user(c.UserID)})
+			s.emit(&Event{Type: ConnectionOpened, Client: str(c.ConnectionID), User: str(c.UserID)})
 		}
 	}
 	if s.types[ConnectionClosed] {
@@ -423,7 +435,7 @@ func (s *Sender) Hooks(next hub.Hooks) hub.Hooks {
 				prev(c)
 			}
 			code := int(c.CloseCode)
-			s.emit(&Event{Type: ConnectionClosed, Client: c.ConnectionID, User: user(c.UserID), Code: &code, Reason: c.CloseReason})
+			s.emit(&Event{Type: ConnectionClosed, Client: str(c.ConnectionID), User: str(c.UserID), Code: &code, Reason: str(c.CloseReason)})
 		}
 	}
 	member := func(typ string, prev func(string, hub.ConnectionInfo)) func(string, hub.ConnectionInfo) {
@@ -434,7 +446,7 @@ func (s *Sender) Hooks(next hub.Hooks) hub.Hooks {
 			if prev != nil {
 				prev(room, c)
 			}
-			s.emit(&Event{Type: typ, Room: room, Client: c.ConnectionID, User: user(c.UserID)})
+			s.emit(&Event{Type: typ, Room: room, Client: str(c.ConnectionID), User: str(c.UserID)})
 		}
 	}
 	h.OnJoin, h.OnLeave = member(MemberAdded, next.OnJoin), member(MemberRemoved, next.OnLeave)
@@ -463,7 +475,7 @@ func (s *Sender) Hooks(next hub.Hooks) hub.Hooks {
 			if len(data) == 0 {
 				data = json.RawMessage("null")
 			}
-			s.emit(&Event{Type: Publication, Room: p.Room, EventID: p.EventID, EventType: p.Type, Data: data, User: user(p.UserID), Client: p.ClientID})
+			s.emit(&Event{Type: Publication, Room: p.Room, EventID: p.EventID, EventType: p.Type, Data: data, User: str(p.UserID), Client: str(p.ClientID)})
 		}
 	}
 	return h

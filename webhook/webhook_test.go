@@ -27,8 +27,7 @@ func TestSignatureVector(t *testing.T) {
 		t.Fatalf("Sign = %s, want %s", got, vectorSig)
 	}
 	// The server's own encoding of that event is the vector's bytes.
-	alice := "alice"
-	ev, _ := json.Marshal(&Event{ID: "n1-1", Type: ConnectionOpened, TS: 1764806400000, Node: "n1", Client: "c1", User: &alice})
+	ev, _ := json.Marshal(&Event{ID: "n1-1", Type: ConnectionOpened, TS: 1764806400000, Node: "n1", Client: str("c1"), User: str("alice")})
 	if body := `{"events":[` + string(ev) + `]}`; body != vectorBody {
 		t.Errorf("encoded event:\n%s\nwant\n%s", body, vectorBody)
 	}
@@ -149,7 +148,7 @@ func TestRetriesKeepOrderAndIDs(t *testing.T) {
 	}
 	seen := map[string]bool{}
 	for i, e := range ev {
-		if e.Client != "c"+string(rune('0'+i)) || e.Type != MemberAdded || e.Room != "chat:1" || e.Node != "n1" || e.User == nil || *e.User != "u" {
+		if Str(e.Client) != "c"+string(rune('0'+i)) || e.Type != MemberAdded || e.Room != "chat:1" || e.Node != "n1" || e.User == nil || *e.User != "u" {
 			t.Errorf("event %d = %+v, want member.added of c%d in order", i, e, i)
 		}
 		if seen[e.ID] {
@@ -233,13 +232,18 @@ func TestPublicationNamespaces(t *testing.T) {
 	for _, room := range []string{"chat:1", "news:1", "lobby", "news:2"} {
 		h.OnPublished(hub.PublishedEvent{Room: room, Type: "message", EventID: "e-1", Data: json.RawMessage(`{"a":1}`), UserID: "u", ClientID: "c"})
 	}
-	waitFor(t, "3 publications", 5*time.Second, func() bool { ev, _, _ := rc.snapshot(); return len(ev) == 3 })
+	h.OnPublished(hub.PublishedEvent{Room: "news:3", Type: "score", EventID: "e-2"}) // by the API: no user, no client, no data
+	waitFor(t, "4 publications", 5*time.Second, func() bool { ev, _, _ := rc.snapshot(); return len(ev) == 4 })
 	time.Sleep(50 * time.Millisecond)
 	ev, _, _ := rc.snapshot()
+	if api := ev[len(ev)-1]; api.Client == nil || api.User == nil || *api.Client != "" || string(api.Data) != "null" {
+		t.Errorf("API publication = %+v, want empty client and user present, data null", api)
+	}
+	ev = ev[:len(ev)-1]
 	var rooms []string
 	for _, e := range ev {
 		rooms = append(rooms, e.Room)
-		if e.Type != Publication || string(e.Data) != `{"a":1}` || e.EventID != "e-1" || e.EventType != "message" || e.Client != "c" {
+		if e.Type != Publication || string(e.Data) != `{"a":1}` || e.EventID != "e-1" || e.EventType != "message" || Str(e.Client) != "c" {
 			t.Errorf("publication = %+v", e)
 		}
 	}

@@ -192,10 +192,11 @@ func TestWebhooksAcrossNodes(t *testing.T) {
 	for _, n := range nodes {
 		stage := map[string]int{} // client -> 1 added, 2 removed, 3 closed
 		advance := func(e webhook.Event, from, to int) {
-			if stage[e.Client] != from {
-				t.Errorf("node %s: %s of %s at stage %d, want %d", n.name, e.Type, e.Client, stage[e.Client], from)
+			c := webhook.Str(e.Client)
+			if stage[c] != from {
+				t.Errorf("node %s: %s of %s at stage %d, want %d", n.name, e.Type, c, stage[c], from)
 			}
-			stage[e.Client] = to
+			stage[c] = to
 		}
 		lastOff := map[string]uint64{}
 		for _, e := range ev {
@@ -208,10 +209,11 @@ func TestWebhooksAcrossNodes(t *testing.T) {
 			case webhook.Publication:
 				advance(e, 1, 1)
 				p, ok := protocol.ParseEventID(e.EventID)
-				if !ok || p.Offset <= lastOff[e.Client] {
-					t.Errorf("node %s: publication %s after offset %d", n.name, e.EventID, lastOff[e.Client])
+				c := webhook.Str(e.Client)
+				if !ok || p.Offset <= lastOff[c] {
+					t.Errorf("node %s: publication %s after offset %d", n.name, e.EventID, lastOff[c])
 				}
-				lastOff[e.Client] = p.Offset
+				lastOff[c] = p.Offset
 				if !strings.HasPrefix(string(e.Data), `{"n":`) || e.EventType != "message" || e.User == nil || *e.User == "" {
 					t.Errorf("publication event %+v", e)
 				}
