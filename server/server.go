@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -247,6 +248,7 @@ type Server struct {
 	WS  *transport.Handler
 	// Webhooks is the webhook sender, nil without webhook URLs.
 	Webhooks *webhook.Sender
+	serving  atomic.Bool // Serve has started (and will close Webhooks)
 	handler  http.Handler
 	log      *slog.Logger
 }
@@ -383,7 +385,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	if hooksOut != nil {
-		hooksOut.Run(ctx)
+		// Not stopped by ctx: Serve's drain, which starts when ctx ends,
+		// still sends the drained connections' events, then closes it. A
+		// node that never served closes it when ctx ends.
+		hooksOut.Run(context.WithoutCancel(ctx))
 	}
 	topts := transport.Options{
 		Hub:                h,
@@ -413,6 +418,15 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, Hub: h, WS: ws, Webhooks: hooksOut, log: cfg.Logger}
+	if hooksOut != nil {
+		context.AfterFunc(ctx, func() {
+			if !s.serving.Load() {
+				expired, cancel := context.WithCancel(context.Background())
+				cancel()
+				_ = hooksOut.Close(expired)
+			}
+		})
+	}
 	mux := http.NewServeMux()
 	mux.Handle(cfg.WSPath, ws)
 	if cfg.EchoPath != "" {
@@ -473,6 +487,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+	s.serving.Store(true)
 	errc := make(chan error, 1)
 	go trimMemory(ctx)
 	go func() {

@@ -273,11 +273,12 @@ type Sender struct {
 
 	sent, failed, dropped, requests atomic.Uint64
 
-	runOnce sync.Once
-	wg      sync.WaitGroup
-	closing chan struct{} // closed when Close gives up waiting
-	mu      sync.RWMutex  // emit holds it shared, Close exclusively
-	closed  bool          // the queues are closed
+	runOnce  sync.Once
+	wg       sync.WaitGroup
+	closing  chan struct{} // closed by Close: stops the workers' requests
+	stopOnce sync.Once
+	mu       sync.RWMutex // emit holds it shared, Close exclusively
+	closed   bool         // the queues are closed
 }
 
 // target is one URL's queue and worker.
@@ -358,15 +359,13 @@ func (s *Sender) Close(ctx context.Context) error {
 	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
+	stop := func() { s.stopOnce.Do(func() { close(s.closing) }) } // also ends Run's watcher
 	select {
 	case <-done:
+		stop()
 		return nil
 	case <-ctx.Done():
-		select {
-		case <-s.closing:
-		default:
-			close(s.closing)
-		}
+		stop()
 		<-done
 		return fmt.Errorf("webhook: undelivered events at shutdown: %w", ctx.Err())
 	}
