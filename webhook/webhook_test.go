@@ -160,6 +160,9 @@ func TestRetriesKeepOrderAndIDs(t *testing.T) {
 	if len(ids) < 3 || ids[0] != ids[1] || ids[1] != ids[2] {
 		t.Errorf("batch ids = %v, want the first three equal (one batch retried)", ids)
 	}
+	// The receiver has the events a moment before the sender reads its
+	// answer and counts them.
+	waitFor(t, "7 events counted", 5*time.Second, func() bool { return s.Stats().Sent == 7 })
 	st := s.Stats()
 	if st.Sent != 7 || st.Failed != 2 || st.Dropped != 0 {
 		t.Errorf("stats = %+v, want sent 7, failed 2, dropped 0", st)
