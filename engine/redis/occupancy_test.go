@@ -8,13 +8,19 @@ import (
 	"github.com/switchboard-rt/switchboard/engine/enginetest"
 )
 
-// TestOccupancy: two engines on one prefix are two nodes.
-func TestOccupancy(t *testing.T) {
-	prefix := testPrefix()
-	a := newTestEngine(t, Options{KeyPrefix: prefix})
+// startPair starts two engines on one fresh key prefix: two nodes.
+func startPair(t *testing.T, opts Options) (*Engine, *Engine) {
+	t.Helper()
+	opts.KeyPrefix = testPrefix()
+	a := newTestEngine(t, opts)
 	startEngine(t, a, enginetest.NewRecorder())
-	b := newTestEngine(t, Options{KeyPrefix: prefix})
+	b := newTestEngine(t, opts)
 	startEngine(t, b, enginetest.NewRecorder())
+	return a, b
+}
+
+func TestOccupancy(t *testing.T) {
+	a, b := startPair(t, Options{})
 	enginetest.CheckOccupancy(t, a, b)
 }
 
@@ -22,12 +28,8 @@ func TestOccupancy(t *testing.T) {
 // drops out after the presence TTL, so the room can be occupied again; a
 // live node's refresh keeps it in.
 func TestOccupancyOfACrashedNode(t *testing.T) {
-	prefix := testPrefix()
 	ttl := time.Second
-	live := newTestEngine(t, Options{KeyPrefix: prefix, PresenceTTL: ttl})
-	startEngine(t, live, enginetest.NewRecorder())
-	other := newTestEngine(t, Options{KeyPrefix: prefix, PresenceTTL: ttl})
-	startEngine(t, other, enginetest.NewRecorder())
+	live, other := startPair(t, Options{PresenceTTL: ttl})
 	ctx := context.Background()
 	if ch, err := live.Occupy(ctx, "occ:live", "live"); err != nil || !ch.Changed {
 		t.Fatalf("occupy: %+v %v", ch, err)
