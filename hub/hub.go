@@ -541,7 +541,11 @@ func (h *Hub) publish(ctx context.Context, room string, pub *engine.Publication,
 	if !res.Duplicate { // a retried publish is one event, counted once
 		h.stats.publications.Add(1)
 	}
-	return PublishResult{EventID: res.Position.EventID(), Recipients: h.RoomSize(room), Duplicate: res.Duplicate}, nil
+	eventID := res.Position.EventID()
+	if hook := h.opts.Hooks.OnPublished; hook != nil && !res.Duplicate {
+		hook(PublishedEvent{Room: room, Type: pub.Type, EventID: eventID, Data: pub.Data, UserID: pub.UserID, ClientID: pub.ClientID})
+	}
+	return PublishResult{EventID: eventID, Recipients: h.RoomSize(room), Duplicate: res.Duplicate}, nil
 }
 
 // engineHandler receives the engine's deliveries.

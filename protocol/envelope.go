@@ -134,6 +134,7 @@ const (
 	ErrThrottled      = "throttled"       // over a rate limit; slow down
 	ErrInternal       = "internal"        // the server failed; the request may be retried
 	ErrNotImplemented = "not_implemented" // the request type exists but is not enabled on this server
+	ErrUnavailable    = "unavailable"     // a backend the server asks (subscribe or publish proxy) failed or did not answer; nothing was done
 )
 
 // Errorf builds an *Error.
