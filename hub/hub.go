@@ -361,6 +361,15 @@ func (h *Hub) settings(room string) roomSettings {
 	return h.defaults
 }
 
+// HistoryPolicy returns the history policy the hub applies to room (its
+// namespace's, or the hub's default): what every Publish to it asks the
+// engine to keep.
+func (h *Hub) HistoryPolicy(room string) engine.HistoryPolicy { return h.settings(room).history }
+
+// DefaultHistory returns the history policy of rooms outside any
+// configured namespace.
+func (h *Hub) DefaultHistory() engine.HistoryPolicy { return h.defaults.history }
+
 func (h *Hub) hash(s string) uint64 { return maphash.String(h.seed, s) }
 
 func (h *Hub) roomShard(name string) *roomShard { return &h.rooms[h.hash(name)%numShards] }

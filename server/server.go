@@ -70,11 +70,14 @@ type Config struct {
 	NoEcho bool
 	// NoJoinLeave turns off user_joined/user_left events.
 	NoJoinLeave bool
-	// HistorySize and HistoryTTL set every room's history. Defaults 100
-	// events and 5 minutes; HistorySize -1 turns history off.
+	// HistorySize and HistoryTTL set every room's history. Both zero: the
+	// hub's defaults, 100 events for 5 minutes (hub.DefaultHistorySize,
+	// hub.DefaultHistoryTTL), which are also the switchboard binary's flag
+	// defaults. HistorySize -1 turns history off; with HistorySize set,
+	// HistoryTTL 0 means no time limit (events leave by size only).
 	HistorySize int
 	HistoryTTL  time.Duration
-	// DrainTimeout bounds graceful shutdown. Default 10 s.
+	// DrainTimeout bounds graceful shutdown. Default DefaultDrainTimeout.
 	DrainTimeout time.Duration
 	// NoDemo turns off the demo page at /.
 	NoDemo bool
@@ -193,6 +196,10 @@ func (refuseTokens) Authenticate(context.Context, string) (*hub.Credentials, err
 	return nil, fmt.Errorf("this server authenticates with the connect proxy, not tokens")
 }
 
+// DefaultDrainTimeout is how long a graceful shutdown waits for clients to
+// take their close frames before cutting them.
+const DefaultDrainTimeout = 10 * time.Second
+
 // fileReserve is what MaxConnections leaves of the open-file limit for the
 // listener, log files and outgoing connections (engine, proxies).
 const fileReserve = 64
@@ -205,7 +212,7 @@ func (c *Config) fill() {
 		c.WSPath = "/ws"
 	}
 	if c.DrainTimeout <= 0 {
-		c.DrainTimeout = 10 * time.Second
+		c.DrainTimeout = DefaultDrainTimeout
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

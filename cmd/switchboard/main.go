@@ -109,8 +109,8 @@ func serveFlags(cfg *server.Config, logLevel, logFormat *string) *flag.FlagSet {
 	fs.BoolVar(&cfg.NoEcho, "no-echo", false, "do not send clients their own publications")
 	fs.BoolVar(&cfg.NoJoinLeave, "no-join-leave", false, "do not send user_joined/user_left events")
 	fs.IntVar(&cfg.HistorySize, "history-size", 100, "events kept per room for recovery; -1 turns history off")
-	fs.DurationVar(&cfg.HistoryTTL, "history-ttl", 0, "how long room events are kept (default 5m)")
-	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 0, "graceful shutdown deadline (default 10s)")
+	fs.DurationVar(&cfg.HistoryTTL, "history-ttl", hub.DefaultHistoryTTL, "how long room events are kept for recovery; 0: no time limit (events leave by --history-size only)")
+	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", server.DefaultDrainTimeout, "graceful shutdown deadline")
 	fs.BoolVar(&cfg.NoDemo, "no-demo", false, "do not serve the demo page at /")
 	fs.BoolVar(&cfg.NoAdmin, "no-admin", false, "do not serve the admin dashboard at /admin")
 	fs.StringVar(&cfg.APIKey, "api-key", "", "key for the server API at /api/ (Authorization: Bearer KEY); empty: the API answers loopback clients only")
@@ -225,9 +225,11 @@ func serve(args []string, stderr io.Writer) int {
 		return 1
 	}
 	eff := srv.Config()
+	hist := srv.Hub.DefaultHistory() // what rooms outside configured namespaces keep
 	logger.Info("switchboard started",
 		"version", versionString(), "node", eff.NodeID, "listen", ln.Addr().String(), "ws", eff.WSPath, "engine", eff.EngineName,
-		"max_connections", eff.MaxConnections, "compression", eff.Compression, "echo", eff.EchoPath)
+		"max_connections", eff.MaxConnections, "compression", eff.Compression, "echo", eff.EchoPath,
+		"history_size", hist.Size, "history_ttl", hist.TTL.String())
 	if !eff.Auth.Enabled() {
 		logger.Warn("no authentication configured: connections are anonymous and any connection may subscribe and publish to any room")
 	} else if eff.Auth.AllowAnonymous {
