@@ -23,6 +23,7 @@ type Client struct {
 	connectedAt time.Time
 
 	heartbeat time.Duration
+	jsonPing  bool // the transport sends JSON pings (announced in connection_established)
 	remote    string
 
 	mu          sync.Mutex
@@ -142,6 +143,10 @@ func (c *Client) HandleMessage(data []byte) {
 	switch env.Type {
 	case protocol.TypePing:
 		c.sendEnvelope(&protocol.Envelope{Type: protocol.TypePong, ID: env.ID})
+	case protocol.TypePong:
+		// The answer to a JSON ping (or a client's unsolicited heartbeat):
+		// reading the frame was the sign of life; nothing to answer, and
+		// no error, so the seeds' clients are not pushed off with 1008.
 	case protocol.TypeSubscribe:
 		c.subscribe(ctx, env, false)
 	case protocol.TypeSync:

@@ -55,6 +55,9 @@ type ConnInfo struct {
 	RemoteAddr string
 	// Heartbeat is the server ping interval announced to the client.
 	Heartbeat time.Duration
+	// JSONPing says the transport also sends {"type":"ping"} text frames
+	// with its heartbeats; connection_established announces it.
+	JSONPing bool
 }
 
 // Options configure a Hub. The zero value works: in-memory engine, history
@@ -386,6 +389,7 @@ func (h *Hub) Connect(sink Sink, info ConnInfo) *Client {
 		sink:        sink,
 		connectedAt: time.Now(),
 		heartbeat:   info.Heartbeat,
+		jsonPing:    info.JSONPing,
 		remote:      info.RemoteAddr,
 	}
 	c.bucket.init(h.opts.MaxMessagesPerSecond, h.opts.MaxBytesPerSecond, c.connectedAt)
@@ -424,6 +428,9 @@ type ConnectionEstablished struct {
 	ProtocolVersion   int    `json:"protocol_version"`
 	Node              string `json:"node"`
 	ExpiresAt         int64  `json:"expires_at,omitempty"` // Unix ms when the credentials expire
+	// JSONPing: the server sends {"type":"ping"} with every heartbeat and
+	// takes the client's {"type":"pong"} as a sign of life.
+	JSONPing bool `json:"json_ping,omitempty"`
 }
 
 // remove unregisters c; called once from Client.Gone.

@@ -52,6 +52,7 @@ func (c *Client) establish(creds *Credentials, ref string) {
 			ProtocolVersion:   protocol.Version,
 			Node:              h.opts.NodeID,
 			ExpiresAt:         expiresAtMillis(creds),
+			JSONPing:          c.jsonPing,
 		}),
 	})
 	c.scheduleExpiry()
@@ -123,6 +124,8 @@ func (c *Client) handlePending(ctx context.Context, env *protocol.Envelope) bool
 	case protocol.TypePing:
 		c.sendEnvelope(&protocol.Envelope{Type: protocol.TypePong, ID: env.ID})
 		return true
+	case protocol.TypePong:
+		return true // a heartbeat answer: the transport already saw a sign of life
 	case protocol.TypeAuth:
 		var a AuthData
 		if len(env.Data) > 0 {

@@ -55,6 +55,10 @@ type Config struct {
 	// HeartbeatInterval and PongTimeout: see transport.Options.
 	HeartbeatInterval time.Duration
 	PongTimeout       time.Duration
+	// JSONPing sends every connection a {"type":"ping"} text frame with
+	// each heartbeat (see transport.Options.JSONPing); a connection can
+	// also ask for it with the handshake query json_ping=1.
+	JSONPing bool
 	// WriteTimeout bounds one write to a client. Default 10 s.
 	WriteTimeout time.Duration
 	// QueueMaxMessages, QueueMaxBytes, SlowConsumerPolicy: see
@@ -346,6 +350,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		Compression:        cfg.Compression,
 		HeartbeatInterval:  cfg.HeartbeatInterval,
 		PongTimeout:        cfg.PongTimeout,
+		JSONPing:           cfg.JSONPing,
 		WriteTimeout:       cfg.WriteTimeout,
 		QueueMaxMessages:   cfg.QueueMaxMessages,
 		QueueMaxBytes:      cfg.QueueMaxBytes,

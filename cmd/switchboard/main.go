@@ -100,6 +100,7 @@ func serveFlags(cfg *server.Config, logLevel, logFormat *string) *flag.FlagSet {
 	fs.IntVar(&cfg.MaxMessageSize, "max-message-size", transport.DefaultMaxMessageSize, "largest client message in bytes, after decompression (1009 beyond)")
 	fs.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", transport.DefaultHeartbeatInterval, "server ping interval (5s..120s)")
 	fs.DurationVar(&cfg.PongTimeout, "pong-timeout", transport.DefaultPongTimeout, "time allowed for a pong before the connection is closed with 4008")
+	fs.BoolVar(&cfg.JSONPing, "json-ping", false, "also send every connection a {\"type\":\"ping\"} text frame with each heartbeat, for browser code that answers {\"type\":\"pong\"}; one connection can ask with ?json_ping=1")
 	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", transport.DefaultWriteTimeout, "bound on one write to a client")
 	fs.IntVar(&cfg.QueueMaxMessages, "queue-max-messages", transport.DefaultQueueMaxMessages, "per-connection outbound queue bound, in messages")
 	fs.IntVar(&cfg.QueueMaxBytes, "queue-max-bytes", transport.DefaultQueueMaxBytes, "per-connection outbound queue bound, in bytes")

@@ -144,4 +144,3 @@ func TestDefaultHistoryTTL(t *testing.T) {
 		checkLog(t, n)
 	})
 }
-
