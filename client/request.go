@@ -155,8 +155,13 @@ func (c *Client) wait(ctx context.Context, r *request, onAbandon func()) (*proto
 // server delivers an id once (within its 2-minute dedup window), so a
 // publish is delivered at most once and, unless ctx ends first, exactly
 // once. If ctx ends before the ack, the event may or may not have been
-// published. A *ServerError reports that the server refused it.
-func (c *Client) Publish(ctx context.Context, room, typ string, data any) (Ack, error) {
+// published. A *ServerError reports that the server refused it. Options
+// such as ExcludeSelf change this publish only.
+func (c *Client) Publish(ctx context.Context, room, typ string, data any, opts ...PublishOption) (Ack, error) {
+	var po publishOptions
+	for _, o := range opts {
+		o(&po)
+	}
 	if e := protocol.ValidateRoom(room); e != nil {
 		return Ack{}, fmt.Errorf("client: publish: %w", e)
 	}
@@ -174,7 +179,7 @@ func (c *Client) Publish(ctx context.Context, room, typ string, data any) (Ack, 
 		}
 		raw = b
 	}
-	env, err := c.roundTrip(ctx, kindPublish, room, &protocol.Envelope{Type: typ, Room: room, Data: raw})
+	env, err := c.roundTrip(ctx, kindPublish, room, &protocol.Envelope{Type: typ, Room: room, Data: raw, ExcludeSelf: po.excludeSelf})
 	if err != nil {
 		return Ack{}, err
 	}

@@ -398,7 +398,7 @@ func (c *Client) publish(ctx context.Context, env *protocol.Envelope) {
 		}
 	}
 	res, err := c.hub.publish(ctx, env.Room, &engine.Publication{
-		Type: env.Type, Data: env.Data, UserID: c.userID, ClientID: c.id,
+		Type: env.Type, Data: env.Data, UserID: c.userID, ClientID: c.id, ExcludeSender: env.ExcludeSelf,
 	}, key)
 	if err != nil {
 		c.sendError(protocol.Errorf(protocol.ErrInternal, env.ID, "publish not confirmed (retry with the same id): %v", err))

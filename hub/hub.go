@@ -503,6 +503,11 @@ type PublishResult struct {
 type PublishOptions struct {
 	// IdempotencyKey makes the publish idempotent within the dedup window.
 	IdempotencyKey string
+	// ExcludeConnection, when set, is a connection id that does not
+	// receive the event (on whichever node it is): a backend relaying a
+	// client's message leaves out the client that sent it, like the seeds'
+	// broadcast(..., exclude=websocket).
+	ExcludeConnection string
 }
 
 // Publish publishes an event of type typ with data to room from the server
@@ -524,7 +529,11 @@ func (h *Hub) Publish(ctx context.Context, room, typ string, data json.RawMessag
 	if opts.IdempotencyKey != "" {
 		key = "api:" + opts.IdempotencyKey
 	}
-	return h.publish(ctx, room, &engine.Publication{Type: typ, Data: data}, key)
+	pub := &engine.Publication{Type: typ, Data: data}
+	if opts.ExcludeConnection != "" {
+		pub.ClientID, pub.ExcludeSender = opts.ExcludeConnection, true
+	}
+	return h.publish(ctx, room, pub, key)
 }
 
 func (h *Hub) publish(ctx context.Context, room string, pub *engine.Publication, idemKey string) (PublishResult, error) {
@@ -554,7 +563,7 @@ func (eh *engineHandler) HandlePublication(room string, pub *engine.Publication)
 	}
 	f := protocol.NewFrame(encodePublication(room, pub))
 	skip := ""
-	if h.opts.NoEcho || pub.Ephemeral {
+	if h.opts.NoEcho || pub.Ephemeral || pub.ExcludeSender {
 		// Join/leave notices are not sent to the connection they are about:
 		// it has its own subscribed/unsubscribed answer.
 		skip = pub.ClientID
