@@ -32,6 +32,9 @@ func routeTable() []route {
 		{http.MethodPost, "/api/users/{user}/ban", (*Handler).userBan},
 		{http.MethodPost, "/api/connections/{id}/send", (*Handler).connSend},
 		{http.MethodPost, "/api/connections/{id}/disconnect", (*Handler).connDisconnect},
+		// The seeds' publish route, for backends written from them
+		// (compat.go); the server mounts the handler at /broadcast/ too.
+		{http.MethodPost, "/broadcast/{room}", (*Handler).seedBroadcast},
 	}
 }
 

@@ -392,6 +392,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	mux.Handle("/api/", apiHandler)
+	mux.Handle("/broadcast/", apiHandler) // the seeds' POST /broadcast/{room} (api/compat.go)
 	mux.Handle("GET /metrics", apiHandler.Protect(metrics.Handler(h)))
 	if !cfg.NoDemo {
 		mountDemo(mux, h, apiHandler, cfg.APIKey != "")
@@ -400,6 +401,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		mountAdmin(ctx, mux, h, ws, cfg.APIKey, cfg.Logger)
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if route, ok := apiHandler.Suggest(r.URL.EscapedPath()); ok {
+			writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.URL.Path+"; the server API has "+route+" (docs/api.md)")
+			return
+		}
 		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.URL.Path+" (the WebSocket endpoint is "+cfg.WSPath+")")
 	})
 	s.handler = mux
