@@ -11,6 +11,29 @@ import (
 	"github.com/switchboard-rt/switchboard/server"
 )
 
+// httpCall sends one request (a JSON body when body is set, the API key
+// when apiKey is) and returns the status, headers and body of the answer.
+func httpCall(t *testing.T, method, url, body, apiKey string) (int, http.Header, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if apiKey != "" {
+		req.Header.Set("Authorization", "Bearer "+apiKey)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, string(b)
+}
+
 // TestSeedBroadcastRoute drives a real node the way the seeds' FastAPI
 // backend would: POST /broadcast/{room} with a JSON object. Members get a
 // "broadcast" event whose data is the body; the answer has the seeds'
@@ -25,23 +48,7 @@ func TestSeedBroadcastRoute(t *testing.T) {
 
 	do := func(method, path, body, apiKey string) (int, http.Header, string) {
 		t.Helper()
-		req, err := http.NewRequest(method, "http://"+n.Addr+path, strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if body != "" {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		if apiKey != "" {
-			req.Header.Set("Authorization", "Bearer "+apiKey)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, resp.Header, string(b)
+		return httpCall(t, method, "http://"+n.Addr+path, body, apiKey)
 	}
 
 	if status, _, body := do("POST", "/broadcast/match:7", `{"text":"goal"}`, ""); status != http.StatusUnauthorized || !strings.Contains(body, `"unauthorized"`) {

@@ -3,7 +3,6 @@ package interop_test
 import (
 	"context"
 	"errors"
-	"net"
 	"os"
 	"os/exec"
 	"testing"
@@ -22,31 +21,11 @@ func TestSeedStyleClient(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits for three heartbeats (~15 s)")
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.New(ctx, server.Config{NoDemo: true, DrainTimeout: 5 * time.Second, HeartbeatInterval: 5 * time.Second, PongTimeout: time.Second})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			t.Error("Serve did not return within 15 s of cancel")
-		}
-	})
+	url, srv := startServerWith(t, server.Config{HeartbeatInterval: 5 * time.Second, PongTimeout: time.Second})
 
 	pctx, pcancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer pcancel()
-	cmd := exec.CommandContext(pctx, python, "seed_client.py", "ws://"+ln.Addr().String()+"/ws", "3")
+	cmd := exec.CommandContext(pctx, python, "seed_client.py", url, "3")
 	cmd.Env = append(os.Environ(), "PYTHONDONTWRITEBYTECODE=1")
 	out, err := cmd.CombinedOutput()
 	if err != nil {

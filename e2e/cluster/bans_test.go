@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/switchboard-rt/switchboard/internal/natstest"
 )
 
 // TestBanAcrossNodesAndRestart runs two real nodes per engine: a ban made
@@ -22,7 +24,7 @@ func TestBanAcrossNodesAndRestart(t *testing.T) {
 			return nodeConfig{redis: addr, prefix: keyPrefix(t, addr), args: []string{"--jwt-secret", jwtSecret}}
 		}},
 		{"nats", func(t *testing.T) nodeConfig {
-			u := sharedNATS(t)
+			u := natstest.URL(t)
 			return nodeConfig{args: []string{"--jwt-secret", jwtSecret, "--engine", "nats", "--nats-url", u, "--nats-prefix", natsPrefix(t, u)}}
 		}},
 	}

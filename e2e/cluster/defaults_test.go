@@ -7,35 +7,14 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"os"
 	"testing"
 	"time"
 
-	natsgo "github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/rueidis"
-)
 
-// sharedNATS is the NATS with JetStream at SWITCHBOARD_TEST_NATS (default
-// nats://127.0.0.1:4222); missing, the test skips, or fails under CI.
-func sharedNATS(tb testing.TB) string {
-	tb.Helper()
-	u := os.Getenv("SWITCHBOARD_TEST_NATS")
-	if u == "" {
-		u = "nats://127.0.0.1:4222"
-	}
-	nc, err := natsgo.Connect(u, natsgo.Timeout(2*time.Second))
-	if err != nil {
-		msg := fmt.Sprintf("NATS is not reachable at %s (%v): start one with `nats-server -a 127.0.0.1 -p 4222 -js` or set SWITCHBOARD_TEST_NATS", u, err)
-		if os.Getenv("CI") != "" {
-			tb.Fatalf("%s; CI is set, so this is a failure", msg)
-		}
-		tb.Skip(msg)
-	}
-	nc.Close()
-	return u
-}
+	"github.com/switchboard-rt/switchboard/internal/natstest"
+)
 
 // natsPrefix returns a NATS prefix of the test's own and deletes its
 // streams and buckets when the test ends.
@@ -44,20 +23,7 @@ func natsPrefix(tb testing.TB, u string) string {
 	_, _ = rand.Read(b)
 	p := "sbe2e_" + hex.EncodeToString(b)
 	tb.Cleanup(func() {
-		nc, err := natsgo.Connect(u, natsgo.Timeout(2*time.Second))
-		if err != nil {
-			return
-		}
-		defer nc.Close()
-		js, err := jetstream.New(nc)
-		if err != nil {
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		for _, s := range []string{"SWITCHBOARD_" + p, "SWITCHBOARD_" + p + "_IDEM", "SWITCHBOARD_" + p + "_PRESENCE", "KV_SWITCHBOARD_" + p + "_BANS"} {
-			_ = js.DeleteStream(ctx, s)
-		}
+		natstest.DeleteStreams(u, "SWITCHBOARD_"+p, "SWITCHBOARD_"+p+"_IDEM", "SWITCHBOARD_"+p+"_PRESENCE", "KV_SWITCHBOARD_"+p+"_BANS")
 	})
 	return p
 }
@@ -139,7 +105,7 @@ func TestDefaultHistoryTTL(t *testing.T) {
 		}
 	})
 	t.Run("nats", func(t *testing.T) {
-		u := sharedNATS(t)
+		u := natstest.URL(t)
 		n := defaultNode(t, "ttl-nats", "SWITCHBOARD_ENGINE=nats", "SWITCHBOARD_NATS_URL="+u, "SWITCHBOARD_NATS_PREFIX="+natsPrefix(t, u))
 		checkLog(t, n)
 	})

@@ -6,35 +6,14 @@ import (
 	"testing"
 	"time"
 
-	natsgo "github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/switchboard-rt/switchboard/engine"
 	"github.com/switchboard-rt/switchboard/engine/enginetest"
 	"github.com/switchboard-rt/switchboard/engine/enginetest/hubtest"
 )
 
-// deleteBanBucket removes the bans bucket of engines with prefix (best
-// effort), which deleteStreams does not know.
-func deleteBanBucket(url, prefix string) {
-	nc, err := natsgo.Connect(url, natsgo.Timeout(2*time.Second))
-	if err != nil {
-		return
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_ = js.DeleteKeyValue(ctx, "SWITCHBOARD_"+prefix+"_BANS")
-}
-
 // TestBansAcrossNodes: see hubtest.RunBansAcrossNodes.
 func TestBansAcrossNodes(t *testing.T) {
 	prefix := testPrefix()
-	t.Cleanup(func() { deleteBanBucket(testNATSURL(t), prefix) })
 	hubtest.RunBansAcrossNodes(t, func(t *testing.T) engine.Engine {
 		return newTestEngine(t, Options{Prefix: prefix})
 	})
