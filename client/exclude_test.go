@@ -2,6 +2,7 @@ package client
 
 import (
 	"testing"
+	"time"
 
 	"github.com/switchboard-rt/switchboard/server"
 )
@@ -36,5 +37,29 @@ func TestPublishExcludeSelf(t *testing.T) {
 	mine := messages(ra.wait(t, "a to get its second event", countMessages(1)))
 	if len(mine) != 1 || mine[0].ID != loud.EventID {
 		t.Errorf("a got %v, want only %s", mine, loud.EventID)
+	}
+}
+
+// TestJSONPingsNotPassedOn: on a server that sends JSON pings to every
+// connection, the client stays connected through a heartbeat check and
+// does not hand the pings to OnEvent.
+func TestJSONPingsNotPassedOn(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for a heartbeat (~7 s)")
+	}
+	ts := startServer(t, "", server.Config{JSONPing: true, HeartbeatInterval: 5 * time.Second, PongTimeout: time.Second})
+	rec := newRecorder()
+	c := connect(t, ts.url(), &Options{OnEvent: rec.handle})
+	time.Sleep(7 * time.Second) // one heartbeat and its check
+	if st := c.State(); st != StateOpen {
+		t.Fatalf("state %v after a heartbeat, want open", st)
+	}
+	for _, e := range rec.snapshot() {
+		if e.Type == "ping" {
+			t.Fatalf("OnEvent got %+v", e)
+		}
+	}
+	if n := ts.srv.Hub.Stats().Closes["4008"]; n != 0 {
+		t.Errorf("%d closes with 4008", n)
 	}
 }

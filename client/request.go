@@ -362,6 +362,10 @@ func (c *Client) handle(cn *wsConn, env *protocol.Envelope) {
 		c.mu.Unlock()
 	case protocol.TypeError:
 		c.handleError(cn, env)
+	case protocol.TypePing:
+		// A JSON heartbeat (the server's json_ping option, for browsers):
+		// this client answers the WebSocket pings beside it, which is all
+		// the server needs, so it is not passed on.
 	default:
 		c.mu.Lock()
 		c.routeLocked(env)
