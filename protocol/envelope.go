@@ -54,6 +54,10 @@ const (
 	TypePresenceResult        = "presence_result"
 	TypeRefreshed             = "refreshed"
 
+	// TypeSubscriptionExpiring warns that a room's subscription token
+	// expires soon (data.expires_at): subscribe again with a new one.
+	TypeSubscriptionExpiring = "subscription_expiring"
+
 	// both directions: the default application event type.
 	TypeMessage = "message"
 )
@@ -64,6 +68,7 @@ var serverOnly = map[string]bool{
 	TypeUnsubscribed: true, TypeAck: true, TypeError: true, TypeDisconnect: true,
 	TypeUserJoined: true, TypeUserLeft: true, TypeSessionExpiring: true, TypeRPCResult: true,
 	TypeHistoryResult: true, TypePresenceResult: true, TypeRefreshed: true,
+	TypeSubscriptionExpiring: true,
 }
 
 // clientRequests are reserved types a client sends as requests.
