@@ -208,7 +208,7 @@ func (e *env) snapshot(s *fakeSink, room string) snapshot {
 	e.t.Helper()
 	rooms := e.hub.Rooms()
 	slices.SortFunc(rooms, func(a, b hub.RoomInfo) int { return cmp.Compare(a.Name, b.Name) })
-	page, err := e.hub.History(context.Background(), room, hub.HistoryRequest{})
+	page, err := e.hub.History(context.Background(), room, protocol.HistoryRequest{})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -795,7 +795,7 @@ func TestHistory(t *testing.T) {
 		wantOK(t, e.do("POST", "/api/broadcast/news", fmt.Sprintf(`{"type":"item","data":%d}`, i)), 200, &res)
 		ids = append(ids, res.EventID)
 	}
-	var page hub.HistoryPage
+	var page protocol.HistoryPage
 	wantOK(t, e.do("GET", "/api/rooms/news/history", ""), 200, &page)
 	if len(page.Events) != 5 || page.Position != ids[4] || !page.Complete {
 		t.Fatalf("history %+v", page)

@@ -103,11 +103,8 @@ func (h *Handler) check(typ *string, data *json.RawMessage) *apiError {
 	if *typ == "" {
 		*typ = protocol.TypeMessage
 	}
-	if len(*typ) > protocol.MaxTypeLen || !isIdent(*typ) {
-		return errorf(http.StatusBadRequest, protocol.ErrBadRequest, "field \"type\" must be 1-%d characters of a-z, A-Z, 0-9, _, -, . or :", protocol.MaxTypeLen)
-	}
-	if protocol.IsReserved(*typ) {
-		return errorf(http.StatusBadRequest, protocol.ErrBadRequest, "event type %q is reserved by the protocol", *typ)
+	if e := protocol.ValidateType(*typ); e != nil {
+		return errorf(http.StatusBadRequest, e.Code, "%s", e.Message)
 	}
 	if string(*data) == "null" {
 		*data = nil
@@ -116,17 +113,6 @@ func (h *Handler) check(typ *string, data *json.RawMessage) *apiError {
 		return errorf(http.StatusRequestEntityTooLarge, codeDataTooLarge, "field \"data\" is %d bytes, more than the limit of %d", len(*data), h.opts.MaxDataBytes)
 	}
 	return nil
-}
-
-// isIdent is the protocol's rule for event types.
-func isIdent(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.' || c == ':') {
-			return false
-		}
-	}
-	return true
 }
 
 // checkRoom validates a room name.

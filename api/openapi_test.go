@@ -11,6 +11,7 @@ import (
 
 	"github.com/switchboard-rt/switchboard/engine"
 	"github.com/switchboard-rt/switchboard/hub"
+	"github.com/switchboard-rt/switchboard/protocol"
 )
 
 // spec is the part of openapi.yaml the checks read.
@@ -206,7 +207,7 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		"RoomInfo":            hub.RoomInfo{},
 		"RoomDetail":          roomDetail{},
 		"Member":              hub.MemberInfo{},
-		"HistoryPage":         hub.HistoryPage{},
+		"HistoryPage":         protocol.HistoryPage{},
 		"Presence":            presenceResponse{},
 		"PresenceMember":      engine.ClientInfo{},
 		"StatsAnswer":         statsResponse{},

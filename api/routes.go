@@ -466,7 +466,7 @@ func (h *Handler) history(w http.ResponseWriter, r *http.Request) *apiError {
 	if e := checkRoom(room); e != nil {
 		return e
 	}
-	req := hub.HistoryRequest{Since: q["since"]}
+	req := protocol.HistoryRequest{Since: q["since"]}
 	if v, ok := q["limit"]; ok {
 		n, err := strconv.Atoi(v)
 		if err != nil {

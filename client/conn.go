@@ -22,11 +22,11 @@ import (
 type wsConn struct {
 	c           *Client
 	ws          *gws.Conn
-	info        established   // set before established is closed
-	established chan struct{} // closed on connection_established
-	done        chan struct{} // closed when the read loop has ended
-	wake        chan struct{} // a message was queued
-	idle        time.Duration // read deadline extension; reader goroutine only
+	info        protocol.ConnectionEstablished // set before established is closed
+	established chan struct{}                  // closed on connection_established
+	done        chan struct{}                  // closed when the read loop has ended
+	wake        chan struct{}                  // a message was queued
+	idle        time.Duration                  // read deadline extension; reader goroutine only
 
 	estOnce   sync.Once
 	local     atomic.Pointer[string] // why we cut the connection ourselves
@@ -43,16 +43,6 @@ type wsConn struct {
 	// test hooks
 	noPong atomic.Bool // do not answer the server's pings
 	deaf   atomic.Bool // drop every incoming frame
-}
-
-// established is the data of connection_established.
-type established struct {
-	UserID            string `json:"user_id"`
-	ConnectionID      string `json:"connection_id"`
-	HeartbeatInterval int64  `json:"heartbeat_interval_ms"`
-	ProtocolVersion   int    `json:"protocol_version"`
-	Node              string `json:"node"`
-	ExpiresAt         int64  `json:"expires_at"` // Unix ms; 0: the credentials do not expire
 }
 
 // subprotocol is offered in every handshake (docs/protocol.md section 1).

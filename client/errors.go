@@ -1,7 +1,6 @@
 package client
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -76,13 +75,7 @@ func (e *HandshakeError) Error() string {
 // RPCError is a JSON-RPC 2.0 error answer to RPC: from the application's
 // method, or from the server (-32601 method not found, -32001 timeout,
 // -32003 forbidden, ...; see docs/protocol.md section 3.4).
-type RPCError struct {
-	Code    int             `json:"code"`
-	Message string          `json:"message"`
-	Data    json.RawMessage `json:"data,omitempty"`
-}
-
-func (e *RPCError) Error() string { return fmt.Sprintf("client: rpc error %d: %s", e.Code, e.Message) }
+type RPCError = protocol.RPCError
 
 // errGaveUp wraps the last failure when Options.MaxAttempts is reached.
 type errGaveUp struct {

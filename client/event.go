@@ -50,15 +50,11 @@ func eventOf(env *protocol.Envelope) Event {
 	return Event{Type: env.Type, ID: env.ID, Room: env.Room, UserID: env.UserID, Data: env.Data, TS: env.TS}
 }
 
-// Ack is the server's acknowledgement of a Publish.
-type Ack struct {
-	// EventID is the published event's id ("EPOCH-OFFSET").
-	EventID string `json:"event_id"`
-	// Duplicate reports that the server had already accepted this publish
-	// (its first ack was lost in a reconnect and the client sent it
-	// again); the event was delivered once.
-	Duplicate bool `json:"duplicate,omitempty"`
-}
+// Ack is the server's acknowledgement of a Publish: its event id, and
+// whether the server had already accepted this publish (its first ack was
+// lost in a reconnect and the client sent it again; the event was
+// delivered once).
+type Ack = protocol.AckData
 
 // HistoryPage is one page of a room's history.
 type HistoryPage struct {

@@ -171,8 +171,8 @@ func (c *Client) Publish(ctx context.Context, room, typ string, data any, opts .
 	if typ == "" {
 		typ = protocol.TypeMessage
 	}
-	if protocol.IsReserved(typ) {
-		return Ack{}, fmt.Errorf("client: publish: event type %q is reserved by the protocol", typ)
+	if e := protocol.ValidateType(typ); e != nil {
+		return Ack{}, fmt.Errorf("client: publish: %w", e)
 	}
 	var raw json.RawMessage
 	if data != nil {
@@ -204,10 +204,7 @@ func (c *Client) History(ctx context.Context, room, since string, limit int) (Hi
 	if limit < 0 {
 		return HistoryPage{}, errors.New("client: history: limit must not be negative")
 	}
-	data, _ := json.Marshal(struct {
-		Since string `json:"since,omitempty"`
-		Limit int    `json:"limit,omitempty"`
-	}{since, limit})
+	data, _ := json.Marshal(protocol.HistoryRequest{Since: since, Limit: limit})
 	env, err := c.roundTrip(ctx, kindHistory, room, &protocol.Envelope{Type: protocol.TypeHistory, Room: room, Data: data})
 	if err != nil {
 		return HistoryPage{}, err
@@ -281,10 +278,7 @@ func (c *Client) RPC(ctx context.Context, method string, params any) (json.RawMe
 	if method == "" {
 		return nil, errors.New("client: rpc: method is empty")
 	}
-	call := struct {
-		Method string          `json:"method"`
-		Params json.RawMessage `json:"params,omitempty"`
-	}{Method: method}
+	call := protocol.RPCRequest{Method: method}
 	if params != nil {
 		b, err := json.Marshal(params)
 		if err != nil {
@@ -297,10 +291,7 @@ func (c *Client) RPC(ctx context.Context, method string, params any) (json.RawMe
 	if err != nil {
 		return nil, err
 	}
-	var res struct {
-		Result json.RawMessage `json:"result"`
-		Error  *RPCError       `json:"error"`
-	}
+	var res protocol.JSONRPCResponse
 	if err := json.Unmarshal(env.Data, &res); err != nil {
 		return nil, fmt.Errorf("client: rpc %q: bad rpc_result: %w", method, err)
 	}

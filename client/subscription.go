@@ -150,14 +150,6 @@ func (s *Subscription) Unsubscribe(ctx context.Context) error {
 	}
 }
 
-// subscribedData is the data of `subscribed`.
-type subscribedData struct {
-	Members   int    `json:"members"`
-	Position  string `json:"position"`
-	Recovered *bool  `json:"recovered"`
-	Replayed  int    `json:"replayed"`
-}
-
 // subscribedLocked applies a `subscribed` answer to r's subscription.
 func (c *Client) subscribedLocked(r *request, env *protocol.Envelope) {
 	s := r.sub
@@ -167,7 +159,7 @@ func (c *Client) subscribedLocked(r *request, env *protocol.Envelope) {
 	if r.abandoned || s.leaving || c.subs[s.room] != s {
 		return
 	}
-	var d subscribedData
+	var d protocol.SubscribedData
 	_ = json.Unmarshal(env.Data, &d)
 	pos, posOK := protocol.ParseEventID(d.Position)
 	s.active = true

@@ -27,6 +27,7 @@ import (
 
 	"github.com/switchboard-rt/switchboard/hub"
 	"github.com/switchboard-rt/switchboard/internal/wstest"
+	"github.com/switchboard-rt/switchboard/protocol"
 	"github.com/switchboard-rt/switchboard/server"
 )
 
@@ -311,7 +312,7 @@ func TestChatExample(t *testing.T) {
 	if st := request(t, "POST", p.base+"/rooms/lobby/messages", map[string]string{"text": ""}, nil); st != 400 {
 		t.Errorf("empty announcement: %d, want 400", st)
 	}
-	var page hub.HistoryPage
+	var page protocol.HistoryPage
 	if st := request(t, "GET", p.base+"/rooms/lobby/messages", nil, &page); st != 200 || len(page.Events) != 2 {
 		t.Errorf("GET /rooms/lobby/messages: %d, %d events, want 2", st, len(page.Events))
 	}
@@ -586,7 +587,7 @@ func TestSportsPublishScript(t *testing.T) {
 // roomEvents returns the type and data of each event in room's history.
 func roomEvents(t *testing.T, n *wstest.Node, room string) []string {
 	t.Helper()
-	page, err := n.Srv.Hub.History(context.Background(), room, hub.HistoryRequest{})
+	page, err := n.Srv.Hub.History(context.Background(), room, protocol.HistoryRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchboard-rt/switchboard/hub"
 	"github.com/switchboard-rt/switchboard/internal/testport"
 	"github.com/switchboard-rt/switchboard/internal/wstest"
+	"github.com/switchboard-rt/switchboard/protocol"
 	"github.com/switchboard-rt/switchboard/server"
 )
 
@@ -97,7 +97,7 @@ func TestDjangoExample(t *testing.T) {
 	if m := c.Expect("message"); string(m.Data) != `"Half time"` {
 		t.Errorf("string data %s", m.Data)
 	}
-	page, err := n.Srv.Hub.History(context.Background(), "match:42", hub.HistoryRequest{})
+	page, err := n.Srv.Hub.History(context.Background(), "match:42", protocol.HistoryRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -182,28 +182,6 @@ func (c *Client) HandleMessage(data []byte) {
 	}
 }
 
-// SubscribedData is the data of a `subscribed` answer.
-type SubscribedData struct {
-	// Members is the number of connections in the room on this node.
-	Members int `json:"members"`
-	// Position is the id of the room's newest event when the subscription
-	// started (offset 0 if none yet); a client that has seen no event
-	// recovers from here after a reconnect.
-	Position string `json:"position"`
-	// Recovered is set when the request carried last_event_id: true if
-	// every missed event was replayed, false if the app must reload state.
-	Recovered *bool `json:"recovered,omitempty"`
-	// Replayed is how many missed events were sent before this answer's
-	// live events.
-	Replayed int `json:"replayed,omitempty"`
-	// ExpiresAt is when the subscription token expires (Unix ms), if the
-	// subscribe carried one that does; the hub ends the subscription then.
-	ExpiresAt int64 `json:"expires_at,omitempty"`
-	// Data is what the application's subscribe hook or proxy returned for
-	// this subscription, if anything.
-	Data json.RawMessage `json:"data,omitempty"`
-}
-
 // subscribe handles `subscribe` (and `sync`, which requires an existing
 // subscription). With last_event_id it replays the missed events first:
 // the member parks live events while history is read, then releases those
@@ -309,7 +287,7 @@ func (c *Client) subscribe(ctx context.Context, env *protocol.Envelope, sync boo
 		c.sendError(protocol.Errorf(protocol.ErrInternal, env.ID, "subscribe failed, reading room history: %v", err))
 		return
 	}
-	data := SubscribedData{Members: members, Position: hist.Latest.EventID(), Data: appData}
+	data := protocol.SubscribedData{Members: members, Position: hist.Latest.EventID(), Data: appData}
 	last := hist.Latest
 	var replay []*protocol.Frame
 	if recover {
@@ -392,12 +370,6 @@ func (c *Client) unsubscribe(env *protocol.Envelope) {
 // for deduplication across reconnects (a UUID has 36 characters).
 const MinGlobalIDLen = 16
 
-// AckData is the data of an `ack`.
-type AckData struct {
-	EventID   string `json:"event_id"`
-	Duplicate bool   `json:"duplicate,omitempty"`
-}
-
 // publish handles an application event sent to a room.
 func (c *Client) publish(ctx context.Context, env *protocol.Envelope) {
 	if env.Room == "" {
@@ -454,13 +426,8 @@ func (c *Client) publish(ctx context.Context, env *protocol.Envelope) {
 	}
 	if env.ID != "" {
 		c.sendEnvelope(&protocol.Envelope{Type: protocol.TypeAck, ID: env.ID, Room: env.Room,
-			Data: protocol.EncodeData(AckData{EventID: res.EventID, Duplicate: res.Duplicate})})
+			Data: protocol.EncodeData(protocol.AckData{EventID: res.EventID, Duplicate: res.Duplicate})})
 	}
-}
-
-// JoinLeaveData is the data of user_joined and user_left events.
-type JoinLeaveData struct {
-	ConnectionID string `json:"connection_id"`
 }
 
 // joinLeave announces c joining or leaving room to the room's members on
@@ -475,19 +442,13 @@ func (h *Hub) joinLeave(room, typ string, c *Client) {
 	}
 }
 
-// SubscribeData is the optional data of a `subscribe` request.
-type SubscribeData struct {
-	// Token is a subscription token for a private room.
-	Token string `json:"token,omitempty"`
-}
-
 // maySubscribe applies the room's subscribe permission and, for private
 // rooms, the subscription token; a refusal is a counted violation. It
 // returns when the subscription token expires (zero: none, or never).
 func (c *Client) maySubscribe(ctx context.Context, env *protocol.Envelope) (time.Time, bool) {
 	h := c.hub
 	rs := h.settings(env.Room)
-	var sd SubscribeData
+	var sd protocol.SubscribeData
 	if len(env.Data) > 0 {
 		if err := json.Unmarshal(env.Data, &sd); err != nil {
 			c.sendError(protocol.Errorf(protocol.ErrBadRequest, env.ID, "subscribe data must be {\"token\": string}: %v", err))

@@ -72,8 +72,8 @@ func checkEvent(typ string, data json.RawMessage) error {
 	if typ == "" {
 		return protocol.Errorf(protocol.ErrBadRequest, "", "event type is empty")
 	}
-	if protocol.IsReserved(typ) {
-		return protocol.Errorf(protocol.ErrBadRequest, "", "event type %q is reserved by the protocol", typ)
+	if e := protocol.ValidateType(typ); e != nil {
+		return e
 	}
 	if len(data) > 0 && !json.Valid(data) {
 		return protocol.Errorf(protocol.ErrBadJSON, "", "data is not valid JSON")

@@ -175,7 +175,7 @@ func send(c *Client, format string, args ...any) {
 }
 
 // subscribe subscribes c to room and checks the answer.
-func subscribe(t *testing.T, c *Client, s *fakeSink, room string) SubscribedData {
+func subscribe(t *testing.T, c *Client, s *fakeSink, room string) protocol.SubscribedData {
 	t.Helper()
 	before := s.count(t, protocol.TypeSubscribed)
 	send(c, `{"type":"subscribe","id":"sub-%s","room":%q}`, room, room)
@@ -183,7 +183,7 @@ func subscribe(t *testing.T, c *Client, s *fakeSink, room string) SubscribedData
 	if len(subs) != before+1 {
 		t.Fatalf("subscribe to %q: no subscribed answer; got:%s", room, s.dump(t))
 	}
-	return decodeData[SubscribedData](t, subs[len(subs)-1])
+	return decodeData[protocol.SubscribedData](t, subs[len(subs)-1])
 }
 
 // errorsOf returns the data of the error events s received.

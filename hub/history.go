@@ -16,54 +16,29 @@ const (
 	MaxHistoryLimit     = 1000
 )
 
-// HistoryRequest is the data of a `history` request and the query of
-// Hub.History.
-type HistoryRequest struct {
-	// Since is an event id; only later events are returned. Empty: the
-	// newest Limit events.
-	Since string `json:"since,omitempty"`
-	// Limit caps the events returned (default 100, at most 1000).
-	Limit int `json:"limit,omitempty"`
-}
-
-// HistoryPage is one page of a room's history.
-type HistoryPage struct {
-	// Events are encoded room events, oldest first, as live delivery
-	// sends them.
-	Events []json.RawMessage `json:"events"`
-	// Position is the id of the room's newest event.
-	Position string `json:"position"`
-	// Complete is false when events after Since were already evicted (or
-	// Since belongs to another epoch): the caller missed some for good.
-	Complete bool `json:"complete"`
-	// HasMore is true when later events exist beyond this page; ask again
-	// with Since set to the last event's id.
-	HasMore bool `json:"has_more"`
-}
-
 // ErrHistoryDisabled is returned for rooms whose namespace keeps no history.
 var ErrHistoryDisabled = errors.New("history is off for this room")
 
 // History reads a page of room's history.
-func (h *Hub) History(ctx context.Context, room string, req HistoryRequest) (HistoryPage, error) {
+func (h *Hub) History(ctx context.Context, room string, req protocol.HistoryRequest) (protocol.HistoryPage, error) {
 	if e := protocol.ValidateRoom(room); e != nil {
-		return HistoryPage{}, e
+		return protocol.HistoryPage{}, e
 	}
 	rs := h.settings(room)
 	if !rs.history.Enabled() {
-		return HistoryPage{}, ErrHistoryDisabled
+		return protocol.HistoryPage{}, ErrHistoryDisabled
 	}
 	var q engine.HistoryQuery
 	if req.Since != "" {
 		p, ok := protocol.ParseEventID(req.Since)
 		if !ok {
-			return HistoryPage{}, protocol.Errorf(protocol.ErrBadRequest, "", "since %q is not an event id (EPOCH-OFFSET)", req.Since)
+			return protocol.HistoryPage{}, protocol.Errorf(protocol.ErrBadRequest, "", "since %q is not an event id (EPOCH-OFFSET)", req.Since)
 		}
 		q.Since = p
 	}
 	switch {
 	case req.Limit < 0:
-		return HistoryPage{}, protocol.Errorf(protocol.ErrBadRequest, "", "limit must not be negative")
+		return protocol.HistoryPage{}, protocol.Errorf(protocol.ErrBadRequest, "", "limit must not be negative")
 	case req.Limit == 0:
 		q.Limit = DefaultHistoryLimit
 	case req.Limit > MaxHistoryLimit:
@@ -74,9 +49,9 @@ func (h *Hub) History(ctx context.Context, room string, req HistoryRequest) (His
 	res, err := h.eng.History(ctx, room, q, rs.history)
 	if err != nil {
 		h.stats.engineErrors.Add(1)
-		return HistoryPage{}, fmt.Errorf("hub: history of %q: %w", room, err)
+		return protocol.HistoryPage{}, fmt.Errorf("hub: history of %q: %w", room, err)
 	}
-	page := HistoryPage{Events: make([]json.RawMessage, 0, len(res.Publications)), Position: res.Latest.EventID(), Complete: res.Complete}
+	page := protocol.HistoryPage{Events: make([]json.RawMessage, 0, len(res.Publications)), Position: res.Latest.EventID(), Complete: res.Complete}
 	size := 0
 	for i, pub := range res.Publications {
 		ev := encodePublication(room, pub)
@@ -115,7 +90,7 @@ func (h *Hub) replayFrames(room string, pubs []*engine.Publication) ([]*protocol
 }
 
 func (c *Client) history(ctx context.Context, env *protocol.Envelope) {
-	var req HistoryRequest
+	var req protocol.HistoryRequest
 	if len(env.Data) > 0 {
 		if err := json.Unmarshal(env.Data, &req); err != nil {
 			c.sendError(protocol.Errorf(protocol.ErrBadRequest, env.ID, "history data must be {\"since\": event id, \"limit\": number}: %v", err))
@@ -132,12 +107,6 @@ func (c *Client) history(ctx context.Context, env *protocol.Envelope) {
 		return
 	}
 	c.sendEnvelope(&protocol.Envelope{Type: protocol.TypeHistoryResult, ID: env.ID, Room: env.Room, Data: protocol.EncodeData(page)})
-}
-
-// PresenceRequest is the data of a `presence` request.
-type PresenceRequest struct {
-	// CountsOnly skips the member list.
-	CountsOnly bool `json:"counts_only,omitempty"`
 }
 
 // PresenceInfo is a room's presence.
@@ -184,7 +153,7 @@ func (h *Hub) Presence(ctx context.Context, room string, countsOnly bool) (Prese
 }
 
 func (c *Client) presence(ctx context.Context, env *protocol.Envelope) {
-	var req PresenceRequest
+	var req protocol.PresenceRequest
 	if len(env.Data) > 0 {
 		if err := json.Unmarshal(env.Data, &req); err != nil {
 			c.sendError(protocol.Errorf(protocol.ErrBadRequest, env.ID, "presence data must be {\"counts_only\": bool}: %v", err))

@@ -436,20 +436,6 @@ func (h *Hub) Connect(sink Sink, info ConnInfo) *Client {
 	return c
 }
 
-// ConnectionEstablished is the data of the first event on a connection.
-type ConnectionEstablished struct {
-	UserID            string `json:"user_id"`
-	ConnectionID      string `json:"connection_id"`
-	ServerTime        int64  `json:"server_time"`           // Unix milliseconds
-	HeartbeatInterval int64  `json:"heartbeat_interval_ms"` // server ping interval
-	ProtocolVersion   int    `json:"protocol_version"`
-	Node              string `json:"node"`
-	ExpiresAt         int64  `json:"expires_at,omitempty"` // Unix ms when the credentials expire
-	// JSONPing: the server sends {"type":"ping"} with every heartbeat and
-	// takes the client's {"type":"pong"} as a sign of life.
-	JSONPing bool `json:"json_ping,omitempty"`
-}
-
 // remove unregisters c; called once from Client.Gone.
 func (h *Hub) remove(c *Client) {
 	sh := h.connShard(c.id)
@@ -536,8 +522,8 @@ func (h *Hub) Publish(ctx context.Context, room, typ string, data json.RawMessag
 	if typ == "" {
 		typ = protocol.TypeMessage
 	}
-	if protocol.IsReserved(typ) {
-		return PublishResult{}, protocol.Errorf(protocol.ErrBadRequest, "", "event type %q is reserved by the protocol", typ)
+	if e := protocol.ValidateType(typ); e != nil {
+		return PublishResult{}, e
 	}
 	if len(data) > 0 && !json.Valid(data) {
 		return PublishResult{}, protocol.Errorf(protocol.ErrBadJSON, "", "data is not valid JSON")

@@ -19,7 +19,7 @@ func TestConnectSendsConnectionEstablished(t *testing.T) {
 	if len(ms) != 1 || ms[0].Type != protocol.TypeConnectionEstablished {
 		t.Fatalf("first messages: %s", s.dump(t))
 	}
-	d := decodeData[ConnectionEstablished](t, ms[0])
+	d := decodeData[protocol.ConnectionEstablished](t, ms[0])
 	if d.UserID != "alice" || d.ConnectionID != c.ID() || d.Node != "node-a" ||
 		d.ProtocolVersion != protocol.Version || d.HeartbeatInterval != 25000 || d.ServerTime <= 0 {
 		t.Errorf("connection_established data = %+v", d)
@@ -29,7 +29,7 @@ func TestConnectSendsConnectionEstablished(t *testing.T) {
 	}
 
 	anon, as := connect(t, h, "")
-	d = decodeData[ConnectionEstablished](t, as.one(t, protocol.TypeConnectionEstablished))
+	d = decodeData[protocol.ConnectionEstablished](t, as.one(t, protocol.TypeConnectionEstablished))
 	if !strings.HasPrefix(d.UserID, "anon-") || d.UserID != anon.UserID() {
 		t.Errorf("anonymous user id %q (client says %q)", d.UserID, anon.UserID())
 	}
@@ -57,7 +57,7 @@ func TestSubscribeUnsubscribe(t *testing.T) {
 	if sub.ID != "s1" || sub.Room != "chat:1" {
 		t.Errorf("subscribed = %+v", sub)
 	}
-	d := decodeData[SubscribedData](t, sub)
+	d := decodeData[protocol.SubscribedData](t, sub)
 	p, ok := protocol.ParseEventID(d.Position)
 	if d.Members != 1 || !ok || p.Offset != 0 || d.Recovered != nil || d.Replayed != 0 {
 		t.Errorf("subscribed data = %+v", d)
@@ -100,7 +100,7 @@ func TestSubscribeUnsubscribe(t *testing.T) {
 
 func sub2pos(t *testing.T, m msg) string {
 	t.Helper()
-	return decodeData[SubscribedData](t, m).Position
+	return decodeData[protocol.SubscribedData](t, m).Position
 }
 
 func TestPublishFanoutSharesOneFrame(t *testing.T) {
@@ -138,7 +138,7 @@ func TestPublishFanoutSharesOneFrame(t *testing.T) {
 		t.Errorf("event id %q, want EPOCH-1", eventID)
 	}
 	ack := sender.s.one(t, protocol.TypeAck)
-	ad := decodeData[AckData](t, ack)
+	ad := decodeData[protocol.AckData](t, ack)
 	if ack.ID != "m1" || ack.Room != "chat:1" || ad.EventID != eventID || ad.Duplicate {
 		t.Errorf("ack = %+v %+v, want event id %s", ack, ad, eventID)
 	}
@@ -203,7 +203,7 @@ func TestJoinLeaveEvents(t *testing.T) {
 	subscribe(t, b, bs, "r")
 
 	j := as.one(t, protocol.TypeUserJoined)
-	if j.Room != "r" || j.UserID != "bob" || decodeData[JoinLeaveData](t, j).ConnectionID != b.ID() || j.TS <= 0 || j.ID != "" {
+	if j.Room != "r" || j.UserID != "bob" || decodeData[protocol.JoinLeaveData](t, j).ConnectionID != b.ID() || j.TS <= 0 || j.ID != "" {
 		t.Errorf("user_joined = %+v", j)
 	}
 	if n := bs.count(t, protocol.TypeUserJoined); n != 0 {
@@ -215,7 +215,7 @@ func TestJoinLeaveEvents(t *testing.T) {
 
 	send(b, `{"type":"unsubscribe","room":"r"}`)
 	l := as.one(t, protocol.TypeUserLeft)
-	if l.UserID != "bob" || decodeData[JoinLeaveData](t, l).ConnectionID != b.ID() {
+	if l.UserID != "bob" || decodeData[protocol.JoinLeaveData](t, l).ConnectionID != b.ID() {
 		t.Errorf("user_left = %+v", l)
 	}
 	if n := bs.count(t, protocol.TypeUserLeft); n != 0 {
@@ -354,7 +354,7 @@ func TestIdempotentClientPublish(t *testing.T) {
 			if len(acks) != 2 {
 				t.Fatalf("%d acks, want 2", len(acks))
 			}
-			first, second := decodeData[AckData](t, acks[0]), decodeData[AckData](t, acks[1])
+			first, second := decodeData[protocol.AckData](t, acks[0]), decodeData[protocol.AckData](t, acks[1])
 			if first.Duplicate || !second.Duplicate || first.EventID != second.EventID || first.EventID == "" {
 				t.Errorf("acks = %+v, %+v; want the same event id, the second marked duplicate", first, second)
 			}
@@ -390,7 +390,7 @@ func TestIdempotencyKeysArePerSender(t *testing.T) {
 			if n := ws.count(t, "message"); n != 2 {
 				t.Errorf("watcher got %d events, want 2: a different sender's message was dropped as a duplicate", n)
 			}
-			if ack := decodeData[AckData](t, bs.one(t, protocol.TypeAck)); ack.Duplicate {
+			if ack := decodeData[protocol.AckData](t, bs.one(t, protocol.TypeAck)); ack.Duplicate {
 				t.Errorf("second sender acked as duplicate of the first: %+v", ack)
 			}
 		})
@@ -545,6 +545,10 @@ func TestBroadcastAndUserSends(t *testing.T) {
 		{"broadcast invalid data", h.Broadcast(ctx, "x", json.RawMessage(`{`))},
 		{"send to empty user", h.SendToUser(ctx, "", "x", nil)},
 		{"send reserved type", h.SendToUser(ctx, "u1", "error", nil)},
+		{"send type with a space", h.SendToUser(ctx, "u1", "a b", nil)},
+		{"publish reserved type", publishErr(h.Publish(ctx, "r", "ack", nil, PublishOptions{}))},
+		{"publish type with a space", publishErr(h.Publish(ctx, "r", "a b", nil, PublishOptions{}))},
+		{"publish overlong type", publishErr(h.Publish(ctx, "r", strings.Repeat("t", protocol.MaxTypeLen+1), nil, PublishOptions{}))},
 	} {
 		var pe *protocol.Error
 		if !errors.As(tc.err, &pe) {
@@ -659,3 +663,5 @@ func TestConcurrentChurn(t *testing.T) {
 		t.Errorf("stats: %d connections, %d rooms", st.Connections, st.Rooms)
 	}
 }
+
+func publishErr(_ PublishResult, err error) error { return err }

@@ -194,7 +194,7 @@ func (h *Hub) publishJoinLeave(room, typ string, c *Client) {
 	defer cancel()
 	_, err := h.eng.Publish(ctx, room, &engine.Publication{
 		Type: typ, UserID: c.userID, ClientID: c.id, Ephemeral: true,
-		Data: protocol.EncodeData(JoinLeaveData{ConnectionID: c.id}),
+		Data: protocol.EncodeData(protocol.JoinLeaveData{ConnectionID: c.id}),
 	}, engine.PublishOptions{})
 	if err != nil {
 		h.stats.engineErrors.Add(1)

@@ -18,7 +18,7 @@ func presenceView(t *testing.T, s *fakeSink, start map[string]bool) map[string]b
 		view[k] = true
 	}
 	for _, m := range s.msgs(t) {
-		var d JoinLeaveData
+		var d protocol.JoinLeaveData
 		switch m.Type {
 		case protocol.TypeUserJoined:
 			_ = json.Unmarshal(m.Data, &d)

@@ -14,7 +14,7 @@ import (
 
 // numbered returns the n of each "message" event ({"n":n}) s received
 // after its subscribed answer for room, failing on anything out of place.
-func numbered(t *testing.T, s *fakeSink, room string) (sub SubscribedData, ns []int) {
+func numbered(t *testing.T, s *fakeSink, room string) (sub protocol.SubscribedData, ns []int) {
 	t.Helper()
 	seenSub := false
 	for _, m := range s.msgs(t) {
@@ -25,7 +25,7 @@ func numbered(t *testing.T, s *fakeSink, room string) (sub SubscribedData, ns []
 					t.Fatalf("two subscribed answers")
 				}
 				seenSub = true
-				sub = decodeData[SubscribedData](t, m)
+				sub = decodeData[protocol.SubscribedData](t, m)
 			}
 		case protocol.TypeMessage:
 			if m.Room != room {

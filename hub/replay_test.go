@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/switchboard-rt/switchboard/protocol"
 )
 
 // TestReplayFitsTheQueue: missed events that would not fit the outbound
@@ -27,7 +29,7 @@ func TestReplayFitsTheQueue(t *testing.T) {
 	}
 	c, s := connect(t, h, "u")
 	send(c, `{"type":"subscribe","id":"s","room":"feed:1","last_event_id":%q}`, first.EventID)
-	sub := decodeData[SubscribedData](t, s.one(t, "subscribed"))
+	sub := decodeData[protocol.SubscribedData](t, s.one(t, "subscribed"))
 	if sub.Recovered == nil || *sub.Recovered || sub.Replayed != 0 || s.count(t, "big") != 0 {
 		t.Fatalf("9 events of 3 KB with a 10 KB replay cap: recovered=%v replayed=%d frames=%d", sub.Recovered, sub.Replayed, s.count(t, "big"))
 	}
@@ -35,7 +37,7 @@ func TestReplayFitsTheQueue(t *testing.T) {
 		t.Fatal("connection closed")
 	}
 
-	page, err := h.History(ctx, "feed:1", HistoryRequest{Since: first.EventID})
+	page, err := h.History(ctx, "feed:1", protocol.HistoryRequest{Since: first.EventID})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +49,7 @@ func TestReplayFitsTheQueue(t *testing.T) {
 	for page.HasMore && got < 20 {
 		var last struct{ ID string }
 		json.Unmarshal(page.Events[len(page.Events)-1], &last)
-		if page, err = h.History(ctx, "feed:1", HistoryRequest{Since: last.ID}); err != nil {
+		if page, err = h.History(ctx, "feed:1", protocol.HistoryRequest{Since: last.ID}); err != nil {
 			t.Fatal(err)
 		}
 		got += len(page.Events)
@@ -60,7 +62,7 @@ func TestReplayFitsTheQueue(t *testing.T) {
 	c2, s2 := connect(t, h, "v")
 	mid := fmt.Sprintf("%s-%d", strings.Split(first.EventID, "-")[0], 8)
 	send(c2, `{"type":"subscribe","id":"s","room":"feed:1","last_event_id":%q}`, mid)
-	sub = decodeData[SubscribedData](t, s2.one(t, "subscribed"))
+	sub = decodeData[protocol.SubscribedData](t, s2.one(t, "subscribed"))
 	if sub.Recovered == nil || !*sub.Recovered || sub.Replayed != 2 || s2.count(t, "big") != 2 {
 		t.Fatalf("2 missed events: recovered=%v replayed=%d", sub.Recovered, sub.Replayed)
 	}

@@ -44,7 +44,7 @@ func (c *Client) establish(creds *Credentials, ref string) {
 	c.sendEnvelope(&protocol.Envelope{
 		Type: protocol.TypeConnectionEstablished,
 		ID:   ref,
-		Data: protocol.EncodeData(ConnectionEstablished{
+		Data: protocol.EncodeData(protocol.ConnectionEstablished{
 			UserID:            c.userID,
 			ConnectionID:      c.id,
 			ServerTime:        time.Now().UnixMilli(),
@@ -110,11 +110,6 @@ func (c *Client) authDeadline() {
 	c.sink.Close(protocol.NewDisconnect(protocol.CloseUnauthorized, "no auth frame within the auth timeout"))
 }
 
-// AuthData is the data of `auth` and `refresh` requests.
-type AuthData struct {
-	Token string `json:"token"`
-}
-
 // handlePending runs a frame of a connection that has not authenticated:
 // only auth and ping are allowed (with AllowAnonymous, any other frame
 // makes the connection anonymous first).
@@ -127,7 +122,7 @@ func (c *Client) handlePending(ctx context.Context, env *protocol.Envelope) bool
 	case protocol.TypePong:
 		return true // a heartbeat answer: the transport already saw a sign of life
 	case protocol.TypeAuth:
-		var a AuthData
+		var a protocol.AuthData
 		if len(env.Data) > 0 {
 			if err := json.Unmarshal(env.Data, &a); err != nil {
 				c.sink.Close(protocol.NewDisconnect(protocol.CloseUnauthorized, "auth data must be {\"token\": string}"))
@@ -166,11 +161,6 @@ func errText(err error) string {
 	return err.Error()
 }
 
-// RefreshedData is the data of the `refreshed` answer.
-type RefreshedData struct {
-	ExpiresAt int64 `json:"expires_at,omitempty"` // Unix ms; 0: never
-}
-
 // refresh replaces the credentials of an authenticated connection with
 // those of a new token for the same user.
 func (c *Client) refresh(ctx context.Context, env *protocol.Envelope) {
@@ -181,7 +171,7 @@ func (c *Client) refresh(ctx context.Context, env *protocol.Envelope) {
 	}
 	// No data, or no token in it, is a malformed request, not a rejected
 	// token: it is not an authentication failure.
-	var a AuthData
+	var a protocol.AuthData
 	if len(env.Data) == 0 || json.Unmarshal(env.Data, &a) != nil || a.Token == "" {
 		c.sendError(protocol.Errorf(protocol.ErrBadRequest, env.ID, "refresh data must be {\"token\": string}"))
 		return
@@ -201,12 +191,7 @@ func (c *Client) refresh(ctx context.Context, env *protocol.Envelope) {
 	c.refreshed = true
 	c.mu.Unlock()
 	c.scheduleExpiry()
-	c.sendEnvelope(&protocol.Envelope{Type: protocol.TypeRefreshed, ID: env.ID, Data: protocol.EncodeData(RefreshedData{ExpiresAt: expiresAtMillis(creds)})})
-}
-
-// SessionExpiringData is the data of `session_expiring`.
-type SessionExpiringData struct {
-	ExpiresAt int64 `json:"expires_at"` // Unix ms
+	c.sendEnvelope(&protocol.Envelope{Type: protocol.TypeRefreshed, ID: env.ID, Data: protocol.EncodeData(protocol.RefreshedData{ExpiresAt: expiresAtMillis(creds)})})
 }
 
 // scheduleExpiry arms (or re-arms) the connection's expiry: a
@@ -240,7 +225,7 @@ func (c *Client) scheduleExpiry() {
 		}
 		if time.Until(exp) > 0 {
 			if warn {
-				c.sendEnvelope(&protocol.Envelope{Type: protocol.TypeSessionExpiring, Data: protocol.EncodeData(SessionExpiringData{ExpiresAt: exp.UnixMilli()})})
+				c.sendEnvelope(&protocol.Envelope{Type: protocol.TypeSessionExpiring, Data: protocol.EncodeData(protocol.SessionExpiringData{ExpiresAt: exp.UnixMilli()})})
 			}
 			c.mu.Lock()
 			if c.expiryGen == gen && !c.gone {

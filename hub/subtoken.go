@@ -16,15 +16,6 @@ type SubscriptionExpirer interface {
 	VerifySubscriptionExpiry(ctx context.Context, token, room, userID string) (time.Time, error)
 }
 
-// SubscriptionExpiringData is the data of subscription_expiring.
-type SubscriptionExpiringData struct {
-	ExpiresAt int64 `json:"expires_at"` // Unix ms
-}
-
-// ErrSubscriptionExpired is the code in the data of the `unsubscribed`
-// event with which the hub ends a subscription whose token expired.
-const ErrSubscriptionExpired = "subscription_expired"
-
 // subscriptionRetry is how soon an expiry that found a subscribe of the
 // same room in progress (a renewal, most likely) looks again.
 const subscriptionRetry = 100 * time.Millisecond
@@ -86,7 +77,7 @@ func (c *Client) armSubscription(room string, exp time.Time, renewal bool) {
 		c.mu.Unlock()
 		if current {
 			c.sendEnvelope(&protocol.Envelope{Type: protocol.TypeSubscriptionExpiring, Room: room,
-				Data: protocol.EncodeData(SubscriptionExpiringData{ExpiresAt: exp.UnixMilli()})})
+				Data: protocol.EncodeData(protocol.SubscriptionExpiringData{ExpiresAt: exp.UnixMilli()})})
 		}
 	})
 }
@@ -116,7 +107,7 @@ func (c *Client) expireSubscription(room string, e *subExpiry) {
 	}
 	c.hub.leave(c, room)
 	c.sendEnvelope(&protocol.Envelope{Type: protocol.TypeUnsubscribed, Room: room,
-		Data: protocol.EncodeData(protocol.Error{Code: ErrSubscriptionExpired, Message: "the subscription token expired: subscribe again with a new one"})})
+		Data: protocol.EncodeData(protocol.Error{Code: protocol.ErrSubscriptionExpired, Message: "the subscription token expired: subscribe again with a new one"})})
 }
 
 // stopSubscriptionsLocked stops every subscription expiry (the connection

@@ -65,13 +65,13 @@ func TestSubscriptionTokenExpiry(t *testing.T) {
 	h := subTokenHub(t, 150*time.Millisecond)
 	c, s := connect(t, h, "alice")
 	send(c, `{"type":"subscribe","id":"s1","room":"secret:1","data":{"token":"secret:1:alice:400"}}`)
-	d := decodeData[SubscribedData](t, s.one(t, protocol.TypeSubscribed))
+	d := decodeData[protocol.SubscribedData](t, s.one(t, protocol.TypeSubscribed))
 	if d.ExpiresAt == 0 || time.Until(time.UnixMilli(d.ExpiresAt)) > 400*time.Millisecond {
 		t.Fatalf("subscribed.expires_at = %d, want about 400 ms from now", d.ExpiresAt)
 	}
 	// ExpiryLead before: subscription_expiring with the same expires_at.
 	w := waitType(t, s, protocol.TypeSubscriptionExpiring, 1)[0]
-	if w.Room != "secret:1" || decodeData[SubscriptionExpiringData](t, w).ExpiresAt != d.ExpiresAt {
+	if w.Room != "secret:1" || decodeData[protocol.SubscriptionExpiringData](t, w).ExpiresAt != d.ExpiresAt {
 		t.Errorf("subscription_expiring = %+v, want room secret:1, expires_at %d", w, d.ExpiresAt)
 	}
 	if len(s.ofType(t, protocol.TypeUnsubscribed)) != 0 {
@@ -79,8 +79,8 @@ func TestSubscriptionTokenExpiry(t *testing.T) {
 	}
 	// No renewal: at expiry the hub ends the subscription.
 	u := waitType(t, s, protocol.TypeUnsubscribed, 1)[0]
-	if e := decodeData[protocol.Error](t, u); u.Room != "secret:1" || u.ID != "" || e.Code != ErrSubscriptionExpired {
-		t.Errorf("unsubscribed = %+v (%+v), want an unsolicited one for secret:1 with code %s", u, e, ErrSubscriptionExpired)
+	if e := decodeData[protocol.Error](t, u); u.Room != "secret:1" || u.ID != "" || e.Code != protocol.ErrSubscriptionExpired {
+		t.Errorf("unsubscribed = %+v (%+v), want an unsolicited one for secret:1 with code %s", u, e, protocol.ErrSubscriptionExpired)
 	}
 	if n := h.RoomSize("secret:1"); n != 0 {
 		t.Errorf("room size after expiry = %d, want 0", n)
@@ -100,7 +100,7 @@ func TestSubscriptionTokenRenewal(t *testing.T) {
 	h := subTokenHub(t, 150*time.Millisecond)
 	c, s := connect(t, h, "alice")
 	send(c, `{"type":"subscribe","id":"s1","room":"secret:1","data":{"token":"secret:1:alice:300"}}`)
-	first := decodeData[SubscribedData](t, s.one(t, protocol.TypeSubscribed))
+	first := decodeData[protocol.SubscribedData](t, s.one(t, protocol.TypeSubscribed))
 	waitType(t, s, protocol.TypeSubscriptionExpiring, 1)
 	// Renew with a longer token: the old expiry is void.
 	send(c, `{"type":"subscribe","id":"s2","room":"secret:1","last_event_id":%q,"data":{"token":"secret:1:alice:60000"}}`, first.Position)
@@ -108,7 +108,7 @@ func TestSubscriptionTokenRenewal(t *testing.T) {
 	if len(subs) != 2 {
 		t.Fatalf("renewal not answered; got:%s", s.dump(t))
 	}
-	if d := decodeData[SubscribedData](t, subs[1]); time.Until(time.UnixMilli(d.ExpiresAt)) < 50*time.Second {
+	if d := decodeData[protocol.SubscribedData](t, subs[1]); time.Until(time.UnixMilli(d.ExpiresAt)) < 50*time.Second {
 		t.Errorf("renewed expires_at = %d, want about a minute from now", d.ExpiresAt)
 	}
 	time.Sleep(400 * time.Millisecond) // past the first token's expiry

@@ -83,6 +83,24 @@ var clientRequests = map[string]bool{
 // application event.
 func IsReserved(t string) bool { return serverOnly[t] || clientRequests[t] }
 
+// typeRule is the message for an event type that breaks the naming rule.
+const typeRule = "field \"type\" must be 1-%d characters of a-z, A-Z, 0-9, _, -, . or :"
+
+func validTypeName(t string) bool { return t != "" && len(t) <= MaxTypeLen && isIdent(t) }
+
+// ValidateType checks the type of an application event someone publishes:
+// 1-MaxTypeLen identifier characters, and not a protocol type. The hub's
+// Publish, the HTTP API and the Go client all apply this one rule.
+func ValidateType(t string) *Error {
+	if !validTypeName(t) {
+		return Errorf(ErrBadRequest, "", typeRule, MaxTypeLen)
+	}
+	if IsReserved(t) {
+		return Errorf(ErrBadRequest, "", "event type %q is reserved by the protocol", t)
+	}
+	return nil
+}
+
 // IsServerOnly reports whether t is a type only the server sends.
 func IsServerOnly(t string) bool { return serverOnly[t] }
 
@@ -177,8 +195,8 @@ func Decode(b []byte) (*Envelope, error) {
 			return rpc, nil
 		}
 		return nil, Errorf(ErrBadRequest, env.ID, "type %q is reserved: send a JSON-RPC 2.0 request without a type, or an rpc envelope", TypeJSONRPC)
-	case len(env.Type) > MaxTypeLen || !isIdent(env.Type):
-		return nil, Errorf(ErrBadRequest, env.ID, "field \"type\" must be 1-%d characters of a-z, A-Z, 0-9, _, -, . or :", MaxTypeLen)
+	case !validTypeName(env.Type):
+		return nil, Errorf(ErrBadRequest, env.ID, typeRule, MaxTypeLen)
 	case len(env.ID) > MaxIDLen:
 		return nil, Errorf(ErrBadRequest, "", "field \"id\" is longer than %d bytes", MaxIDLen)
 	}

@@ -14,14 +14,15 @@ import (
 
 	"github.com/switchboard-rt/switchboard/hub"
 	"github.com/switchboard-rt/switchboard/internal/wstest"
+	"github.com/switchboard-rt/switchboard/protocol"
 	"github.com/switchboard-rt/switchboard/server"
 )
 
 type rpcResp struct {
-	JSONRPC string          `json:"jsonrpc"`
-	ID      json.RawMessage `json:"id"`
-	Result  json.RawMessage `json:"result"`
-	Error   *hub.RPCError   `json:"error"`
+	JSONRPC string             `json:"jsonrpc"`
+	ID      json.RawMessage    `json:"id"`
+	Result  json.RawMessage    `json:"result"`
+	Error   *protocol.RPCError `json:"error"`
 }
 
 // call sends an rpc envelope and returns the JSON-RPC response in its data.
@@ -75,7 +76,7 @@ func TestRPC(t *testing.T) {
 	n.Srv.Hub.HandleRPC("add", func(ctx context.Context, c hub.RPCCall) (json.RawMessage, error) {
 		var p [2]int
 		if err := json.Unmarshal(c.Params, &p); err != nil {
-			return nil, &hub.RPCError{Code: hub.RPCInvalidParams, Message: "want [a, b]"}
+			return nil, &protocol.RPCError{Code: protocol.RPCInvalidParams, Message: "want [a, b]"}
 		}
 		return json.Marshal(p[0] + p[1])
 	})
@@ -91,7 +92,7 @@ func TestRPC(t *testing.T) {
 	if r := call(t, c, "1", "add", []int{2, 3}); r.Error != nil || string(r.Result) != "5" || string(r.ID) != `"1"` || r.JSONRPC != "2.0" {
 		t.Errorf("add: %+v %s", r, r.Result)
 	}
-	if r := call(t, c, "2", "add", "x"); r.Error == nil || r.Error.Code != hub.RPCInvalidParams {
+	if r := call(t, c, "2", "add", "x"); r.Error == nil || r.Error.Code != protocol.RPCInvalidParams {
 		t.Errorf("bad params: %+v", r)
 	}
 	if r := call(t, c, "3", "getMatches", map[string]string{"status": "live"}); r.Error != nil || !strings.Contains(string(r.Result), `"user":"`+user+`"`) {
@@ -101,14 +102,14 @@ func TestRPC(t *testing.T) {
 		t.Errorf("backend error passed through: %+v", r.Error)
 	}
 	for _, m := range []string{"crash", "garbage"} {
-		if r := call(t, c, m, m, nil); r.Error == nil || r.Error.Code != hub.RPCBackendFailure {
+		if r := call(t, c, m, m, nil); r.Error == nil || r.Error.Code != protocol.RPCBackendFailure {
 			t.Errorf("%s: %+v", m, r.Error)
 		}
 	}
-	if r := call(t, c, "5", "slowBackend", nil); r.Error == nil || r.Error.Code != hub.RPCTimeout {
+	if r := call(t, c, "5", "slowBackend", nil); r.Error == nil || r.Error.Code != protocol.RPCTimeout {
 		t.Errorf("slow backend: %+v", r.Error)
 	}
-	if r := call(t, c, "6", "hang", nil); r.Error == nil || r.Error.Code != hub.RPCTimeout {
+	if r := call(t, c, "6", "hang", nil); r.Error == nil || r.Error.Code != protocol.RPCTimeout {
 		t.Errorf("handler ignoring its context: %+v", r.Error)
 	}
 	// The connection stays usable after all of that.
@@ -132,7 +133,7 @@ func TestRPC(t *testing.T) {
 	if m := c.Expect("pong"); m.ID != "after-notification" {
 		t.Errorf("pong id %q", m.ID)
 	}
-	if r := call(t, c, "8", "", nil); r.Error == nil || r.Error.Code != hub.RPCInvalidRequest {
+	if r := call(t, c, "8", "", nil); r.Error == nil || r.Error.Code != protocol.RPCInvalidRequest {
 		t.Errorf("no method: %+v", r.Error)
 	}
 	if st := n.Srv.Hub.Stats(); st.RPCCalls["ok"] < 2 || st.RPCCalls["timeout"] < 2 || st.RPCCalls["backend_failure"] < 2 {
@@ -144,7 +145,7 @@ func TestRPCWithoutProxy(t *testing.T) {
 	n := wstest.Start(t, server.Config{})
 	c := n.MustDial(t, "", nil)
 	c.Expect("connection_established")
-	if r := call(t, c, "1", "getMatches", nil); r.Error == nil || r.Error.Code != hub.RPCMethodNotFound {
+	if r := call(t, c, "1", "getMatches", nil); r.Error == nil || r.Error.Code != protocol.RPCMethodNotFound {
 		t.Errorf("unknown method: %+v", r.Error)
 	}
 	// Built-in methods.
@@ -161,7 +162,7 @@ func TestRPCWithoutProxy(t *testing.T) {
 	if r.Error != nil || !strings.Contains(string(r.Result), `"data":"hello"`) {
 		t.Errorf("history: %+v %s", r.Error, r.Result)
 	}
-	if r := call(t, c, "4", "history", map[string]any{}); r.Error == nil || r.Error.Code != hub.RPCInvalidParams {
+	if r := call(t, c, "4", "history", map[string]any{}); r.Error == nil || r.Error.Code != protocol.RPCInvalidParams {
 		t.Errorf("history without room: %+v", r.Error)
 	}
 }
@@ -184,7 +185,7 @@ func TestRPCInFlightLimit(t *testing.T) {
 	m := c.Expect("rpc_result") // the one over the limit is refused at once
 	var r rpcResp
 	json.Unmarshal(m.Data, &r)
-	if r.Error == nil || r.Error.Code != hub.RPCTooMany {
+	if r.Error == nil || r.Error.Code != protocol.RPCTooMany {
 		t.Fatalf("over the in-flight limit: %s", m.Raw)
 	}
 	close(release)
@@ -211,17 +212,17 @@ func TestRawJSONRPCIDShapes(t *testing.T) {
 	}{
 		{"envelope type jsonrpc, string id", `{"type":"jsonrpc","id":"j1"}`, "error:bad_request", 0},
 		{"envelope type jsonrpc, no id", `{"type":"jsonrpc","data":{"method":"presence"}}`, "error:bad_request", 0},
-		{"type jsonrpc on a JSON-RPC request", `{"type":"jsonrpc","jsonrpc":"2.0","id":"j2","method":"nope"}`, `"j2"`, hub.RPCMethodNotFound},
+		{"type jsonrpc on a JSON-RPC request", `{"type":"jsonrpc","jsonrpc":"2.0","id":"j2","method":"nope"}`, `"j2"`, protocol.RPCMethodNotFound},
 		{"string id", `{"jsonrpc":"2.0","id":"s1","method":"presence","params":{"room":"chat:rpc"}}`, `"s1"`, 0},
-		{"escaped string id", `{"jsonrpc":"2.0","id":"a\"b\u00e9","method":"nope"}`, `"a\"b\u00e9"`, hub.RPCMethodNotFound},
+		{"escaped string id", `{"jsonrpc":"2.0","id":"a\"b\u00e9","method":"nope"}`, `"a\"b\u00e9"`, protocol.RPCMethodNotFound},
 		{"integer id", `{"jsonrpc":"2.0","id":7,"method":"presence","params":{"room":"chat:rpc"}}`, `7`, 0},
-		{"negative fractional id", `{"jsonrpc":"2.0","id":-1.5e3,"method":"nope"}`, `-1.5e3`, hub.RPCMethodNotFound},
-		{"null id", `{"jsonrpc":"2.0","id":null,"method":"nope"}`, `null`, hub.RPCMethodNotFound},
-		{"object id", `{"jsonrpc":"2.0","id":{"a":1},"method":"presence"}`, `null`, hub.RPCInvalidRequest},
-		{"array id", `{"jsonrpc":"2.0","id":[1],"method":"presence"}`, `null`, hub.RPCInvalidRequest},
-		{"boolean id", `{"jsonrpc":"2.0","id":true,"method":"presence"}`, `null`, hub.RPCInvalidRequest},
-		{"bad params", `{"jsonrpc":"2.0","id":"p","method":"presence","params":"x"}`, `"p"`, hub.RPCInvalidParams},
-		{"no method", `{"jsonrpc":"2.0","id":"m"}`, `"m"`, hub.RPCInvalidRequest},
+		{"negative fractional id", `{"jsonrpc":"2.0","id":-1.5e3,"method":"nope"}`, `-1.5e3`, protocol.RPCMethodNotFound},
+		{"null id", `{"jsonrpc":"2.0","id":null,"method":"nope"}`, `null`, protocol.RPCMethodNotFound},
+		{"object id", `{"jsonrpc":"2.0","id":{"a":1},"method":"presence"}`, `null`, protocol.RPCInvalidRequest},
+		{"array id", `{"jsonrpc":"2.0","id":[1],"method":"presence"}`, `null`, protocol.RPCInvalidRequest},
+		{"boolean id", `{"jsonrpc":"2.0","id":true,"method":"presence"}`, `null`, protocol.RPCInvalidRequest},
+		{"bad params", `{"jsonrpc":"2.0","id":"p","method":"presence","params":"x"}`, `"p"`, protocol.RPCInvalidParams},
+		{"no method", `{"jsonrpc":"2.0","id":"m"}`, `"m"`, protocol.RPCInvalidRequest},
 		{"notification", `{"jsonrpc":"2.0","method":"presence","params":{"room":"chat:rpc"}}`, "", 0},
 		{"notification, bad params", `{"jsonrpc":"2.0","method":"presence","params":"x"}`, "", 0},
 		{"notification, unknown method", `{"jsonrpc":"2.0","method":"nope"}`, "", 0},

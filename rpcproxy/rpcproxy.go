@@ -15,6 +15,7 @@ import (
 
 	"github.com/switchboard-rt/switchboard/hub"
 	"github.com/switchboard-rt/switchboard/internal/backend"
+	"github.com/switchboard-rt/switchboard/protocol"
 )
 
 // Options configure the proxy.
@@ -60,22 +61,22 @@ func New(opts Options) (hub.RPCHandler, error) {
 		if errors.As(err, &be) {
 			switch be.Kind {
 			case backend.Timeout:
-				return nil, &hub.RPCError{Code: hub.RPCTimeout, Message: "the RPC backend did not answer in time"}
+				return nil, &protocol.RPCError{Code: protocol.RPCTimeout, Message: "the RPC backend did not answer in time"}
 			case backend.Status:
-				return nil, &hub.RPCError{Code: hub.RPCBackendFailure, Message: fmt.Sprintf("the RPC backend answered status %d", be.Status)}
+				return nil, &protocol.RPCError{Code: protocol.RPCBackendFailure, Message: fmt.Sprintf("the RPC backend answered status %d", be.Status)}
 			case backend.BadAnswer:
-				return nil, &hub.RPCError{Code: hub.RPCBackendFailure, Message: "reading the RPC backend's answer failed"}
+				return nil, &protocol.RPCError{Code: protocol.RPCBackendFailure, Message: "reading the RPC backend's answer failed"}
 			}
-			return nil, &hub.RPCError{Code: hub.RPCBackendFailure, Message: "the RPC backend is unreachable"}
+			return nil, &protocol.RPCError{Code: protocol.RPCBackendFailure, Message: "the RPC backend is unreachable"}
 		} else if err != nil {
-			return nil, &hub.RPCError{Code: hub.RPCBackendFailure, Message: "bad RPC proxy request"}
+			return nil, &protocol.RPCError{Code: protocol.RPCBackendFailure, Message: "bad RPC proxy request"}
 		}
 		var out struct {
-			Result json.RawMessage `json:"result"`
-			Error  *hub.RPCError   `json:"error"`
+			Result json.RawMessage    `json:"result"`
+			Error  *protocol.RPCError `json:"error"`
 		}
 		if err := json.Unmarshal(b, &out); err != nil {
-			return nil, &hub.RPCError{Code: hub.RPCBackendFailure, Message: "the RPC backend's answer is not JSON"}
+			return nil, &protocol.RPCError{Code: protocol.RPCBackendFailure, Message: "the RPC backend's answer is not JSON"}
 		}
 		if out.Error != nil {
 			return nil, out.Error

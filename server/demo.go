@@ -12,6 +12,7 @@ import (
 
 	"github.com/switchboard-rt/switchboard/api"
 	"github.com/switchboard-rt/switchboard/hub"
+	"github.com/switchboard-rt/switchboard/protocol"
 )
 
 // The SDK bundle is built from clients/js and committed, so that a plain
@@ -211,7 +212,7 @@ func (d *demo) publish(w http.ResponseWriter, r *http.Request) {
 // at kick-off. Without history it reports false and the button counts on
 // its own.
 func nextDemoStep(ctx context.Context, h *hub.Hub, room string, steps [][]demoEvent) (int, bool) {
-	page, err := h.History(ctx, room, hub.HistoryRequest{Limit: 1})
+	page, err := h.History(ctx, room, protocol.HistoryRequest{Limit: 1})
 	if err != nil || len(page.Events) == 0 {
 		return 0, false
 	}

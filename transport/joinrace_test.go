@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/switchboard-rt/switchboard/hub"
 	"github.com/switchboard-rt/switchboard/protocol"
 	"github.com/switchboard-rt/switchboard/server"
 )
@@ -27,7 +26,7 @@ func TestJoinNoticeRace(t *testing.T) {
 			b.send(fmt.Sprintf(`{"type":"subscribe","id":"b","room":%q}`, room))
 			trials++
 			for _, c := range []*wsClient{a, b} {
-				var sd hub.SubscribedData
+				var sd protocol.SubscribedData
 				subscribed := false
 				c.drainUntilPong(func(e *protocol.Envelope) {
 					switch e.Type {

@@ -10,7 +10,6 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/switchboard-rt/switchboard/hub"
 	"github.com/switchboard-rt/switchboard/protocol"
 	"github.com/switchboard-rt/switchboard/server"
 )
@@ -27,7 +26,7 @@ type seedClient struct {
 	jsonPings atomic.Int32
 	pongs     atomic.Int32
 	errors    atomic.Int32
-	hello     chan hub.ConnectionEstablished
+	hello     chan protocol.ConnectionEstablished
 	closed    chan int // the close code
 }
 
@@ -38,7 +37,7 @@ func dialSeed(t *testing.T, url string, answer, wsPongs bool) *seedClient {
 		t.Fatalf("dial %s: %v", url, err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	sc := &seedClient{conn: conn, answer: answer, hello: make(chan hub.ConnectionEstablished, 1), closed: make(chan int, 1)}
+	sc := &seedClient{conn: conn, answer: answer, hello: make(chan protocol.ConnectionEstablished, 1), closed: make(chan int, 1)}
 	if !wsPongs {
 		conn.SetPingHandler(func(string) error { return nil })
 	}
@@ -71,7 +70,7 @@ func dialSeed(t *testing.T, url string, answer, wsPongs bool) *seedClient {
 			case "error":
 				sc.errors.Add(1)
 			case "connection_established":
-				var d hub.ConnectionEstablished
+				var d protocol.ConnectionEstablished
 				_ = json.Unmarshal(m.Data, &d)
 				sc.hello <- d
 			}
@@ -179,7 +178,7 @@ func TestJSONHeartbeatAnnounced(t *testing.T) {
 		{off.url("/ws?json_ping=1"), true},
 	} {
 		c := dial(t, tt.url, nil, nil)
-		var d hub.ConnectionEstablished
+		var d protocol.ConnectionEstablished
 		if err := json.Unmarshal(c.expect(protocol.TypeConnectionEstablished).Data, &d); err != nil {
 			t.Fatal(err)
 		}

@@ -21,7 +21,7 @@ func TestConnectionEstablished(t *testing.T) {
 	ts := startServer(t, server.Config{})
 	c := dial(t, ts.url("/ws"), nil, nil)
 	e := c.expect(protocol.TypeConnectionEstablished)
-	var d hub.ConnectionEstablished
+	var d protocol.ConnectionEstablished
 	if err := json.Unmarshal(e.Data, &d); err != nil {
 		t.Fatal(err)
 	}
@@ -56,17 +56,17 @@ func TestConnectionEstablished(t *testing.T) {
 // joinLeaveUser decodes a user_joined/user_left event.
 func joinLeave(t *testing.T, e *protocol.Envelope) (user, conn string) {
 	t.Helper()
-	var d hub.JoinLeaveData
+	var d protocol.JoinLeaveData
 	if err := json.Unmarshal(e.Data, &d); err != nil {
 		t.Fatal(err)
 	}
 	return e.UserID, d.ConnectionID
 }
 
-func established(t *testing.T, ts *testServer) (*wsClient, hub.ConnectionEstablished) {
+func established(t *testing.T, ts *testServer) (*wsClient, protocol.ConnectionEstablished) {
 	t.Helper()
 	c := dial(t, ts.url("/ws"), nil, nil)
-	var d hub.ConnectionEstablished
+	var d protocol.ConnectionEstablished
 	if err := json.Unmarshal(c.expect(protocol.TypeConnectionEstablished).Data, &d); err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +81,7 @@ func TestRoomLifecycle(t *testing.T) {
 	b, idb := established(t, ts)
 	const room = "chat:1"
 
-	var sd hub.SubscribedData
+	var sd protocol.SubscribedData
 	if err := json.Unmarshal(a.subscribe(room).Data, &sd); err != nil || sd.Members != 1 || sd.Position == "" {
 		t.Fatalf("a subscribed: %+v %v", sd, err)
 	}
@@ -120,7 +120,7 @@ func TestRoomLifecycle(t *testing.T) {
 			t.Fatalf("unexpected %s", encode(e))
 		}
 	}
-	var ad hub.AckData
+	var ad protocol.AckData
 	if ack == nil || ack.ID != "m1" || ack.Room != room || json.Unmarshal(ack.Data, &ad) != nil || ad.EventID != ev.ID || ad.Duplicate {
 		t.Fatalf("ack %v", ack)
 	}
@@ -170,7 +170,7 @@ func TestFanoutOrder(t *testing.T) {
 	clients := make([]*wsClient, n)
 	users := map[string]int{}
 	for i := range clients {
-		var d hub.ConnectionEstablished
+		var d protocol.ConnectionEstablished
 		clients[i], d = established(t, ts)
 		users[d.UserID] = i
 		clients[i].subscribe("fan:1")
@@ -347,7 +347,7 @@ func TestHeartbeat(t *testing.T) {
 	silent.SetPingHandler(func(string) error { silentPings <- struct{}{}; return nil })
 	sc := startClient(t, silent, nil)
 	for _, c := range []*wsClient{gc, sc} {
-		var d hub.ConnectionEstablished
+		var d protocol.ConnectionEstablished
 		if err := json.Unmarshal(c.expect(protocol.TypeConnectionEstablished).Data, &d); err != nil || d.HeartbeatInterval != 5000 {
 			t.Fatalf("heartbeat_interval_ms %d, want 5000", d.HeartbeatInterval)
 		}

@@ -92,7 +92,7 @@ func run(listen string, log *slog.Logger) error {
 	mux.Handle("/ws", node.WS)
 	// The backend reads a room's recent messages from the hub's history...
 	mux.HandleFunc("GET /rooms/{room}/messages", func(w http.ResponseWriter, r *http.Request) {
-		page, err := node.Hub.History(r.Context(), roomPrefix+r.PathValue("room"), hub.HistoryRequest{Limit: 50})
+		page, err := node.Hub.History(r.Context(), roomPrefix+r.PathValue("room"), protocol.HistoryRequest{Limit: 50})
 		if err != nil {
 			httpError(w, err)
 			return

@@ -167,7 +167,7 @@ func run(listen string, log *slog.Logger) error {
 			ID int `json:"id"`
 		}
 		if err := json.Unmarshal(call.Params, &p); err != nil {
-			return nil, &hub.RPCError{Code: hub.RPCInvalidParams, Message: `params must be {"id": number}`}
+			return nil, &protocol.RPCError{Code: protocol.RPCInvalidParams, Message: `params must be {"id": number}`}
 		}
 		s.mu.Lock()
 		m, ok := s.matches[p.ID]
@@ -177,7 +177,7 @@ func run(listen string, log *slog.Logger) error {
 		}
 		s.mu.Unlock()
 		if !ok {
-			return nil, &hub.RPCError{Code: hub.RPCInvalidParams, Message: fmt.Sprintf("no match %d", p.ID)}
+			return nil, &protocol.RPCError{Code: protocol.RPCInvalidParams, Message: fmt.Sprintf("no match %d", p.ID)}
 		}
 		return b, err
 	})
