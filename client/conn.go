@@ -45,9 +45,6 @@ type wsConn struct {
 	deaf   atomic.Bool // drop every incoming frame
 }
 
-// subprotocol is offered in every handshake (docs/protocol.md section 1).
-const subprotocol = "switchboard.v1"
-
 // dial opens one connection and waits for connection_established.
 func (c *Client) dial(ctx context.Context) (*wsConn, error) {
 	c.mu.Lock()
@@ -71,7 +68,7 @@ func (c *Client) dial(ctx context.Context) (*wsConn, error) {
 	if header == nil {
 		header = make(map[string][]string)
 	}
-	header.Set("Sec-WebSocket-Protocol", subprotocol)
+	header.Set("Sec-WebSocket-Protocol", protocol.Subprotocol)
 	if token != "" {
 		if c.opts.TokenInQuery {
 			u, _ := url.Parse(addr) // checked by Connect

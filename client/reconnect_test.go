@@ -206,7 +206,7 @@ type fakeServer struct {
 }
 
 func TestProtocolVersionMismatch(t *testing.T) {
-	up := gws.NewUpgrader(fakeServer{}, &gws.ServerOption{SubProtocols: []string{subprotocol}})
+	up := gws.NewUpgrader(fakeServer{}, &gws.ServerOption{SubProtocols: []string{protocol.Subprotocol}})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -237,7 +237,7 @@ func TestProtocolVersionMismatch(t *testing.T) {
 // then sends nothing for twice that is treated as gone (1006), and the
 // client reconnects.
 func TestSilentServerIsDead(t *testing.T) {
-	up := gws.NewUpgrader(fakeServer{}, &gws.ServerOption{SubProtocols: []string{subprotocol}})
+	up := gws.NewUpgrader(fakeServer{}, &gws.ServerOption{SubProtocols: []string{protocol.Subprotocol}})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -366,9 +366,9 @@ func (c *Client) unsubscribe(env *protocol.Envelope) {
 	c.sendEnvelope(&protocol.Envelope{Type: protocol.TypeUnsubscribed, ID: env.ID, Room: env.Room})
 }
 
-// MinGlobalIDLen is the shortest publish id an anonymous connection may use
+// minGlobalIDLen is the shortest publish id an anonymous connection may use
 // for deduplication across reconnects (a UUID has 36 characters).
-const MinGlobalIDLen = 16
+const minGlobalIDLen = 16
 
 // publish handles an application event sent to a room.
 func (c *Client) publish(ctx context.Context, env *protocol.Envelope) {
@@ -404,12 +404,12 @@ func (c *Client) publish(ctx context.Context, env *protocol.Envelope) {
 		// A re-sent publish (same id) is acknowledged again, not delivered
 		// again. An anonymous user gets a new id per connection, so a retry
 		// after a reconnect can only be matched by the message id itself:
-		// ids of MinGlobalIDLen or more (the SDKs send UUIDs) are treated
+		// ids of minGlobalIDLen or more (the SDKs send UUIDs) are treated
 		// as unique across connections; shorter ones ("1", "2", ...) are
 		// deduplicated within their connection only, so two clients
 		// counting from 1 do not swallow each other's messages.
 		switch {
-		case c.anonymous && len(env.ID) >= MinGlobalIDLen:
+		case c.anonymous && len(env.ID) >= minGlobalIDLen:
 			key = "g:" + env.ID
 		case c.anonymous:
 			key = "c:" + c.id + ":" + env.ID

@@ -161,22 +161,22 @@ func (m Meter) Handshake(status int) {
 	s.closesMu.Unlock()
 }
 
-// FanoutBuckets are the upper bounds, in seconds, of the fan-out latency
+// fanoutBuckets are the upper bounds, in seconds, of the fan-out latency
 // histogram: how long one publication's fan-out loop takes on this node,
 // from encoding to having queued it for every local recipient.
-var FanoutBuckets = [...]float64{0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5}
+var fanoutBuckets = [...]float64{0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5}
 
 // histogram is a fixed-bucket latency histogram with atomic counters, so
 // observing costs one add per publication and no lock.
 type histogram struct {
-	counts [len(FanoutBuckets) + 1]atomic.Uint64 // last: above every bound
+	counts [len(fanoutBuckets) + 1]atomic.Uint64 // last: above every bound
 	sumNs  atomic.Uint64
 }
 
 func (hg *histogram) observe(d time.Duration) {
 	s := d.Seconds()
 	i := 0
-	for i < len(FanoutBuckets) && s > FanoutBuckets[i] {
+	for i < len(fanoutBuckets) && s > fanoutBuckets[i] {
 		i++
 	}
 	hg.counts[i].Add(1)
@@ -184,14 +184,14 @@ func (hg *histogram) observe(d time.Duration) {
 }
 
 // FanoutHistogram returns the fan-out latency histogram: cumulative counts
-// per bucket of FanoutBuckets, the total count and the sum in seconds.
+// per bucket of fanoutBuckets, the total count and the sum in seconds.
 func (h *Hub) FanoutHistogram() (buckets map[float64]uint64, count uint64, sum float64) {
-	buckets = make(map[float64]uint64, len(FanoutBuckets))
+	buckets = make(map[float64]uint64, len(fanoutBuckets))
 	var cum uint64
-	for i, ub := range FanoutBuckets {
+	for i, ub := range fanoutBuckets {
 		cum += h.stats.fanout.counts[i].Load()
 		buckets[ub] = cum
 	}
-	count = cum + h.stats.fanout.counts[len(FanoutBuckets)].Load()
+	count = cum + h.stats.fanout.counts[len(fanoutBuckets)].Load()
 	return buckets, count, float64(h.stats.fanout.sumNs.Load()) / 1e9
 }

@@ -19,6 +19,11 @@ import (
 // Version is the protocol version announced in connection_established.
 const Version = 1
 
+// Subprotocol is the WebSocket subprotocol of this protocol version
+// (docs/protocol.md section 1): clients offer it, the server selects it
+// when offered. Clients may also offer none.
+const Subprotocol = "switchboard.v1"
+
 // Message types. A type not in this list is an application event: a client
 // that sends one with a room publishes it to that room unchanged.
 const (

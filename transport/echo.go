@@ -11,9 +11,9 @@ import (
 	"github.com/lxzan/gws"
 )
 
-// EchoMaxMessageSize is the echo endpoint's message limit: big enough for
+// echoMaxMessageSize is the echo endpoint's message limit: big enough for
 // the conformance suites' large-message cases.
-const EchoMaxMessageSize = 16 << 20
+const echoMaxMessageSize = 16 << 20
 
 // EchoHandler returns a handler that echoes every text and binary message
 // unchanged, for RFC 6455 conformance testing (Autobahn and the like). It
@@ -26,8 +26,8 @@ func EchoHandler(log *slog.Logger) http.Handler {
 		log = slog.New(slog.DiscardHandler)
 	}
 	up := gws.NewUpgrader(echoEvents{}, &gws.ServerOption{
-		ReadMaxPayloadSize:  EchoMaxMessageSize,
-		WriteMaxPayloadSize: EchoMaxMessageSize,
+		ReadMaxPayloadSize:  echoMaxMessageSize,
+		WriteMaxPayloadSize: echoMaxMessageSize,
 		CheckUtf8Enabled:    true,
 		HandshakeTimeout:    5 * time.Second,
 		Recovery:            recovery(log),

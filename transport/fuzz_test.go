@@ -48,7 +48,7 @@ func FuzzMatchOrigin(f *testing.F) {
 		if err != nil || u.Host == "" {
 			return
 		}
-		ok := MatchOrigin([]string{pattern}, u)
+		ok := matchOrigin([]string{pattern}, u)
 		if ok && pattern != "*" && !strings.Contains(pattern, "*") && !strings.Contains(pattern, "?") && !strings.ContainsAny(pattern, "[\\") {
 			// Without wildcards, a match is equality with the host or the
 			// full origin.
@@ -71,7 +71,7 @@ func FuzzClientIP(f *testing.F) {
 		if xff != "" {
 			r.Header.Set("X-Forwarded-For", xff)
 		}
-		ip := ClientIP(r, trusted)
+		ip := clientIP(r, trusted)
 		if !ip.IsValid() {
 			return
 		}
@@ -95,14 +95,14 @@ func FuzzHandshakeToken(f *testing.F) {
 		r := &http.Request{Header: http.Header{}, URL: &url.URL{RawQuery: query}}
 		r.Header.Set("Authorization", authz)
 		r.Header.Set("Cookie", cookie)
-		tok := HandshakeToken(r, "switchboard_token")
+		tok := handshakeToken(r, "switchboard_token")
 		if strings.ContainsAny(tok, "\r\n") && !strings.ContainsAny(authz+cookie, "\r\n") && !strings.Contains(query, "%0") {
 			t.Fatalf("token %q has a line break its sources did not", tok)
 		}
 	})
 }
 
-// splitHostPortLoose mirrors ClientIP's reading of RemoteAddr.
+// splitHostPortLoose mirrors clientIP's reading of RemoteAddr.
 func splitHostPortLoose(addr string) (string, string, error) {
 	if h, p, err := net.SplitHostPort(addr); err == nil {
 		return h, p, nil

@@ -42,10 +42,6 @@ const (
 	PolicyDropOldest = "drop_oldest"
 )
 
-// Subprotocol is the WebSocket subprotocol the server selects when a client
-// offers it. Clients may also offer none.
-const Subprotocol = "switchboard.v1"
-
 // Options configure a Handler. Zero values take the documented defaults.
 type Options struct {
 	// Hub receives the connections. Required.
@@ -201,7 +197,7 @@ type Handler struct {
 	meter    hub.Meter
 	log      *slog.Logger
 	plain    *gws.Upgrader // no subprotocol
-	withSub  *gws.Upgrader // selects Subprotocol
+	withSub  *gws.Upgrader // selects protocol.Subprotocol
 	deflater *deflater
 	open     atomic.Int64
 	draining atomic.Bool
@@ -244,7 +240,7 @@ func NewHandler(ctx context.Context, opts Options) (*Handler, error) {
 			},
 		})
 	}
-	h.plain, h.withSub = mk(nil), mk([]string{Subprotocol})
+	h.plain, h.withSub = mk(nil), mk([]string{protocol.Subprotocol})
 	if opts.HandshakeRate > 0 {
 		h.limiter = newIPLimiter(opts.HandshakeRate, opts.HandshakeBurst)
 		go h.limiter.sweep(ctx)
@@ -316,7 +312,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if h.limiter != nil {
-		if wait, ok := h.limiter.allow(ClientIP(r, h.opts.TrustedProxies), time.Now()); !ok {
+		if wait, ok := h.limiter.allow(clientIP(r, h.opts.TrustedProxies), time.Now()); !ok {
 			w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
 			h.refuse(w, r, http.StatusTooManyRequests, "too_many_handshakes", "too many connection attempts from this address; retry later")
 			return
@@ -339,7 +335,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.Header.Set("Sec-WebSocket-Protocol", strings.Join(vs, ", "))
 	}
 	up := h.plain
-	if offersSubprotocol(r.Header.Values("Sec-WebSocket-Protocol"), Subprotocol) {
+	if offersSubprotocol(r.Header.Values("Sec-WebSocket-Protocol"), protocol.Subprotocol) {
 		up = h.withSub
 	}
 	hj, ok := w.(http.Hijacker)
@@ -405,7 +401,7 @@ func (h *Handler) authenticate(r *http.Request) (*hub.Credentials, int, string, 
 			err = errors.New("no user")
 		}
 	case h.opts.Authenticator != nil:
-		token := HandshakeToken(r, h.opts.TokenCookie)
+		token := handshakeToken(r, h.opts.TokenCookie)
 		if token == "" {
 			return nil, 0, "", ""
 		}
@@ -425,9 +421,9 @@ func (h *Handler) authenticate(r *http.Request) (*hub.Credentials, int, string, 
 	return creds, 0, "", ""
 }
 
-// HandshakeToken finds a token in r: the Authorization: Bearer header, then
+// handshakeToken finds a token in r: the Authorization: Bearer header, then
 // the cookie, then the token query parameter.
-func HandshakeToken(r *http.Request, cookie string) string {
+func handshakeToken(r *http.Request, cookie string) string {
 	if a := r.Header.Get("Authorization"); len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
 		return strings.TrimSpace(a[7:])
 	}
@@ -515,12 +511,12 @@ func (h *Handler) originAllowed(r *http.Request) bool {
 	if len(h.opts.AllowedOrigins) == 0 {
 		return strings.EqualFold(u.Host, r.Host)
 	}
-	return MatchOrigin(h.opts.AllowedOrigins, u)
+	return matchOrigin(h.opts.AllowedOrigins, u)
 }
 
-// MatchOrigin reports whether origin u matches one of patterns (see
+// matchOrigin reports whether origin u matches one of patterns (see
 // Options.AllowedOrigins).
-func MatchOrigin(patterns []string, u *url.URL) bool {
+func matchOrigin(patterns []string, u *url.URL) bool {
 	full := strings.ToLower(u.Scheme + "://" + u.Host)
 	host := strings.ToLower(u.Host)
 	for _, p := range patterns {

@@ -12,8 +12,8 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/switchboard-rt/switchboard/protocol"
 	"github.com/switchboard-rt/switchboard/server"
-	"github.com/switchboard-rt/switchboard/transport"
 )
 
 func TestHandshakeStatus(t *testing.T) {
@@ -180,8 +180,8 @@ func TestSubprotocol(t *testing.T) {
 		want  string
 	}{
 		{nil, ""},
-		{[]string{transport.Subprotocol}, transport.Subprotocol},
-		{[]string{"other.v2", transport.Subprotocol}, transport.Subprotocol},
+		{[]string{protocol.Subprotocol}, protocol.Subprotocol},
+		{[]string{"other.v2", protocol.Subprotocol}, protocol.Subprotocol},
 		{[]string{"other.v2"}, ""},
 	}
 	for _, tt := range tests {
@@ -204,10 +204,10 @@ func TestSubprotocol(t *testing.T) {
 func TestSubprotocolHeaderLines(t *testing.T) {
 	t.Parallel()
 	ts := startServer(t, server.Config{})
-	hdr := http.Header{"Sec-Websocket-Protocol": {"other.v2", transport.Subprotocol}}
+	hdr := http.Header{"Sec-Websocket-Protocol": {"other.v2", protocol.Subprotocol}}
 	rc, resp := rawDial(t, ts.addr, "/ws", hdr, 0)
-	if got := resp.Header.Get("Sec-WebSocket-Protocol"); got != transport.Subprotocol {
-		t.Errorf("selected %q, want %q", got, transport.Subprotocol)
+	if got := resp.Header.Get("Sec-WebSocket-Protocol"); got != protocol.Subprotocol {
+		t.Errorf("selected %q, want %q", got, protocol.Subprotocol)
 	}
 	if _, e := rc.nextText(); e.Type != "connection_established" {
 		t.Fatalf("first message %s", encode(e))

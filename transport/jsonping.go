@@ -17,10 +17,10 @@ import (
 // browser's automatic WebSocket pong, or anything else) keeps the
 // connection; silence closes it with 4008.
 
-// JSONPingParam is the handshake query parameter that turns JSON
+// jsonPingParam is the handshake query parameter that turns JSON
 // heartbeats on ("1" or "true") or off ("0" or "false") for one
 // connection, whatever Options.JSONPing says.
-const JSONPingParam = "json_ping"
+const jsonPingParam = "json_ping"
 
 // jsonPingJSON is the frame's text, exactly what the seeds' servers send.
 const jsonPingJSON = `{"type":"ping"}`
@@ -29,12 +29,12 @@ const jsonPingJSON = `{"type":"ping"}`
 // than 1, true, 0 or false is a refusal (400), so that a typo does not
 // leave a client without the heartbeats it counts on.
 func (h *Handler) jsonPingWanted(r *http.Request) (on bool, bad string) {
-	vs, ok := r.URL.Query()[JSONPingParam]
+	vs, ok := r.URL.Query()[jsonPingParam]
 	if !ok {
 		return h.opts.JSONPing, ""
 	}
 	if len(vs) != 1 {
-		return false, "query parameter " + JSONPingParam + " must be given once"
+		return false, "query parameter " + jsonPingParam + " must be given once"
 	}
 	switch vs[0] {
 	case "1", "true":
@@ -42,7 +42,7 @@ func (h *Handler) jsonPingWanted(r *http.Request) (on bool, bad string) {
 	case "0", "false":
 		return false, ""
 	}
-	return false, "query parameter " + JSONPingParam + " must be 1, true, 0 or false"
+	return false, "query parameter " + jsonPingParam + " must be 1, true, 0 or false"
 }
 
 // newJSONPingFrame returns the JSON ping shared by every connection of a

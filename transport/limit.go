@@ -74,10 +74,10 @@ func (l *ipLimiter) sweep(ctx context.Context) {
 	}
 }
 
-// ClientIP returns the client address of r: the TCP peer, or, when the
+// clientIP returns the client address of r: the TCP peer, or, when the
 // peer is a trusted proxy, the last address in X-Forwarded-For that is not
 // itself a trusted proxy.
-func ClientIP(r *http.Request, trusted []netip.Prefix) netip.Addr {
+func clientIP(r *http.Request, trusted []netip.Prefix) netip.Addr {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		host = r.RemoteAddr
