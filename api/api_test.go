@@ -119,7 +119,7 @@ func newEnv(t *testing.T, key string) *env {
 func (e *env) connect(user string, rooms ...string) (*hub.Client, *fakeSink) {
 	e.t.Helper()
 	s := &fakeSink{}
-	c := e.hub.Connect(s, hub.ConnInfo{UserID: user})
+	c := e.hub.Connect(s, hub.ConnectOptions{UserID: user})
 	e.t.Cleanup(c.Gone)
 	for i, room := range rooms {
 		msg := fmt.Sprintf(`{"type":"subscribe","id":"s%d","room":%q}`, i, room)

@@ -60,7 +60,7 @@ func FuzzAuthFrame(f *testing.F) {
 	f.Add(`[]`)
 	f.Fuzz(func(t *testing.T, frame string) {
 		s := &sink{}
-		c := h.Connect(s, hub.ConnInfo{})
+		c := h.Connect(s, hub.ConnectOptions{})
 		defer c.Gone()
 		c.HandleMessage([]byte(frame))
 		s.mu.Lock()

@@ -27,7 +27,7 @@ func BenchmarkFanout(b *testing.B) {
 			sub := []byte(`{"type":"subscribe","room":"chat:bench"}`)
 			for i := range sinks {
 				sinks[i] = &countSink{}
-				c := h.Connect(sinks[i], ConnInfo{UserID: fmt.Sprintf("u%d", i), Heartbeat: 25 * time.Second})
+				c := h.Connect(sinks[i], ConnectOptions{UserID: fmt.Sprintf("u%d", i), Heartbeat: 25 * time.Second})
 				c.HandleMessage(sub)
 			}
 			if h.RoomSize("chat:bench") != members {
@@ -59,8 +59,8 @@ func BenchmarkHandleMessagePublish(b *testing.B) {
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			h := newHub(b, Options{NoJoinLeave: true, NoPresence: true})
-			sender := h.Connect(&countSink{}, ConnInfo{UserID: "sender"})
-			other := h.Connect(&countSink{}, ConnInfo{UserID: "other"})
+			sender := h.Connect(&countSink{}, ConnectOptions{UserID: "sender"})
+			other := h.Connect(&countSink{}, ConnectOptions{UserID: "other"})
 			sub := []byte(`{"type":"subscribe","room":"chat:bench"}`)
 			sender.HandleMessage(sub)
 			other.HandleMessage(sub)

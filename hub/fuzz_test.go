@@ -91,7 +91,7 @@ func FuzzRequestData(f *testing.F) {
 			return // invalid UTF-8 cannot be a text frame
 		}
 		s := &fakeSink{}
-		info := ConnInfo{}
+		info := ConnectOptions{}
 		if authed {
 			info.Credentials = &Credentials{UserID: "u", ExpiresAt: time.Now().Add(time.Hour)}
 		}

@@ -162,7 +162,7 @@ func newHub(t testing.TB, opts Options) *Hub {
 func connect(t testing.TB, h *Hub, user string) (*Client, *fakeSink) {
 	t.Helper()
 	s := &fakeSink{}
-	c := h.Connect(s, ConnInfo{UserID: user, Heartbeat: 25 * time.Second})
+	c := h.Connect(s, ConnectOptions{UserID: user, Heartbeat: 25 * time.Second})
 	s.mu.Lock()
 	s.client = c
 	s.mu.Unlock()

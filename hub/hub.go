@@ -43,8 +43,10 @@ type Sink interface {
 	Close(d protocol.Disconnect)
 }
 
-// ConnInfo describes a new connection.
-type ConnInfo struct {
+// ConnectOptions describe a new connection to Hub.Connect: what the
+// transport learnt at the handshake. (ConnectionInfo is what hooks are
+// told about a connection.)
+type ConnectOptions struct {
 	// Credentials are what the handshake authenticated. nil: the
 	// connection authenticates with an `auth` frame if the hub has an
 	// Authenticator, and is anonymous otherwise.
@@ -399,7 +401,7 @@ func (h *Hub) connShard(id string) *connShard { return &h.conns[h.hash(id)%numSh
 // Connect registers a new connection and sends it connection_established.
 // The transport must call Client.HandleMessage for each text frame and
 // Client.Gone when the connection has ended, whoever ended it.
-func (h *Hub) Connect(sink Sink, info ConnInfo) *Client {
+func (h *Hub) Connect(sink Sink, info ConnectOptions) *Client {
 	c := &Client{
 		hub:         h,
 		id:          randomID(8),

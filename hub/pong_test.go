@@ -12,7 +12,7 @@ import (
 func TestClientPongIsAccepted(t *testing.T) {
 	h := newHub(t, Options{Auth: AuthOptions{Authenticator: expiryAuth{}}})
 	s := &fakeSink{}
-	c := h.Connect(s, ConnInfo{}) // no credentials: waits for its auth frame
+	c := h.Connect(s, ConnectOptions{}) // no credentials: waits for its auth frame
 	for range 3 {
 		send(c, `{"type":"pong"}`)
 	}

@@ -38,7 +38,7 @@ func BenchmarkRecover1000(b *testing.B) {
 		sinks := make([]*countSink, clients)
 		for j := range cs {
 			sinks[j] = &countSink{}
-			cs[j] = h.Connect(sinks[j], ConnInfo{UserID: fmt.Sprint("u", j)})
+			cs[j] = h.Connect(sinks[j], ConnectOptions{UserID: fmt.Sprint("u", j)})
 		}
 		b.StartTimer()
 		var wg sync.WaitGroup

@@ -28,7 +28,7 @@ func (expiryAuth) Authenticate(ctx context.Context, token string) (*Credentials,
 func TestRefreshWithShortTokenIsNotWarnedAgain(t *testing.T) {
 	h := newHub(t, Options{Auth: AuthOptions{Authenticator: expiryAuth{}, ExpiryLead: time.Second}})
 	s := &fakeSink{}
-	c := h.Connect(s, ConnInfo{Credentials: &Credentials{UserID: "u", ExpiresAt: time.Now().Add(1200 * time.Millisecond)}})
+	c := h.Connect(s, ConnectOptions{Credentials: &Credentials{UserID: "u", ExpiresAt: time.Now().Add(1200 * time.Millisecond)}})
 	deadline := time.Now().Add(5 * time.Second)
 	for s.count(t, protocol.TypeSessionExpiring) == 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)

@@ -47,7 +47,7 @@ func RunBansAcrossNodes(t *testing.T, newEngine func(t *testing.T) engine.Engine
 	defer cancel()
 	a, b := newHub(t, newEngine), newHub(t, newEngine)
 	sb := &closeSink{}
-	ub := b.Connect(sb, hub.ConnInfo{UserID: "mallory"})
+	ub := b.Connect(sb, hub.ConnectOptions{UserID: "mallory"})
 	defer ub.Gone()
 
 	mustNoErr(t, a.Ban(ctx, "mallory", time.Minute), "Ban")
@@ -63,7 +63,7 @@ func RunBansAcrossNodes(t *testing.T, newEngine func(t *testing.T) engine.Engine
 		t.Fatal("a node started after the ban does not see it")
 	}
 	sc := &closeSink{}
-	uc := c.Connect(sc, hub.ConnInfo{UserID: "mallory"})
+	uc := c.Connect(sc, hub.ConnectOptions{UserID: "mallory"})
 	defer uc.Gone()
 	if code := sc.closed(); code != protocol.CloseBanned {
 		t.Errorf("a new connection on the new node: close %d, want 4004", code)

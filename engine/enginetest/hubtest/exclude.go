@@ -19,11 +19,11 @@ import (
 func RunExcludeAcrossNodes(t *testing.T, newEngine func(t *testing.T) engine.Engine) {
 	a, b := newHub(t, newEngine), newHub(t, newEngine)
 	sx, sx2, sy := &sink{}, &sink{}, &sink{}
-	x := a.Connect(sx, hub.ConnInfo{UserID: "xavier"})
+	x := a.Connect(sx, hub.ConnectOptions{UserID: "xavier"})
 	defer x.Gone()
-	x2 := b.Connect(sx2, hub.ConnInfo{UserID: "xavier"}) // the sender's other tab, on the other node
+	x2 := b.Connect(sx2, hub.ConnectOptions{UserID: "xavier"}) // the sender's other tab, on the other node
 	defer x2.Gone()
-	y := b.Connect(sy, hub.ConnInfo{UserID: "yvonne"})
+	y := b.Connect(sy, hub.ConnectOptions{UserID: "yvonne"})
 	defer y.Gone()
 	for _, c := range []struct {
 		c *hub.Client

@@ -85,8 +85,8 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 func RunAcrossNodes(t *testing.T, newEngine func(t *testing.T) engine.Engine) {
 	a, b := newHub(t, newEngine), newHub(t, newEngine)
 	sx, sy := &sink{}, &sink{}
-	x := a.Connect(sx, hub.ConnInfo{UserID: "xavier"})
-	y := b.Connect(sy, hub.ConnInfo{UserID: "yvonne"})
+	x := a.Connect(sx, hub.ConnectOptions{UserID: "xavier"})
+	y := b.Connect(sy, hub.ConnectOptions{UserID: "yvonne"})
 	defer x.Gone()
 
 	x.HandleMessage([]byte(`{"type":"subscribe","id":"s1","room":"chat:1"}`))
@@ -130,7 +130,7 @@ func RunAcrossNodes(t *testing.T, newEngine func(t *testing.T) engine.Engine) {
 		t.Errorf("y got %d events, want 1 (the duplicate must not be delivered)", n)
 	}
 	sy2 := &sink{}
-	y2 := a.Connect(sy2, hub.ConnInfo{UserID: "yvonne"})
+	y2 := a.Connect(sy2, hub.ConnectOptions{UserID: "yvonne"})
 	defer y2.Gone()
 	y2.HandleMessage([]byte(`{"type":"subscribe","id":"s2","room":"chat:1","last_event_id":"` + got.ID + `"}`))
 	waitFor(t, 5*time.Second, "the two missed events", func() bool { return len(sy2.ofType("message")) == 2 })
