@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/switchboard-rt/switchboard/engine"
+	"github.com/switchboard-rt/switchboard/protocol"
 )
 
 // Bans across the cluster. Each node keeps the bans it was told of (the
@@ -72,4 +73,50 @@ func (h *Hub) storedBan(user string) bool {
 	h.bans[user] = until
 	h.bansMu.Unlock()
 	return true
+}
+
+// Ban bans user on every node until d has passed: their connections are
+// closed with 4004 and new ones are refused. d <= 0 lifts the ban. With an
+// engine that is an engine.BanStore the ban is stored there first, so it
+// also holds on nodes started later and across restarts (bans.go).
+func (h *Hub) Ban(ctx context.Context, user string, d time.Duration) error {
+	if user == "" {
+		return protocol.Errorf(protocol.ErrBadRequest, "", "user id is empty")
+	}
+	until := int64(0)
+	if d > 0 {
+		until = time.Now().Add(d).UnixMilli()
+	}
+	if err := h.storeBan(ctx, user, until); err != nil {
+		return err
+	}
+	return h.sendControl(ctx, &control{Op: "ban", User: user, Until: until})
+}
+
+// Banned reports whether user is banned now: by this node's copy of the
+// bans, else by the engine's ban store, if it has one.
+func (h *Hub) Banned(user string) bool {
+	h.bansMu.Lock()
+	until, ok := h.bans[user]
+	if ok && time.Now().After(until) {
+		delete(h.bans, user)
+		ok = false
+	}
+	h.bansMu.Unlock()
+	return ok || h.storedBan(user)
+}
+
+func (h *Hub) applyBan(user string, untilMillis int64) {
+	h.bansMu.Lock()
+	if untilMillis == 0 {
+		delete(h.bans, user)
+	} else {
+		h.bans[user] = time.UnixMilli(untilMillis)
+	}
+	h.bansMu.Unlock()
+	if untilMillis != 0 {
+		for _, c := range h.userClients(user) {
+			c.sink.Close(protocol.NewDisconnect(protocol.CloseBanned, "user is banned"))
+		}
+	}
 }

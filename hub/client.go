@@ -316,37 +316,6 @@ func (c *Client) subscribe(ctx context.Context, env *protocol.Envelope, sync boo
 	m.release(last)
 }
 
-// joined records a new member's presence and announces it (see join).
-func (h *Hub) joined(room string, c *Client) {
-	if h.settings(room).presence {
-		ctx, cancel := h.engineContext()
-		defer cancel()
-		if err := h.eng.AddPresence(ctx, room, engine.ClientInfo{UserID: c.userID, ConnectionID: c.id, Info: c.info()}); err != nil {
-			h.stats.engineErrors.Add(1)
-		}
-	}
-	h.joinLeave(room, protocol.TypeUserJoined, c)
-	if hook := h.opts.Hooks.OnJoin; hook != nil {
-		hook(room, c.connectionInfo())
-	}
-}
-
-// left undoes a membership's presence and announces it.
-func (h *Hub) left(room string, c *Client) {
-	rs := h.settings(room)
-	if rs.presence {
-		ctx, cancel := h.engineContext()
-		defer cancel()
-		if err := h.eng.RemovePresence(ctx, room, c.id); err != nil {
-			h.stats.engineErrors.Add(1)
-		}
-	}
-	h.joinLeave(room, protocol.TypeUserLeft, c)
-	if hook := h.opts.Hooks.OnLeave; hook != nil {
-		hook(room, c.connectionInfo())
-	}
-}
-
 func (c *Client) unsubscribe(env *protocol.Envelope) {
 	if e := protocol.ValidateRoom(env.Room); e != nil {
 		e.Ref = env.ID
@@ -427,18 +396,6 @@ func (c *Client) publish(ctx context.Context, env *protocol.Envelope) {
 	if env.ID != "" {
 		c.sendEnvelope(&protocol.Envelope{Type: protocol.TypeAck, ID: env.ID, Room: env.Room,
 			Data: protocol.EncodeData(protocol.AckData{EventID: res.EventID, Duplicate: res.Duplicate})})
-	}
-}
-
-// joinLeave announces c joining or leaving room to the room's members on
-// every node, at once or, over the room's or c's budget, at the end of the
-// room's window (joinleave.go). Called under the room's subLock.
-func (h *Hub) joinLeave(room, typ string, c *Client) {
-	if !h.settings(room).joinLeave {
-		return
-	}
-	if h.jl.admit(room, typ, c, time.Now()) {
-		h.publishJoinLeave(room, typ, c)
 	}
 }
 

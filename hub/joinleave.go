@@ -200,3 +200,15 @@ func (h *Hub) publishJoinLeave(room, typ string, c *Client) {
 		h.stats.engineErrors.Add(1)
 	}
 }
+
+// joinLeave announces c joining or leaving room to the room's members on
+// every node, at once or, over the room's or c's budget, at the end of the
+// room's window (joinleave.go). Called under the room's subLock.
+func (h *Hub) joinLeave(room, typ string, c *Client) {
+	if !h.settings(room).joinLeave {
+		return
+	}
+	if h.jl.admit(room, typ, c, time.Now()) {
+		h.publishJoinLeave(room, typ, c)
+	}
+}
