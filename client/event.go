@@ -71,18 +71,7 @@ type HistoryPage struct {
 }
 
 // PresenceInfo is who is in a room, across every node.
-type PresenceInfo struct {
-	// Clients counts connections, Users distinct user ids.
-	Clients int `json:"clients"`
-	Users   int `json:"users"`
-	// Members lists the connections; nil when counts only were asked for.
-	Members []Member `json:"members,omitempty"`
-}
+type PresenceInfo = protocol.PresenceInfo
 
 // Member is one connection in a room.
-type Member struct {
-	UserID       string `json:"user_id"`
-	ConnectionID string `json:"connection_id"`
-	// Info is the presence info of the connection's token, if any.
-	Info json.RawMessage `json:"info,omitempty"`
-}
+type Member = protocol.Member

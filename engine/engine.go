@@ -139,12 +139,9 @@ type Engine interface {
 	Close() error
 }
 
-// ClientInfo is one connection's presence entry.
-type ClientInfo struct {
-	UserID       string          `json:"user_id"`
-	ConnectionID string          `json:"connection_id"`
-	Info         json.RawMessage `json:"info,omitempty"` // from the token, if any
-}
+// ClientInfo is one connection's presence entry, as the protocol's
+// presence_result lists it.
+type ClientInfo = protocol.Member
 
 // PresenceStats are a room's presence counts.
 type PresenceStats struct {

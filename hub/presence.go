@@ -10,35 +10,28 @@ import (
 	"github.com/switchboard-rt/switchboard/protocol"
 )
 
-// PresenceInfo is a room's presence.
-type PresenceInfo struct {
-	Clients int                 `json:"clients"`
-	Users   int                 `json:"users"`
-	Members []engine.ClientInfo `json:"members,omitempty"`
-}
-
 // ErrPresenceDisabled is returned for rooms whose namespace has no presence.
 var ErrPresenceDisabled = errors.New("presence is off for this room")
 
 // Presence returns who is in room across the cluster.
-func (h *Hub) Presence(ctx context.Context, room string, countsOnly bool) (PresenceInfo, error) {
+func (h *Hub) Presence(ctx context.Context, room string, countsOnly bool) (protocol.PresenceInfo, error) {
 	if e := protocol.ValidateRoom(room); e != nil {
-		return PresenceInfo{}, e
+		return protocol.PresenceInfo{}, e
 	}
 	if !h.settings(room).presence {
-		return PresenceInfo{}, ErrPresenceDisabled
+		return protocol.PresenceInfo{}, ErrPresenceDisabled
 	}
 	st, err := h.eng.PresenceStats(ctx, room)
 	if err != nil {
 		h.stats.engineErrors.Add(1)
-		return PresenceInfo{}, fmt.Errorf("hub: presence of %q: %w", room, err)
+		return protocol.PresenceInfo{}, fmt.Errorf("hub: presence of %q: %w", room, err)
 	}
-	info := PresenceInfo{Clients: st.Clients, Users: st.Users}
+	info := protocol.PresenceInfo{Clients: st.Clients, Users: st.Users}
 	if !countsOnly {
 		list, err := h.eng.PresenceList(ctx, room)
 		if err != nil {
 			h.stats.engineErrors.Add(1)
-			return PresenceInfo{}, fmt.Errorf("hub: presence of %q: %w", room, err)
+			return protocol.PresenceInfo{}, fmt.Errorf("hub: presence of %q: %w", room, err)
 		}
 		// Both counts come from the list itself: an entry that expired
 		// between the two engine calls must not leave them disagreeing.

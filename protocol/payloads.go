@@ -125,6 +125,24 @@ type PresenceRequest struct {
 	CountsOnly bool `json:"counts_only,omitempty"`
 }
 
+// PresenceInfo is a room's presence across every node: the data of
+// presence_result (section 3.3).
+type PresenceInfo struct {
+	// Clients counts connections, Users distinct user ids.
+	Clients int `json:"clients"`
+	Users   int `json:"users"`
+	// Members lists the connections; nil when counts only were asked for.
+	Members []Member `json:"members,omitempty"`
+}
+
+// Member is one connection in a room's presence.
+type Member struct {
+	UserID       string `json:"user_id"`
+	ConnectionID string `json:"connection_id"`
+	// Info is the presence info of the connection's credentials, if any.
+	Info json.RawMessage `json:"info,omitempty"`
+}
+
 // RPCRequest is the data of an envelope-style `rpc` request (section 3.4).
 type RPCRequest struct {
 	Method string          `json:"method"`
