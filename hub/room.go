@@ -72,6 +72,27 @@ func (r *room) fanout(f *protocol.Frame, pos protocol.StreamPosition, skip strin
 	return n
 }
 
+// fanoutGap queues a stream_gap notice whose last missing position is
+// until to every member whose subscription started before it.
+func (r *room) fanoutGap(f *protocol.Frame, until protocol.StreamPosition) int {
+	n := 0
+	r.mu.RLock()
+	for _, m := range r.members {
+		if st := m.start.Load(); until.Epoch != "" && st != nil && st.Epoch == until.Epoch && st.Offset >= until.Offset {
+			continue // subscribed after the gap: its own read covered it
+		}
+		if m.buffering.Load() && m.park(until, f) {
+			n++
+			continue
+		}
+		if m.c.sink.Send(f) {
+			n++
+		}
+	}
+	r.mu.RUnlock()
+	return n
+}
+
 // park holds a live event while history is replayed. It returns false if
 // buffering ended meanwhile (the caller then sends directly).
 func (m *member) park(pos protocol.StreamPosition, f *protocol.Frame) bool {

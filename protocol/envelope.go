@@ -53,6 +53,9 @@ const (
 	TypeHistoryResult         = "history_result"
 	TypePresenceResult        = "presence_result"
 	TypeRefreshed             = "refreshed"
+	// TypeStreamGap tells a room's members that events of the room could
+	// not be delivered to them (protocol.md section 4).
+	TypeStreamGap = "stream_gap"
 
 	// both directions: the default application event type.
 	TypeMessage = "message"
@@ -63,7 +66,7 @@ var serverOnly = map[string]bool{
 	TypeConnectionEstablished: true, TypePong: true, TypeSubscribed: true,
 	TypeUnsubscribed: true, TypeAck: true, TypeError: true, TypeDisconnect: true,
 	TypeUserJoined: true, TypeUserLeft: true, TypeSessionExpiring: true, TypeRPCResult: true,
-	TypeHistoryResult: true, TypePresenceResult: true, TypeRefreshed: true,
+	TypeHistoryResult: true, TypePresenceResult: true, TypeRefreshed: true, TypeStreamGap: true,
 }
 
 // clientRequests are reserved types a client sends as requests.
