@@ -179,7 +179,9 @@ func (e *Engine) fillRoom(rs *roomSub) *broker.Room {
 			}
 			ctx, cancel := context.WithTimeout(ctx, e.opts.OpTimeout)
 			defer cancel()
-			return e.history(ctx, b, rs.room, q, -1, 0, false)
+			// create: a room the server lost gets its new epoch now, so
+			// a declared gap can name where the new stream starts.
+			return e.history(ctx, b, rs.room, q, -1, 0, true)
 		},
 	}
 }
