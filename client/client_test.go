@@ -992,6 +992,47 @@ func TestDedupeAtSeam(t *testing.T) {
 	}
 }
 
+// TestStreamGapNotice feeds a stream_gap notice into the router: the
+// handler gets a RecoveryFailed notice in stream order, and the position
+// moves past the missing events (older ones are dropped, a reconnect
+// recovers from there).
+func TestStreamGapNotice(t *testing.T) {
+	c := New("ws://127.0.0.1:1/ws", nil)
+	defer c.Close()
+	rec := newRecorder()
+	s := &Subscription{c: c, room: "r", handler: rec.handle, active: true, haveLast: true, last: protocol.StreamPosition{Epoch: "a", Offset: 5}}
+	c.subs["r"] = s
+	route := func(env *protocol.Envelope) {
+		c.mu.Lock()
+		c.routeLocked(env)
+		c.mu.Unlock()
+	}
+	route(&protocol.Envelope{Type: "message", ID: "a-6", Room: "r"})
+	route(&protocol.Envelope{Type: protocol.TypeStreamGap, Room: "r", Data: json.RawMessage(`{"after":"a-6","until":"b-200","reason":"stream_lost"}`), TS: 7})
+	route(&protocol.Envelope{Type: "message", ID: "b-150", Room: "r"}) // covered by the gap: not news
+	route(&protocol.Envelope{Type: "message", ID: "b-201", Room: "r"})
+	route(&protocol.Envelope{Type: protocol.TypeStreamGap, Room: "r", Data: json.RawMessage(`{"after":"b-201","reason":"unavailable"}`)})
+	route(&protocol.Envelope{Type: "message", ID: "b-230", Room: "r"})
+	ev := rec.wait(t, "4 events and 2 notices", func(ev []Event) bool { return len(ev) >= 5 })
+	var got []string
+	for _, e := range ev {
+		got = append(got, fmt.Sprintf("%s %s %v", e.Type, e.ID, e.RecoveryFailed))
+	}
+	want := []string{"message a-6 false", "stream_gap b-200 true", "message b-201 false", "stream_gap  true", "message b-230 false"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("handler got %q, want %q", got, want)
+	}
+	if string(ev[1].Data) != `{"after":"a-6","until":"b-200","reason":"stream_lost"}` || ev[1].Room != "r" || ev[1].TS != 7 {
+		t.Errorf("notice = %+v", ev[1])
+	}
+	c.mu.Lock()
+	last := s.last
+	c.mu.Unlock()
+	if last != (protocol.StreamPosition{Epoch: "b", Offset: 230}) {
+		t.Errorf("position after the notices: %v, want b-230 (sent as last_event_id on a reconnect)", last)
+	}
+}
+
 func TestCloseBehaviour(t *testing.T) {
 	ts := startServer(t, "", server.Config{})
 	ctx := ctxT(t)
