@@ -60,16 +60,20 @@ func (r *room) fanout(f *protocol.Frame, pos protocol.StreamPosition, skip strin
 		if skip != "" && m.c.id == skip || m.seen(pos) {
 			continue
 		}
-		if m.buffering.Load() && m.park(pos, f) {
-			n++
-			continue
-		}
-		if m.c.sink.Send(f) {
+		if m.send(pos, f) {
 			n++
 		}
 	}
 	r.mu.RUnlock()
 	return n
+}
+
+// send queues f, or parks it while the member's history is replayed.
+func (m *member) send(pos protocol.StreamPosition, f *protocol.Frame) bool {
+	if m.buffering.Load() && m.park(pos, f) {
+		return true
+	}
+	return m.c.sink.Send(f)
 }
 
 // fanoutGap queues a stream_gap notice whose last missing position is
@@ -81,11 +85,7 @@ func (r *room) fanoutGap(f *protocol.Frame, until protocol.StreamPosition) int {
 		if st := m.start.Load(); until.Epoch != "" && st != nil && st.Epoch == until.Epoch && st.Offset >= until.Offset {
 			continue // subscribed after the gap: its own read covered it
 		}
-		if m.buffering.Load() && m.park(until, f) {
-			n++
-			continue
-		}
-		if m.c.sink.Send(f) {
+		if m.send(until, f) {
 			n++
 		}
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -68,22 +67,7 @@ func (s *natsServer) start() {
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("start nats-server: %v", err)
 	}
-	done := make(chan struct{})
-	s.done = done
-	go func(cmd *exec.Cmd) { _ = cmd.Wait(); close(done) }(s.cmd)
-	deadline := time.Now().Add(startTimeout)
-	for time.Now().Before(deadline) {
-		if c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(s.port), time.Second); err == nil {
-			c.Close()
-			return
-		}
-		select {
-		case <-done:
-			s.t.Fatalf("nats-server exited at start; its log:\n%s", s.log.tail(4000))
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	s.t.Fatalf("nats-server did not listen on port %d within %s", s.port, startTimeout)
+	s.done = waitListening(s.t, "nats-server", s.cmd, "127.0.0.1:"+strconv.Itoa(s.port), s.log)
 }
 
 func (s *natsServer) kill() {

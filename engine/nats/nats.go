@@ -142,10 +142,6 @@ const (
 	// maxCASAttempts bounds how often one Publish rereads a room's top
 	// because another publisher appended first.
 	maxCASAttempts = 1000
-	// fillBatch is how many events one read fetches while filling a gap in
-	// delivery; maxFill caps a whole fill.
-	fillBatch = 500
-	maxFill   = 100_000
 	// resyncConcurrency bounds the gap fills running after a reconnect.
 	resyncConcurrency = 8
 	// janitorQueue bounds pending background chores (trims, consumer

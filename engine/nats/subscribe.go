@@ -165,25 +165,18 @@ func (e *Engine) deliver(rs *roomSub, pub *engine.Publication) {
 }
 
 // fillRoom is what rs's tracker needs for a fill: the room's stream read
-// without a size or TTL bound, each read bounded by OpTimeout.
+// without a size or TTL bound. A room the server lost gets its new epoch
+// from the read (create), so a declared gap names where the new stream
+// starts.
 func (e *Engine) fillRoom(rs *roomSub) *broker.Room {
-	return &broker.Room{
-		Name:    rs.room,
-		Handler: e.handler,
-		Batch:   fillBatch,
-		Max:     maxFill,
+	return &broker.Room{Name: rs.room, Handler: e.handler, Timeout: e.opts.OpTimeout,
 		Read: func(ctx context.Context, q engine.HistoryQuery) (engine.HistoryResult, error) {
 			b := e.conn.Load()
 			if b == nil || b.js == nil {
 				return engine.HistoryResult{}, errors.New("nats: not connected")
 			}
-			ctx, cancel := context.WithTimeout(ctx, e.opts.OpTimeout)
-			defer cancel()
-			// create: a room the server lost gets its new epoch now, so
-			// a declared gap can name where the new stream starts.
 			return e.history(ctx, b, rs.room, q, -1, 0, true)
-		},
-	}
+		}}
 }
 
 // resyncAll fills, for every subscribed room, what was published while the

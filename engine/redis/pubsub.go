@@ -162,19 +162,12 @@ func (e *Engine) deliver(rs *roomSub, pub *engine.Publication) {
 }
 
 // fillRoom is what rs's tracker needs for a fill: history read without a
-// size or TTL bound, each read bounded by opTimeout.
+// size or TTL bound.
 func (e *Engine) fillRoom(rs *roomSub) *broker.Room {
-	return &broker.Room{
-		Name:    rs.room,
-		Handler: e.handler,
-		Batch:   fillBatch,
-		Max:     maxFill,
+	return &broker.Room{Name: rs.room, Handler: e.handler, Timeout: opTimeout,
 		Read: func(ctx context.Context, q engine.HistoryQuery) (engine.HistoryResult, error) {
-			ctx, cancel := context.WithTimeout(ctx, opTimeout)
-			defer cancel()
 			return e.history(ctx, rs.room, q, -1, 0)
-		},
-	}
+		}}
 }
 
 // Subscribe implements engine.Engine. It returns after Redis confirmed

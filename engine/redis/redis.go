@@ -126,10 +126,6 @@ const (
 	// its client-output-buffer-limit for pubsub, then it disconnects us and
 	// we resubscribe and fill the gap from history).
 	workerQueue = 1024
-	// fillBatch is how many events one history read fetches while filling
-	// a gap after a reconnect; maxFill caps a whole fill.
-	fillBatch = 500
-	maxFill   = 100_000
 	// opTimeout bounds background Redis calls (gap fills, presence
 	// refresh, resubscribe) that have no caller context.
 	opTimeout = 10 * time.Second

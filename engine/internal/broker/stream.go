@@ -31,6 +31,8 @@ type Room struct {
 	// from before it.
 	Retries   int
 	RetryWait time.Duration
+	// Timeout bounds each read; 0 means only the caller's context does.
+	Timeout time.Duration
 }
 
 const (
@@ -188,17 +190,7 @@ func (t *Tracker) fill(ctx context.Context, r *Room, stop *protocol.StreamPositi
 				first = keep[0].Position.Offset
 			}
 			t.declare(r, protocol.StreamPosition{Epoch: epoch, Offset: first - 1}, engine.GapEvicted)
-			for _, pub := range keep {
-				if n >= max {
-					break
-				}
-				if t.pos.Epoch == epoch && pub.Position.Offset <= t.pos.Offset {
-					continue
-				}
-				t.pos = pub.Position
-				r.Handler.HandlePublication(r.Name, pub)
-				n++
-			}
+			t.deliver(r, keep, stop, &n, max)
 			if n >= max {
 				break
 			}
@@ -212,29 +204,13 @@ func (t *Tracker) fill(ctx context.Context, r *Room, stop *protocol.StreamPositi
 			// A new stream, read from its start: the old one is gone.
 			t.declare(r, protocol.StreamPosition{Epoch: since.Epoch}, engine.GapStreamLost)
 		}
-		for _, pub := range res.Publications {
-			if stop != nil && (pub.Position.Epoch != stop.Epoch || pub.Position.Offset >= stop.Offset) {
-				return n
-			}
-			if pub.Position.Epoch == t.pos.Epoch && pub.Position.Offset <= t.pos.Offset {
-				continue
-			}
+		if t.deliver(r, res.Publications, stop, &n, max) {
 			if n >= max {
 				break
 			}
-			t.pos = pub.Position
-			r.Handler.HandlePublication(r.Name, pub)
-			n++
-		}
-		if n >= max {
-			break
+			return n // reached stop
 		}
 		if len(res.Publications) < batch {
-			if stop == nil && res.Latest.Epoch == t.pos.Epoch && res.Latest.Offset > t.pos.Offset {
-				// Published between the reads: the next live event or
-				// resync takes them.
-				return n
-			}
 			if stop != nil && t.pos.Epoch == stop.Epoch && t.pos.Offset+1 < stop.Offset {
 				// History ends before stop (trimmed meanwhile).
 				t.declare(r, protocol.StreamPosition{Epoch: stop.Epoch, Offset: stop.Offset - 1}, engine.GapEvicted)
@@ -253,6 +229,28 @@ func (t *Tracker) fill(ctx context.Context, r *Room, stop *protocol.StreamPositi
 		t.unavailable(r, nil)
 	}
 	return n
+}
+
+// deliver hands pubs (oldest first) to the handler: those after the
+// position and before stop, until n reaches max. It reports whether it
+// stopped early, at stop or at max.
+func (t *Tracker) deliver(r *Room, pubs []*engine.Publication, stop *protocol.StreamPosition, n *int, max int) bool {
+	for _, pub := range pubs {
+		p := pub.Position
+		if stop != nil && (p.Epoch != stop.Epoch || p.Offset >= stop.Offset) {
+			return true
+		}
+		if p.Epoch == t.pos.Epoch && p.Offset <= t.pos.Offset {
+			continue
+		}
+		if *n >= max {
+			return true
+		}
+		t.pos = p
+		r.Handler.HandlePublication(r.Name, pub)
+		*n++
+	}
+	return false
 }
 
 // declare moves the position to until, telling the handler about the
@@ -302,7 +300,7 @@ func (t *Tracker) read(ctx context.Context, r *Room, q engine.HistoryQuery) (eng
 		wait = defaultRetryWait
 	}
 	for i := 0; ; i++ {
-		res, err := r.Read(ctx, q)
+		res, err := r.readOnce(ctx, q)
 		if err == nil || i >= retries || ctx.Err() != nil {
 			return res, err
 		}
@@ -315,4 +313,13 @@ func (t *Tracker) read(ctx context.Context, r *Room, q engine.HistoryQuery) (eng
 		}
 		wait *= 2
 	}
+}
+
+func (r *Room) readOnce(ctx context.Context, q engine.HistoryQuery) (engine.HistoryResult, error) {
+	if r.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, r.Timeout)
+		defer cancel()
+	}
+	return r.Read(ctx, q)
 }
