@@ -308,7 +308,7 @@ func (s *connSub) run(ctx context.Context, ready chan<- struct{}) {
 			s.mu.Lock()
 			s.err = err
 			s.mu.Unlock()
-			sleepCtx(ctx, b.next())
+			broker.SleepCtx(ctx, b.next())
 			continue
 		}
 		b.reset()
@@ -331,7 +331,7 @@ func (s *connSub) run(ctx context.Context, ready chan<- struct{}) {
 		s.mu.Unlock()
 		conn.release()
 		if ctx.Err() == nil {
-			sleepCtx(ctx, b.next())
+			broker.SleepCtx(ctx, b.next())
 		}
 	}
 }
