@@ -138,6 +138,9 @@ const (
 //     1 in a new epoch. The epoch changes only when the stream is lost.
 //   - A node receives publications only for rooms it has subscribed and not
 //     unsubscribed since.
+//   - An event of a subscribed room that the engine cannot deliver to this
+//     node (evicted before a gap could be filled, lost with the broker's
+//     data) is declared with Handler.HandleGap, never skipped silently.
 //
 // All methods are safe for concurrent use.
 type Engine interface {

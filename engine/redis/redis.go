@@ -9,7 +9,8 @@
 // connection on which it subscribes to the rooms that have local members
 // and to one control channel; when the connection breaks the engine
 // reconnects with backoff, resubscribes everything, and fills any gap in a
-// room's stream from history before delivering live events again.
+// room's stream from history before delivering live events again; what
+// history no longer holds is declared to the Handler (HandleGap).
 //
 // Delivery to the Handler runs on a few worker goroutines, each room always
 // on the same one, so a room's events arrive in stream order and never
