@@ -144,6 +144,70 @@ func TestGapFilledAfterReconnect(t *testing.T) {
 	}
 }
 
+// TestGapEvictedAfterReconnect: more events than the history keeps are
+// published while a node's pub/sub connection is down. After it
+// reconnects the node delivers what history still holds and declares the
+// rest (HandleGap) before it: nothing is skipped without notice.
+func TestGapEvictedAfterReconnect(t *testing.T) {
+	r := startPrivateRedis(t)
+	a := newTestEngine(t, Options{Addr: r.addr(), KeyPrefix: "f:", NodeID: "a"})
+	b := newTestEngine(t, Options{Addr: r.addr(), KeyPrefix: "f:", NodeID: "b"})
+	ra := enginetest.NewRecorder()
+	startEngine(t, a, ra)
+	startEngine(t, b, enginetest.NewRecorder())
+	ctx := context.Background()
+	policy := engine.PublishOptions{History: engine.HistoryPolicy{Size: 20}}
+	mustNoErr(t, a.Subscribe(ctx, "room"), "subscribe")
+	var epoch string
+	publish := func(n int) {
+		for i := 0; i < n; i++ {
+			res, err := b.Publish(ctx, "room", &engine.Publication{Type: "m"}, policy)
+			mustNoErr(t, err, "publish")
+			epoch = res.Position.Epoch
+		}
+	}
+	publish(3)
+	waitFor(t, 5*time.Second, "the first events", func() bool { return ra.Count("room") == 3 })
+
+	_, err := r.do("ACL", "SETUSER", "default", "-subscribe")
+	mustNoErr(t, err, "acl")
+	_, err = r.do("CLIENT", "KILL", "TYPE", "pubsub")
+	mustNoErr(t, err, "client kill")
+	waitFor(t, faultWait, "Ready to report the lost pub/sub connection", func() bool { return a.Ready(ctx) != nil })
+	// Offsets 4..503. Redis trims the history approximately (whole stream
+	// nodes of 100 entries), so it keeps the newest 20 to about 120.
+	publish(500)
+	_, err = r.do("ACL", "SETUSER", "default", "+subscribe")
+	mustNoErr(t, err, "acl")
+	waitFor(t, faultWait, "the retained events", func() bool {
+		got := ra.Get("room")
+		return len(got) > 3 && got[len(got)-1].Position.Offset == 503
+	})
+	publish(1)
+	waitFor(t, 5*time.Second, "the live event", func() bool {
+		got := ra.Get("room")
+		return got[len(got)-1].Position.Offset == 504
+	})
+	time.Sleep(50 * time.Millisecond) // let any wrong extra delivery land
+	got := ra.Get("room")
+	first := got[3].Position.Offset // the oldest event history still held
+	checkOffsets(t, got[:3], epoch, 3)
+	for i, p := range got[3:] {
+		if p.Position != (protocol.StreamPosition{Epoch: epoch, Offset: first + uint64(i)}) {
+			t.Fatalf("delivered %+v after the gap, want %d: every retained event once, in order", p.Position, first+uint64(i))
+		}
+	}
+	if first <= 4 || first > 504-20 || got[len(got)-1].Position.Offset != 504 {
+		t.Errorf("after the gap: offsets %d..%d, want the retained tail of 4..503 (history 20, trimmed approximately), then 504", first, got[len(got)-1].Position.Offset)
+	}
+	gaps := ra.Gaps("room")
+	wantGap := engine.Gap{After: protocol.StreamPosition{Epoch: epoch, Offset: 3}, Until: protocol.StreamPosition{Epoch: epoch, Offset: first - 1}, Reason: engine.GapEvicted}
+	if len(gaps) != 1 || gaps[0] != wantGap {
+		t.Errorf("declared gaps %+v, want %+v", gaps, wantGap)
+	}
+	t.Logf("history held %d..503 of 4..503; declared 4..%d", first, first-1)
+}
+
 // TestReconnectChaos kills the pub/sub connections again and again while
 // events are published: whatever the timing, the subscriber ends up with
 // every event exactly once, in order.
