@@ -584,13 +584,15 @@ func itoa(v int) string { return strconv.Itoa(v) }
 // gap's end missed nothing and is skipped.
 func (eh *engineHandler) HandleGap(room string, gap engine.Gap) {
 	h := (*Hub)(eh)
+	d := gapData(gap)
 	h.log.Warn("hub: events could not be delivered; members told to resync", "room", room,
-		"after", gap.After.EventID(), "until", gap.Until.EventID(), "reason", gap.Reason)
+		"after", d.After, "until", d.Until, "reason", d.Reason)
 	r := h.lookupRoom(room)
 	if r == nil {
 		return
 	}
-	f := protocol.NewFrame(encodeGap(room, gap, time.Now().UnixMilli()))
+	data, _ := json.Marshal(d) // strings only: cannot fail
+	f := protocol.NewFrame(protocol.Encode(&protocol.Envelope{Type: protocol.TypeStreamGap, Room: room, Data: data, TS: time.Now().UnixMilli()}))
 	n := r.fanoutGap(f, gap.Until)
 	h.stats.messagesOut.Add(uint64(n))
 }
@@ -607,7 +609,7 @@ type StreamGapData struct {
 	Reason string `json:"reason"`
 }
 
-func encodeGap(room string, gap engine.Gap, ts int64) []byte {
+func gapData(gap engine.Gap) StreamGapData {
 	d := StreamGapData{Reason: gap.Reason}
 	if gap.After.Epoch != "" {
 		d.After = gap.After.EventID()
@@ -615,8 +617,7 @@ func encodeGap(room string, gap engine.Gap, ts int64) []byte {
 	if gap.Until.Epoch != "" {
 		d.Until = gap.Until.EventID()
 	}
-	data, _ := json.Marshal(d) // strings only: cannot fail
-	return protocol.Encode(&protocol.Envelope{Type: protocol.TypeStreamGap, Room: room, Data: data, TS: ts})
+	return d
 }
 
 func (eh *engineHandler) HandleControl(data []byte) {
