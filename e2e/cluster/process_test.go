@@ -6,8 +6,8 @@
 // are in docs/benchmarks.md.
 //
 // Redis is the one at SWITCHBOARD_TEST_REDIS (default 127.0.0.1:6379);
-// redis-server and nginx must be installed for the tests that start their
-// own. Missing services skip the tests, except when CI is set: then they
+// redis-server, nats-server and nginx must be installed for the tests that
+// start their own. Missing services skip the tests, except when CI is set: then they
 // fail, so that a CI run cannot pass without testing anything.
 package cluster_test
 
