@@ -251,17 +251,28 @@ func (j *JWT) Authenticate(ctx context.Context, token string) (*hub.Credentials,
 // VerifySubscription implements hub.SubscriptionVerifier: the token must
 // name room and the connection's user.
 func (j *JWT) VerifySubscription(ctx context.Context, token, room, userID string) error {
+	_, err := j.VerifySubscriptionExpiry(ctx, token, room, userID)
+	return err
+}
+
+// VerifySubscriptionExpiry implements hub.SubscriptionExpirer: it verifies
+// like VerifySubscription and returns when the grant ends, the token's exp
+// plus the leeway it was accepted with (zero without exp).
+func (j *JWT) VerifySubscriptionExpiry(ctx context.Context, token, room, userID string) (time.Time, error) {
 	var c SubscriptionClaims
 	if err := j.parse(token, &c); err != nil {
-		return tokenError(err)
+		return time.Time{}, tokenError(err)
 	}
 	if c.Room != room {
-		return fmt.Errorf("token is for room %q", c.Room)
+		return time.Time{}, fmt.Errorf("token is for room %q", c.Room)
 	}
 	if c.Subject != userID {
-		return errors.New("token is for another user")
+		return time.Time{}, errors.New("token is for another user")
 	}
-	return nil
+	if c.ExpiresAt == nil {
+		return time.Time{}, nil
+	}
+	return c.ExpiresAt.Time.Add(j.opts.Leeway), nil
 }
 
 // tokenError turns the library's error into a short reason safe to show
@@ -289,4 +300,5 @@ func tokenError(err error) error {
 var (
 	_ hub.Authenticator        = (*JWT)(nil)
 	_ hub.SubscriptionVerifier = (*JWT)(nil)
+	_ hub.SubscriptionExpirer  = (*JWT)(nil)
 )

@@ -42,6 +42,8 @@ type request struct {
 	// swallowed and it is not sent again.
 	abandoned bool
 	reply     chan result // buffered; receives exactly one result
+
+	token string // a subscribe's subscription token
 }
 
 type result struct {
@@ -92,6 +94,7 @@ func (c *Client) frameLocked(r *request) []byte {
 		env.LastEventID = s.last.EventID()
 	}
 	r.lastEventID = env.LastEventID
+	subscribeFrame(&env, r.token)
 	return protocol.Encode(&env)
 }
 
@@ -347,6 +350,14 @@ func (c *Client) handle(cn *wsConn, env *protocol.Envelope) {
 		}
 		c.wg.Add(1)
 		go c.refreshSession()
+	case protocol.TypeSubscriptionExpiring:
+		c.mu.Lock()
+		if s := c.subs[env.Room]; s != nil && s.getToken != nil && s.active && !s.leaving {
+			c.fetchTokenLocked(s)
+		} else {
+			c.eventLocked(env)
+		}
+		c.mu.Unlock()
 	case protocol.TypePong:
 		c.mu.Lock()
 		if env.ID != "" && env.ID == cn.pingID {
@@ -379,7 +390,9 @@ func (c *Client) handleReply(cn *wsConn, env *protocol.Envelope) {
 	defer c.mu.Unlock()
 	r := c.takeLocked(cn, env.ID)
 	if r == nil {
-		c.eventLocked(env) // a reply to a Send
+		if env.Type != protocol.TypeUnsubscribed || !c.subscriptionEndedLocked(env) {
+			c.eventLocked(env) // a reply to a Send
+		}
 		return
 	}
 	switch r.kind {

@@ -40,6 +40,9 @@ type Client struct {
 	rpcInFlight int
 	announced   bool   // OnConnect ran, so OnDisconnect will
 	bucket      bucket // touched only by HandleMessage (one goroutine)
+
+	subExpiries map[string]*subExpiry // under mu: token subscriptions' expiries, by room
+	joining     string                // under mu: the room of the subscribe in progress (see expireSubscription)
 }
 
 // ID returns the connection id.
@@ -72,6 +75,7 @@ func (c *Client) Gone() {
 			t.Stop()
 		}
 	}
+	c.stopSubscriptionsLocked()
 	announced := c.announced
 	c.mu.Unlock()
 	for name := range rooms {
@@ -181,6 +185,9 @@ type SubscribedData struct {
 	// Replayed is how many missed events were sent before this answer's
 	// live events.
 	Replayed int `json:"replayed,omitempty"`
+	// ExpiresAt is when the subscription token expires (Unix ms), if the
+	// subscribe carried one that does; the hub ends the subscription then.
+	ExpiresAt int64 `json:"expires_at,omitempty"`
 }
 
 // subscribe handles `subscribe` (and `sync`, which requires an existing
@@ -207,8 +214,12 @@ func (c *Client) subscribe(ctx context.Context, env *protocol.Envelope, sync boo
 		c.sendError(protocol.Errorf(protocol.ErrBadRequest, env.ID, "sync needs last_event_id"))
 		return
 	}
-	if !sync && !c.maySubscribe(ctx, env) {
-		return
+	var subExp time.Time
+	if !sync {
+		var ok bool
+		if subExp, ok = c.maySubscribe(ctx, env); !ok {
+			return
+		}
 	}
 	if hook := h.opts.Hooks.OnSubscribe; hook != nil && !sync {
 		if err := hook(ctx, c.connectionInfo(), env.Room); err != nil {
@@ -216,11 +227,13 @@ func (c *Client) subscribe(ctx context.Context, env *protocol.Envelope, sync boo
 			return
 		}
 	}
+	defer c.doneJoining()
 	c.mu.Lock()
 	if c.gone {
 		c.mu.Unlock()
 		return
 	}
+	c.joining = env.Room
 	_, already := c.rooms[env.Room]
 	if sync && !already {
 		c.mu.Unlock()
@@ -280,7 +293,13 @@ func (c *Client) subscribe(ctx context.Context, env *protocol.Envelope, sync boo
 		data.Recovered = &ok
 		data.Replayed = len(replay)
 	}
+	if !subExp.IsZero() {
+		data.ExpiresAt = subExp.UnixMilli()
+	}
 	c.sendEnvelope(&protocol.Envelope{Type: protocol.TypeSubscribed, ID: env.ID, Room: env.Room, Data: protocol.EncodeData(data)})
+	if !sync { // after the answer: subscription_expiring must not overtake it
+		c.armSubscription(env.Room, subExp, wasMember)
+	}
 	if recover && *data.Recovered {
 		for _, f := range replay {
 			c.sink.Send(f)
@@ -327,6 +346,7 @@ func (c *Client) unsubscribe(env *protocol.Envelope) {
 	_, ok := c.rooms[env.Room]
 	delete(c.rooms, env.Room)
 	c.mu.Unlock()
+	c.armSubscription(env.Room, time.Time{}, false)
 	if !ok {
 		c.sendError(protocol.Errorf(protocol.ErrNotSubscribed, env.ID, "not subscribed to room %q", env.Room))
 		return
@@ -434,38 +454,41 @@ type SubscribeData struct {
 }
 
 // maySubscribe applies the room's subscribe permission and, for private
-// rooms, the subscription token; a refusal is a counted violation.
-func (c *Client) maySubscribe(ctx context.Context, env *protocol.Envelope) bool {
+// rooms, the subscription token; a refusal is a counted violation. It
+// returns when the subscription token expires (zero: none, or never).
+func (c *Client) maySubscribe(ctx context.Context, env *protocol.Envelope) (time.Time, bool) {
 	h := c.hub
 	rs := h.settings(env.Room)
 	var sd SubscribeData
 	if len(env.Data) > 0 {
 		if err := json.Unmarshal(env.Data, &sd); err != nil {
 			c.sendError(protocol.Errorf(protocol.ErrBadRequest, env.ID, "subscribe data must be {\"token\": string}: %v", err))
-			return false
+			return time.Time{}, false
 		}
 	}
 	subToken := false
+	var exp time.Time
 	if sd.Token != "" {
 		if h.opts.Auth.Subscriptions == nil {
 			c.violation(protocol.Errorf(protocol.ErrForbidden, env.ID, "subscription tokens are not accepted by this server"))
-			return false
+			return time.Time{}, false
 		}
-		if err := h.opts.Auth.Subscriptions.VerifySubscription(ctx, sd.Token, env.Room, c.userID); err != nil {
+		var err error
+		if exp, err = c.verifySubscription(ctx, sd.Token, env.Room); err != nil {
 			c.violation(protocol.Errorf(protocol.ErrForbidden, env.ID, "subscription token rejected: %v", err))
-			return false
+			return time.Time{}, false
 		}
 		subToken = true
 	}
 	if rs.private && !subToken && !c.allowed(PermToken, env.Room, false) {
 		c.violation(protocol.Errorf(protocol.ErrForbidden, env.ID, "room %q is private: subscribe with a subscription token", env.Room))
-		return false
+		return time.Time{}, false
 	}
 	if !c.allowed(rs.perms.Subscribe, env.Room, subToken) {
 		c.violation(protocol.Errorf(protocol.ErrForbidden, env.ID, "not allowed to subscribe to room %q", env.Room))
-		return false
+		return time.Time{}, false
 	}
-	return true
+	return exp, true
 }
 
 // peekRef reads the request id of a frame that will not be decoded in

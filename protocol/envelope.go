@@ -57,6 +57,10 @@ const (
 	// not be delivered to them (protocol.md section 4).
 	TypeStreamGap = "stream_gap"
 
+	// TypeSubscriptionExpiring warns that a room's subscription token
+	// expires soon (data.expires_at): subscribe again with a new one.
+	TypeSubscriptionExpiring = "subscription_expiring"
+
 	// both directions: the default application event type.
 	TypeMessage = "message"
 )
@@ -66,7 +70,8 @@ var serverOnly = map[string]bool{
 	TypeConnectionEstablished: true, TypePong: true, TypeSubscribed: true,
 	TypeUnsubscribed: true, TypeAck: true, TypeError: true, TypeDisconnect: true,
 	TypeUserJoined: true, TypeUserLeft: true, TypeSessionExpiring: true, TypeRPCResult: true,
-	TypeHistoryResult: true, TypePresenceResult: true, TypeRefreshed: true, TypeStreamGap: true,
+	TypeHistoryResult: true, TypePresenceResult: true, TypeRefreshed: true,
+	TypeSubscriptionExpiring: true, TypeStreamGap: true,
 }
 
 // clientRequests are reserved types a client sends as requests.

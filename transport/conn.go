@@ -568,6 +568,10 @@ func closeCodeOf(d *protocol.Disconnect, err error) (protocol.CloseCode, string)
 	if errors.As(err, &sc) {
 		return protocol.CloseCode(sc.Uint16()), err.Error()
 	}
+	var ge *guardError
+	if errors.As(err, &ge) {
+		return ge.code, ge.msg
+	}
 	var corrupt flate.CorruptInputError
 	switch {
 	case errors.As(err, &corrupt):
@@ -704,13 +708,21 @@ func (cc *countingConn) Write(p []byte) (int, error) {
 // fixCloseCode corrects a gws quirk: every failure to inflate a compressed
 // message is closed with 1011 (server error, "reconnect"). One that
 // inflates past the read limit gets 1009, as every oversize message does;
-// corrupt compressed data is the client's invalid payload, 1007.
+// corrupt compressed data is the client's invalid payload, 1007. A
+// frameGuard error, which gws closes with 1000, gets the guard's code.
 func fixCloseCode(p []byte) {
 	if len(p) < 4 || p[0] != 0x80|opClose || p[1]&0x80 != 0 {
 		return
 	}
 	n := int(p[1] & 0x7F)
-	if n < 2 || len(p) < 2+n || binary.BigEndian.Uint16(p[2:]) != uint16(protocol.CloseInternalError) {
+	if n < 2 || len(p) < 2+n {
+		return
+	}
+	if code, ok := guardCode(string(p[4 : 2+n])); ok { // gws sent 1000 for a frameGuard error
+		binary.BigEndian.PutUint16(p[2:], uint16(code))
+		return
+	}
+	if binary.BigEndian.Uint16(p[2:]) != uint16(protocol.CloseInternalError) {
 		return
 	}
 	switch reason := string(p[4 : 2+n]); {

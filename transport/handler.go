@@ -50,7 +50,8 @@ const Subprotocol = "switchboard.v1"
 type Options struct {
 	// Hub receives the connections. Required.
 	Hub *hub.Hub
-	// Logger gets one line per connect and disconnect. Default: discard.
+	// Logger gets one line per connect and disconnect, and one per refused
+	// handshake (at most 10 a second, then a count). Default: discard.
 	Logger *slog.Logger
 	// AllowedOrigins lists the browser origins allowed to connect, as host
 	// patterns ("app.example.com", "*.example.com", "localhost:3000") or
@@ -202,6 +203,7 @@ type Handler struct {
 	flushers *flushPool
 	window   *flushWindow // nil without Options.FlushWindow
 	limiter  *ipLimiter
+	refusals *refusalLog
 	// debug logs every inbound message; decided once, as the check is on
 	// the per-message path.
 	debug bool
@@ -214,6 +216,7 @@ func NewHandler(ctx context.Context, opts Options) (*Handler, error) {
 		return nil, err
 	}
 	h := &Handler{opts: opts, hub: opts.Hub, meter: opts.Hub.Meter(), log: opts.Logger}
+	h.refusals = &refusalLog{log: opts.Logger}
 	h.debug = opts.Logger.Enabled(ctx, slog.LevelDebug)
 	h.deflater = newDeflater(opts.CompressionThreshold, 1)
 	mk := func(subprotocols []string) *gws.Upgrader {
@@ -282,17 +285,15 @@ func httpError(w http.ResponseWriter, status int, code, msg string) {
 // (400, 403, 405, 426, 503), and upgrades.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if status, code, msg := h.check(w, r); status != 0 {
-		h.meter.Handshake(status)
-		httpError(w, status, code, msg)
+		h.refuse(w, r, status, code, msg)
 		return
 	}
 	// Reserve the slot now: checking Open here and counting the connection
 	// after the upgrade let concurrent handshakes overshoot the cap.
 	if n := h.open.Add(1); h.opts.MaxConnections > 0 && n > int64(h.opts.MaxConnections) {
 		h.open.Add(-1)
-		h.meter.Handshake(http.StatusServiceUnavailable)
 		w.Header().Set("Retry-After", "5")
-		httpError(w, http.StatusServiceUnavailable, "connection_limit", "the server is at its connection limit; retry later")
+		h.refuse(w, r, http.StatusServiceUnavailable, "connection_limit", "the server is at its connection limit; retry later")
 		return
 	}
 	tracked := false
@@ -302,28 +303,23 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	if h.draining.Load() || h.hub.Closing() {
-		h.meter.Handshake(http.StatusServiceUnavailable)
 		w.Header().Set("Retry-After", "1")
-		httpError(w, http.StatusServiceUnavailable, "shutting_down", "the server is shutting down; reconnect to another node")
+		h.refuse(w, r, http.StatusServiceUnavailable, "shutting_down", "the server is shutting down; reconnect to another node")
 		return
 	}
 	if h.limiter != nil {
 		if wait, ok := h.limiter.allow(ClientIP(r, h.opts.TrustedProxies), time.Now()); !ok {
-			h.meter.Handshake(http.StatusTooManyRequests)
 			w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
-			httpError(w, http.StatusTooManyRequests, "too_many_handshakes", "too many connection attempts from this address; retry later")
+			h.refuse(w, r, http.StatusTooManyRequests, "too_many_handshakes", "too many connection attempts from this address; retry later")
 			return
 		}
 	}
 	creds, status, code, msg := h.authenticate(r)
 	if status != 0 {
-		h.meter.Handshake(status)
-		httpError(w, status, code, msg)
+		h.refuse(w, r, status, code, msg)
 		return
 	}
-	if h.opts.Compression {
-		declineSmallServerWindow(r.Header)
-	}
+	deflate := h.opts.Compression && negotiateDeflate(r.Header)
 	// gws reads only the first Sec-WebSocket-Protocol line; an offer sent
 	// as several lines would otherwise fail after the hijack (plain 400).
 	if vs := r.Header.Values("Sec-WebSocket-Protocol"); len(vs) > 1 {
@@ -351,7 +347,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		early, _ := brw.Reader.Peek(n)
 		rd = io.MultiReader(strings.NewReader(string(early)), cc)
 	}
-	br := bufio.NewReaderSize(rd, h.opts.ReadBufferSize)
+	br := bufio.NewReaderSize(newFrameGuard(rd, deflate), h.opts.ReadBufferSize)
 	ws, err := up.UpgradeFromConn(cc, br, r)
 	if err != nil {
 		h.meter.Handshake(http.StatusBadRequest)
@@ -365,7 +361,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		cc.held = nil
 	}
 	c.ws = ws
-	c.deflate = h.opts.Compression && strings.Contains(r.Header.Get("Sec-WebSocket-Extensions"), "permessage-deflate")
+	c.deflate = deflate
 	ws.Session().Store("c", c)
 	c.lastSeen.Store(time.Now().UnixNano())
 	// Connect queues connection_established before the heartbeat wheel
@@ -435,6 +431,9 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request) (int, string, st
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", http.MethodGet)
 		return http.StatusMethodNotAllowed, "method_not_allowed", "a WebSocket handshake is a GET request"
+	}
+	if !r.ProtoAtLeast(1, 1) { // RFC 6455 4.1: HTTP/1.1 or higher
+		return http.StatusBadRequest, "bad_handshake", "a WebSocket handshake needs HTTP/1.1, not " + r.Proto
 	}
 	if !headerHasToken(r.Header, "Connection", "upgrade") {
 		return http.StatusBadRequest, "bad_handshake", "missing \"Connection: Upgrade\" header"

@@ -1,6 +1,9 @@
 // Command switchboard runs a Switchboard real-time messaging node.
 //
 //	switchboard serve [flags]   start a node (":8080", in-memory engine)
+//	switchboard connect URL     talk the protocol from stdin
+//	switchboard bench [flags]   load-test a node
+//	switchboard config ...      check a configuration file or print its reference
 //	switchboard version         print the version
 //
 // Every serve flag can also be set with an environment variable: the flag's
@@ -71,6 +74,7 @@ func usage(w io.Writer) {
 commands:
   serve     start a node (default :8080, WebSocket endpoint /ws, in-memory engine)
   connect   connect to a node and talk the protocol from stdin, like wscat ('switchboard connect -h')
+  bench     load-test a node (its own, or --url): delivered messages/s, latency, loss ('switchboard bench -h')
   config    check a configuration file (config check FILE) or print its reference (config docs)
   version   print the version
 
@@ -228,6 +232,9 @@ func serve(args []string, stderr io.Writer) int {
 	logger.Info("switchboard started",
 		"version", versionString(), "node", eff.NodeID, "listen", ln.Addr().String(), "ws", eff.WSPath, "engine", eff.EngineName,
 		"max_connections", eff.MaxConnections, "compression", eff.Compression, "echo", eff.EchoPath)
+	if demo, admin := browserURLs(ln.Addr(), eff); demo != "" || admin != "" {
+		logger.Info("open in a browser", "demo", demo, "admin", admin)
+	}
 	if !eff.Auth.Enabled() {
 		logger.Warn("no authentication configured: connections are anonymous and any connection may subscribe and publish to any room")
 	} else if eff.Auth.AllowAnonymous {
@@ -249,6 +256,32 @@ func serve(args []string, stderr io.Writer) int {
 	}
 	logger.Info("switchboard stopped")
 	return 0
+}
+
+// browserURLs returns the demo page's and the admin dashboard's URLs on
+// addr ("" for one that is off). An address that listens on every
+// interface is shown as localhost: that is where the operator's browser
+// finds it.
+func browserURLs(addr net.Addr, cfg server.Config) (demo, admin string) {
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return "", ""
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "localhost"
+	}
+	scheme := "http"
+	if cfg.TLSCertFile != "" {
+		scheme = "https"
+	}
+	base := scheme + "://" + net.JoinHostPort(host, port)
+	if !cfg.NoDemo {
+		demo = base + "/"
+	}
+	if !cfg.NoAdmin {
+		admin = base + "/admin"
+	}
+	return demo, admin
 }
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
