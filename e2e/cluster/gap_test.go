@@ -208,7 +208,7 @@ func publishRetry(t *testing.T, ctx context.Context, n *node, room string, ns []
 		last = fmt.Sprintf("HTTP %d %.300s %v", status, body, err)
 		time.Sleep(10 * time.Millisecond)
 	}
-	t.Fatalf("publishing %d events to %s on node %s kept failing for 30 s; last: %s", len(ns), room, n.name, last)
+	t.Fatalf("publishing %d events to %s on node %s kept failing for 30 s; last: %s\nits log:\n%s", len(ns), room, n.name, last, n.log.tail(3000))
 	return nil
 }
 
