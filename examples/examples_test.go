@@ -442,11 +442,7 @@ func TestPythonBackend(t *testing.T) {
 	t.Parallel()
 	havePython(t, "")
 	const key = "python-backend-test-key-0123"
-	n := node(t, server.Config{APIKey: key})
-	c := n.MustDial(t, "", nil)
-	c.Expect("connection_established")
-	c.Send(map[string]string{"type": "subscribe", "id": "s", "room": "match:7"})
-	c.Expect("subscribed")
+	n, c := keyedNode(t, key, "match:7")
 
 	out := run(t, []string{"SWITCHBOARD_API_KEY=" + key}, python, "python-backend/publish.py", "--url", "http://"+n.Addr, "--room", "match:7")
 	var first, again struct {

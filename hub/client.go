@@ -61,7 +61,11 @@ func (c *Client) Close(d protocol.Disconnect) { c.sink.Close(d) }
 
 // Gone tells the hub the connection has ended: it leaves every room
 // (sending user_left) and is unregistered. Safe to call more than once.
-func (c *Client) Gone() {
+func (c *Client) Gone() { c.GoneWith(0, "") }
+
+// GoneWith is Gone for a transport that knows how the connection ended:
+// OnDisconnect sees code and reason.
+func (c *Client) GoneWith(code protocol.CloseCode, reason string) {
 	c.mu.Lock()
 	if c.gone {
 		c.mu.Unlock()
@@ -83,7 +87,9 @@ func (c *Client) Gone() {
 	}
 	c.hub.remove(c)
 	if hook := c.hub.opts.Hooks.OnDisconnect; hook != nil && announced {
-		hook(c.connectionInfo())
+		ci := c.connectionInfo()
+		ci.CloseCode, ci.CloseReason = code, reason
+		hook(ci)
 	}
 }
 
@@ -188,6 +194,9 @@ type SubscribedData struct {
 	// ExpiresAt is when the subscription token expires (Unix ms), if the
 	// subscribe carried one that does; the hub ends the subscription then.
 	ExpiresAt int64 `json:"expires_at,omitempty"`
+	// Data is what the application's subscribe hook or proxy returned for
+	// this subscription, if anything.
+	Data json.RawMessage `json:"data,omitempty"`
 }
 
 // subscribe handles `subscribe` (and `sync`, which requires an existing
@@ -226,6 +235,19 @@ func (c *Client) subscribe(ctx context.Context, env *protocol.Envelope, sync boo
 			c.hookRefused(err, env.ID)
 			return
 		}
+	}
+	var appData json.RawMessage
+	if hook := h.opts.Hooks.OnSubscribeData; hook != nil && !sync {
+		d, err := hook(ctx, c.connectionInfo(), env.Room, env.Data)
+		if err != nil {
+			c.hookRefused(err, env.ID)
+			return
+		}
+		if d != nil && !json.Valid(d) {
+			c.sendError(protocol.Errorf(protocol.ErrInternal, env.ID, "the subscribe hook returned invalid JSON"))
+			return
+		}
+		appData = d
 	}
 	defer c.doneJoining()
 	c.mu.Lock()
@@ -282,7 +304,7 @@ func (c *Client) subscribe(ctx context.Context, env *protocol.Envelope, sync boo
 		c.sendError(protocol.Errorf(protocol.ErrInternal, env.ID, "subscribe failed, reading room history: %v", err))
 		return
 	}
-	data := SubscribedData{Members: members, Position: hist.Latest.EventID()}
+	data := SubscribedData{Members: members, Position: hist.Latest.EventID(), Data: appData}
 	last := hist.Latest
 	var replay []*protocol.Frame
 	if recover {
@@ -321,6 +343,9 @@ func (h *Hub) joined(room string, c *Client) {
 		}
 	}
 	h.joinLeave(room, protocol.TypeUserJoined, c)
+	if hook := h.opts.Hooks.OnJoin; hook != nil {
+		hook(room, c.connectionInfo())
+	}
 }
 
 // left undoes a membership's presence and announces it.
@@ -334,6 +359,9 @@ func (h *Hub) left(room string, c *Client) {
 		}
 	}
 	h.joinLeave(room, protocol.TypeUserLeft, c)
+	if hook := h.opts.Hooks.OnLeave; hook != nil {
+		hook(room, c.connectionInfo())
+	}
 }
 
 func (c *Client) unsubscribe(env *protocol.Envelope) {
@@ -431,19 +459,14 @@ type JoinLeaveData struct {
 }
 
 // joinLeave announces c joining or leaving room to the room's members on
-// every node. It is best effort: a failure is counted, not returned.
+// every node, at once or, over the room's or c's budget, at the end of the
+// room's window (joinleave.go). Called under the room's subLock.
 func (h *Hub) joinLeave(room, typ string, c *Client) {
 	if !h.settings(room).joinLeave {
 		return
 	}
-	ctx, cancel := h.engineContext()
-	defer cancel()
-	_, err := h.eng.Publish(ctx, room, &engine.Publication{
-		Type: typ, UserID: c.userID, ClientID: c.id, Ephemeral: true,
-		Data: protocol.EncodeData(JoinLeaveData{ConnectionID: c.id}),
-	}, engine.PublishOptions{})
-	if err != nil {
-		h.stats.engineErrors.Add(1)
+	if h.jl.admit(room, typ, c, time.Now()) {
+		h.publishJoinLeave(room, typ, c)
 	}
 }
 

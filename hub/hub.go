@@ -84,6 +84,15 @@ type Options struct {
 	NoEcho bool
 	// NoJoinLeave turns off user_joined and user_left events.
 	NoJoinLeave bool
+	// JoinLeaveRate is how many user_joined/user_left announcements one
+	// room sends at once per second (burst twice that); one connection
+	// may cause 4 in a room at once and one more every 2 s. Beyond
+	// either, announcements are held for JoinLeaveWindow and sent
+	// together, a join and a leave of one connection cancelling out.
+	// Defaults 20/s and 1 s; a negative JoinLeaveRate sends every
+	// announcement at once.
+	JoinLeaveRate   int
+	JoinLeaveWindow time.Duration
 	// MaxErrors is how many `error` events a connection may earn in
 	// ErrorWindow before it is closed with 1008. Default 50 per 10 s.
 	MaxErrors   int
@@ -202,6 +211,7 @@ type Hub struct {
 	// localEngine is set for the in-memory engine, whose calls need no
 	// timeout.
 	localEngine bool
+	jl          *joinLeaveLimiter
 }
 
 type roomShard struct {
@@ -271,7 +281,14 @@ func New(opts Options) (*Hub, error) {
 	if opts.MaxRPCInFlight <= 0 {
 		opts.MaxRPCInFlight = DefaultMaxRPCInFlight
 	}
+	if opts.JoinLeaveRate == 0 {
+		opts.JoinLeaveRate = DefaultJoinLeaveRate
+	}
+	if opts.JoinLeaveWindow <= 0 {
+		opts.JoinLeaveWindow = DefaultJoinLeaveWindow
+	}
 	h.opts = opts
+	h.jl = newJoinLeaveLimiter(h, opts)
 	_, h.localEngine = opts.Engine.(*memory.Engine)
 	h.bans = make(map[string]time.Time)
 	h.rpc = make(map[string]RPCHandler)
@@ -524,7 +541,11 @@ func (h *Hub) publish(ctx context.Context, room string, pub *engine.Publication,
 	if !res.Duplicate { // a retried publish is one event, counted once
 		h.stats.publications.Add(1)
 	}
-	return PublishResult{EventID: res.Position.EventID(), Recipients: h.RoomSize(room), Duplicate: res.Duplicate}, nil
+	eventID := res.Position.EventID()
+	if hook := h.opts.Hooks.OnPublished; hook != nil && !res.Duplicate {
+		hook(PublishedEvent{Room: room, Type: pub.Type, EventID: eventID, Data: pub.Data, UserID: pub.UserID, ClientID: pub.ClientID})
+	}
+	return PublishResult{EventID: eventID, Recipients: h.RoomSize(room), Duplicate: res.Duplicate}, nil
 }
 
 // engineHandler receives the engine's deliveries.

@@ -176,12 +176,12 @@ func (c *Client) refresh(ctx context.Context, env *protocol.Envelope) {
 		c.sendError(protocol.Errorf(protocol.ErrBadRequest, env.ID, "refresh needs an authenticated connection"))
 		return
 	}
+	// No data, or no token in it, is a malformed request, not a rejected
+	// token: it is not an authentication failure.
 	var a AuthData
-	if len(env.Data) > 0 {
-		if err := json.Unmarshal(env.Data, &a); err != nil || a.Token == "" {
-			c.sendError(protocol.Errorf(protocol.ErrBadRequest, env.ID, "refresh data must be {\"token\": string}"))
-			return
-		}
+	if len(env.Data) == 0 || json.Unmarshal(env.Data, &a) != nil || a.Token == "" {
+		c.sendError(protocol.Errorf(protocol.ErrBadRequest, env.ID, "refresh data must be {\"token\": string}"))
+		return
 	}
 	creds, err := h.opts.Auth.Authenticator.Authenticate(ctx, a.Token)
 	if err != nil || creds == nil {
@@ -343,12 +343,18 @@ func (h *Hub) applyBan(user string, untilMillis int64) {
 
 // bucket is a connection's pair of token buckets (messages and bytes),
 // refilled continuously; the burst is two seconds' worth.
+//
+// A connection is over its limit from a refused frame until its buckets
+// hold one second's worth again (it slowed down, or paused, for long
+// enough to earn it); frames that pass meanwhile do not end that spell,
+// so a client steadily above its rate is over the limit however many of
+// its frames get through.
 type bucket struct {
 	msgRate, byteRate float64 // per second; 0: unlimited
 	msgs, bytes       float64
 	last              time.Time
-	refused           int       // refused messages in the current streak, net of passed ones
-	streakStart       time.Time // when the current streak of refusals began
+	refused           int       // frames refused since the spell over the limit began
+	streakStart       time.Time // when the spell over the limit began
 }
 
 func (b *bucket) init(msgsPerSec, bytesPerSec int, now time.Time) {
@@ -378,6 +384,9 @@ func (b *bucket) take(n int, now time.Time) bool {
 			ok = false
 		}
 	}
+	if b.refused > 0 && (b.msgRate == 0 || b.msgs >= b.msgRate) && (b.byteRate == 0 || b.bytes >= b.byteRate) {
+		b.refused = 0 // a second's worth saved up: no longer over the limit
+	}
 	if !ok {
 		if b.refused == 0 {
 			b.streakStart = now
@@ -391,18 +400,16 @@ func (b *bucket) take(n int, now time.Time) bool {
 	if b.byteRate > 0 {
 		b.bytes -= float64(n)
 	}
-	if b.refused > 0 {
-		b.refused--
-	}
 	return true
 }
 
-// abusive reports a connection that keeps sending over its limits: more
-// than persistentRefusals refused (net of passed) over persistentFor. A
-// single burst is only throttled; a client that ignores the throttled
-// errors for seconds is closed with 4004.
+// abusive reports a connection that keeps sending over its limits: over
+// the limit (see bucket) for persistentFor with at least
+// persistentRefusals frames refused in that time. A single burst is only
+// throttled; a client that ignores the throttled errors for seconds is
+// closed with 4004.
 func (b *bucket) abusive(now time.Time) bool {
-	return b.refused > persistentRefusals && now.Sub(b.streakStart) >= persistentFor
+	return b.refused >= persistentRefusals && now.Sub(b.streakStart) >= persistentFor
 }
 
 const (

@@ -137,6 +137,7 @@ const (
 	ErrThrottled      = "throttled"       // over a rate limit; slow down
 	ErrInternal       = "internal"        // the server failed; the request may be retried
 	ErrNotImplemented = "not_implemented" // the request type exists but is not enabled on this server
+	ErrUnavailable    = "unavailable"     // a backend the server asks (subscribe or publish proxy) failed or did not answer; nothing was done
 )
 
 // Errorf builds an *Error.
@@ -168,6 +169,13 @@ func Decode(b []byte) (*Envelope, error) {
 			return rpc, nil
 		}
 		return nil, Errorf(ErrBadRequest, env.ID, "field \"type\" is required")
+	case env.Type == TypeJSONRPC:
+		// "jsonrpc" names raw JSON-RPC frames; as an envelope type it has
+		// no id of JSON-RPC's shape to answer with.
+		if rpc, ok := decodeJSONRPC(b); ok {
+			return rpc, nil
+		}
+		return nil, Errorf(ErrBadRequest, env.ID, "type %q is reserved: send a JSON-RPC 2.0 request without a type, or an rpc envelope", TypeJSONRPC)
 	case len(env.Type) > MaxTypeLen || !isIdent(env.Type):
 		return nil, Errorf(ErrBadRequest, env.ID, "field \"type\" must be 1-%d characters of a-z, A-Z, 0-9, _, -, . or :", MaxTypeLen)
 	case len(env.ID) > MaxIDLen:

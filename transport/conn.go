@@ -542,7 +542,7 @@ func (e events) OnClose(ws *gws.Conn, err error) {
 	code, reason := closeCodeOf(d, err)
 	c.t.meter.Closed(code)
 	if c.client != nil {
-		c.client.Gone()
+		c.client.GoneWith(code, reason)
 		c.t.log.Info("disconnect",
 			"conn", c.client.ID(), "user", c.client.UserID(), "remote", c.remote,
 			"duration", time.Since(c.start).Round(time.Millisecond).String(),

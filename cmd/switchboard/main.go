@@ -30,8 +30,10 @@ import (
 	natsengine "github.com/switchboard-rt/switchboard/engine/nats"
 	"github.com/switchboard-rt/switchboard/engine/redis"
 	"github.com/switchboard-rt/switchboard/hub"
+	"github.com/switchboard-rt/switchboard/rpcproxy"
 	"github.com/switchboard-rt/switchboard/server"
 	"github.com/switchboard-rt/switchboard/transport"
+	"github.com/switchboard-rt/switchboard/webhook"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -162,6 +164,19 @@ func serveFlags(cfg *server.Config, logLevel, logFormat *string) *flag.FlagSet {
 	fs.DurationVar(&cfg.NATS.PresenceTTL, "nats-presence-ttl", 60*time.Second, "how long a crashed node's presence entries survive (engine nats)")
 	fs.StringVar(&cfg.RPCProxyURL, "rpc-proxy-url", "", "forward socket RPC calls to this backend URL (POST {user_id, connection_id, method, params})")
 	fs.DurationVar(&cfg.RPCTimeout, "rpc-timeout", 10*time.Second, "time allowed for one RPC call")
+	fs.StringVar(&cfg.SubscribeProxyURL, "subscribe-proxy-url", "", "ask this backend URL before every subscribe (POST {connection_id, user_id, room}; it may allow or refuse; see docs/api.md); per namespace: subscribe_proxy")
+	fs.StringVar(&cfg.PublishProxyURL, "publish-proxy-url", "", "ask this backend URL before every client publish (POST {connection_id, user_id, room, type, data}; it may allow, refuse or rewrite data); per namespace: publish_proxy")
+	fs.DurationVar(&cfg.ProxyTimeout, "proxy-timeout", rpcproxy.DefaultProxyTimeout, "time allowed for one subscribe or publish proxy call (then error unavailable)")
+	fs.Var(listFlag{&cfg.Webhook.URLs}, "webhook-url", "comma-separated URLs that receive signed webhook events (docs/webhooks.md); empty: webhooks off")
+	fs.Var(listFlag{&cfg.Webhook.Secrets}, "webhook-secret", "webhook signing secret; give two, comma-separated, while rotating (each signs); required with --webhook-url")
+	fs.Var(listFlag{&cfg.Webhook.Events}, "webhook-events", "comma-separated webhook event types; empty: connection.opened, connection.closed, room.occupied, room.vacated, member.added, member.removed")
+	fs.Var(listFlag{&cfg.Webhook.PublicationNamespaces}, "webhook-publications", "comma-separated namespaces whose publications are sent as webhook events (* for all rooms)")
+	fs.DurationVar(&cfg.Webhook.Timeout, "webhook-timeout", webhook.DefaultTimeout, "time allowed for one webhook request")
+	fs.IntVar(&cfg.Webhook.MaxAttempts, "webhook-max-attempts", webhook.DefaultMaxAttempts, "attempts per webhook batch before it is dropped")
+	fs.DurationVar(&cfg.Webhook.MaxAge, "webhook-max-age", webhook.DefaultMaxAge, "a webhook batch whose oldest event is this old is dropped instead of retried")
+	fs.IntVar(&cfg.Webhook.MaxBatch, "webhook-batch-size", webhook.DefaultMaxBatch, "most events in one webhook request")
+	fs.DurationVar(&cfg.Webhook.MaxDelay, "webhook-batch-delay", webhook.DefaultMaxDelay, "how long a webhook event may wait for others to share its request")
+	fs.IntVar(&cfg.Webhook.QueueSize, "webhook-queue-size", webhook.DefaultQueueSize, "webhook events queued per URL; beyond it events are dropped and counted")
 	fs.StringVar(&cfg.TLSCertFile, "tls-cert", "", "TLS certificate file (PEM): serve wss:// and https://")
 	fs.StringVar(&cfg.TLSKeyFile, "tls-key", "", "TLS private key file (PEM)")
 	fs.StringVar(logLevel, "log-level", "info", "log level: debug (also logs every client message), info, warn, error")
