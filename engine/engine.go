@@ -25,6 +25,10 @@ type Publication struct {
 	// ClientID is the publishing connection, "" when not a connection; the
 	// hub uses it to skip the sender when echo is off.
 	ClientID string
+	// ExcludeSender keeps the event from the connection ClientID names
+	// (the sender, or the connection a backend publishes on behalf of):
+	// every other member receives it. Engines carry it to every node.
+	ExcludeSender bool
 	// Time is when the engine accepted the event, in Unix milliseconds.
 	Time int64
 	// Position is the event's place in the room stream. Engines set it on

@@ -23,6 +23,7 @@ type Client struct {
 	connectedAt time.Time
 
 	heartbeat time.Duration
+	jsonPing  bool // the transport sends JSON pings (announced in connection_established)
 	remote    string
 
 	mu          sync.Mutex
@@ -152,6 +153,10 @@ func (c *Client) HandleMessage(data []byte) {
 	switch env.Type {
 	case protocol.TypePing:
 		c.sendEnvelope(&protocol.Envelope{Type: protocol.TypePong, ID: env.ID})
+	case protocol.TypePong:
+		// The answer to a JSON ping (or a client's unsolicited heartbeat):
+		// reading the frame was the sign of life; nothing to answer, and
+		// no error, so the seeds' clients are not pushed off with 1008.
 	case protocol.TypeSubscribe:
 		c.subscribe(ctx, env, false)
 	case protocol.TypeSync:
@@ -441,7 +446,7 @@ func (c *Client) publish(ctx context.Context, env *protocol.Envelope) {
 		}
 	}
 	res, err := c.hub.publish(ctx, env.Room, &engine.Publication{
-		Type: env.Type, Data: env.Data, UserID: c.userID, ClientID: c.id,
+		Type: env.Type, Data: env.Data, UserID: c.userID, ClientID: c.id, ExcludeSender: env.ExcludeSelf,
 	}, key)
 	if err != nil {
 		c.sendError(protocol.Errorf(protocol.ErrInternal, env.ID, "publish not confirmed (retry with the same id): %v", err))

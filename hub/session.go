@@ -52,6 +52,7 @@ func (c *Client) establish(creds *Credentials, ref string) {
 			ProtocolVersion:   protocol.Version,
 			Node:              h.opts.NodeID,
 			ExpiresAt:         expiresAtMillis(creds),
+			JSONPing:          c.jsonPing,
 		}),
 	})
 	c.scheduleExpiry()
@@ -123,6 +124,8 @@ func (c *Client) handlePending(ctx context.Context, env *protocol.Envelope) bool
 	case protocol.TypePing:
 		c.sendEnvelope(&protocol.Envelope{Type: protocol.TypePong, ID: env.ID})
 		return true
+	case protocol.TypePong:
+		return true // a heartbeat answer: the transport already saw a sign of life
 	case protocol.TypeAuth:
 		var a AuthData
 		if len(env.Data) > 0 {
@@ -297,7 +300,9 @@ func (c *Client) info() json.RawMessage {
 // ---- bans ----
 
 // Ban bans user on every node until d has passed: their connections are
-// closed with 4004 and new ones are refused. d <= 0 lifts the ban.
+// closed with 4004 and new ones are refused. d <= 0 lifts the ban. With an
+// engine that is an engine.BanStore the ban is stored there first, so it
+// also holds on nodes started later and across restarts (bans.go).
 func (h *Hub) Ban(ctx context.Context, user string, d time.Duration) error {
 	if user == "" {
 		return protocol.Errorf(protocol.ErrBadRequest, "", "user id is empty")
@@ -306,22 +311,23 @@ func (h *Hub) Ban(ctx context.Context, user string, d time.Duration) error {
 	if d > 0 {
 		until = time.Now().Add(d).UnixMilli()
 	}
+	if err := h.storeBan(ctx, user, until); err != nil {
+		return err
+	}
 	return h.sendControl(ctx, &control{Op: "ban", User: user, Until: until})
 }
 
-// Banned reports whether user is banned now.
+// Banned reports whether user is banned now: by this node's copy of the
+// bans, else by the engine's ban store, if it has one.
 func (h *Hub) Banned(user string) bool {
 	h.bansMu.Lock()
-	defer h.bansMu.Unlock()
 	until, ok := h.bans[user]
-	if !ok {
-		return false
-	}
-	if time.Now().After(until) {
+	if ok && time.Now().After(until) {
 		delete(h.bans, user)
-		return false
+		ok = false
 	}
-	return true
+	h.bansMu.Unlock()
+	return ok || h.storedBan(user)
 }
 
 func (h *Hub) applyBan(user string, untilMillis int64) {

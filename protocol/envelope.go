@@ -112,6 +112,10 @@ type Envelope struct {
 	TS          int64           `json:"ts,omitempty"`
 	UserID      string          `json:"user_id,omitempty"`
 	LastEventID string          `json:"last_event_id,omitempty"`
+	// ExcludeSelf, on a client's publish, keeps the event from the
+	// publishing connection; the rest of the room receives it and the
+	// sender still gets its ack.
+	ExcludeSelf bool `json:"exclude_self,omitempty"`
 }
 
 // Error is a non-fatal problem with one client message; it is sent as an
@@ -214,6 +218,8 @@ func jsonKind(goKind string) string {
 		return "an integer" // "a number" would mislead for 1.5
 	case "float64":
 		return "a number"
+	case "bool":
+		return "true or false"
 	}
 	return "a " + goKind
 }
@@ -308,6 +314,9 @@ func AppendEnvelope(dst []byte, e *Envelope) []byte {
 	if e.TS != 0 {
 		dst = append(dst, `,"ts":`...)
 		dst = strconv.AppendInt(dst, e.TS, 10)
+	}
+	if e.ExcludeSelf { // client-side field, like last_event_id
+		dst = append(dst, `,"exclude_self":true`...)
 	}
 	return append(dst, '}')
 }

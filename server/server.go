@@ -60,6 +60,10 @@ type Config struct {
 	// HeartbeatInterval and PongTimeout: see transport.Options.
 	HeartbeatInterval time.Duration
 	PongTimeout       time.Duration
+	// JSONPing sends every connection a {"type":"ping"} text frame with
+	// each heartbeat (see transport.Options.JSONPing); a connection can
+	// also ask for it with the handshake query json_ping=1.
+	JSONPing bool
 	// WriteTimeout bounds one write to a client. Default 10 s.
 	WriteTimeout time.Duration
 	// QueueMaxMessages, QueueMaxBytes, SlowConsumerPolicy: see
@@ -78,11 +82,14 @@ type Config struct {
 	// JoinLeaveRate: see hub.Options (0: its default; negative: every
 	// announcement at once, unlimited).
 	JoinLeaveRate int
-	// HistorySize and HistoryTTL set every room's history. Defaults 100
-	// events and 5 minutes; HistorySize -1 turns history off.
+	// HistorySize and HistoryTTL set every room's history. Both zero: the
+	// hub's defaults, 100 events for 5 minutes (hub.DefaultHistorySize,
+	// hub.DefaultHistoryTTL), which are also the switchboard binary's flag
+	// defaults. HistorySize -1 turns history off; with HistorySize set,
+	// HistoryTTL 0 means no time limit (events leave by size only).
 	HistorySize int
 	HistoryTTL  time.Duration
-	// DrainTimeout bounds graceful shutdown. Default 10 s.
+	// DrainTimeout bounds graceful shutdown. Default DefaultDrainTimeout.
 	DrainTimeout time.Duration
 	// NoDemo turns off the demo page at /.
 	NoDemo bool
@@ -219,6 +226,10 @@ func (refuseTokens) Authenticate(context.Context, string) (*hub.Credentials, err
 	return nil, fmt.Errorf("this server authenticates with the connect proxy, not tokens")
 }
 
+// DefaultDrainTimeout is how long a graceful shutdown waits for clients to
+// take their close frames before cutting them.
+const DefaultDrainTimeout = 10 * time.Second
+
 // fileReserve is what MaxConnections leaves of the open-file limit for the
 // listener, log files and outgoing connections (engine, proxies).
 const fileReserve = 64
@@ -231,7 +242,7 @@ func (c *Config) fill() {
 		c.WSPath = "/ws"
 	}
 	if c.DrainTimeout <= 0 {
-		c.DrainTimeout = 10 * time.Second
+		c.DrainTimeout = DefaultDrainTimeout
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -403,6 +414,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		Compression:        cfg.Compression,
 		HeartbeatInterval:  cfg.HeartbeatInterval,
 		PongTimeout:        cfg.PongTimeout,
+		JSONPing:           cfg.JSONPing,
 		WriteTimeout:       cfg.WriteTimeout,
 		QueueMaxMessages:   cfg.QueueMaxMessages,
 		QueueMaxBytes:      cfg.QueueMaxBytes,
@@ -453,6 +465,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	mux.Handle("/api/", apiHandler)
+	mux.Handle("/broadcast/", apiHandler) // the seeds' POST /broadcast/{room} (api/compat.go)
 	var extra []prometheus.Collector
 	if hooksOut != nil {
 		extra = append(extra, hooksOut.Collector())
@@ -465,6 +478,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		mountAdmin(ctx, mux, h, ws, cfg.APIKey, cfg.Logger)
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if route, ok := apiHandler.Suggest(r.URL.EscapedPath()); ok {
+			writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.URL.Path+"; the server API has "+route+" (docs/api.md)")
+			return
+		}
 		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.URL.Path+" (the WebSocket endpoint is "+cfg.WSPath+")")
 	})
 	s.handler = mux

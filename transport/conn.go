@@ -41,6 +41,8 @@ type conn struct {
 	remote  string
 	start   time.Time
 	slot    int // heartbeat wheel slot
+	// jsonPing: the heartbeat also sends {"type":"ping"} (jsonping.go).
+	jsonPing bool
 
 	bytesIn  atomic.Uint64
 	bytesOut atomic.Uint64

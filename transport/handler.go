@@ -80,6 +80,12 @@ type Options struct {
 	// PongTimeout is how long a pong may take before the connection is
 	// closed with 4008. Default 10 s; must be below HeartbeatInterval.
 	PongTimeout time.Duration
+	// JSONPing sends every connection a {"type":"ping"} text frame with
+	// each heartbeat, for clients that cannot see WebSocket pings
+	// (browsers) and answer {"type":"pong"} (see jsonping.go). Default off;
+	// a connection can turn it on or off with the handshake query
+	// parameter json_ping.
+	JSONPing bool
 	// WriteTimeout bounds one write to a connection. Default 10 s.
 	WriteTimeout time.Duration
 	// QueueMaxMessages and QueueMaxBytes bound each connection's outbound
@@ -204,6 +210,7 @@ type Handler struct {
 	window   *flushWindow // nil without Options.FlushWindow
 	limiter  *ipLimiter
 	refusals *refusalLog
+	jsonPing *protocol.Frame // the shared {"type":"ping"} of JSON heartbeats
 	// debug logs every inbound message; decided once, as the check is on
 	// the per-message path.
 	debug bool
@@ -243,6 +250,7 @@ func NewHandler(ctx context.Context, opts Options) (*Handler, error) {
 		go h.limiter.sweep(ctx)
 	}
 	h.wheel = newWheel(h)
+	h.jsonPing = newJSONPingFrame()
 	h.flushers = newFlushPool(ctx, runtime.GOMAXPROCS(0), opts.MaxConnections)
 	if opts.FlushWindow > 0 {
 		h.window = newFlushWindow(opts.FlushWindow, h.flushers)
@@ -314,6 +322,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	jsonPing, bad := h.jsonPingWanted(r)
+	if bad != "" {
+		h.refuse(w, r, http.StatusBadRequest, "bad_request", bad)
+		return
+	}
 	creds, status, code, msg := h.authenticate(r)
 	if status != 0 {
 		h.refuse(w, r, status, code, msg)
@@ -339,7 +352,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.log.Warn("transport: hijack failed", "err", err)
 		return
 	}
-	c := &conn{t: h, raw: raw, remote: r.RemoteAddr, start: time.Now()}
+	c := &conn{t: h, raw: raw, remote: r.RemoteAddr, start: time.Now(), jsonPing: jsonPing}
 	c.initFD()
 	cc := &countingConn{Conn: raw, c: c, hold: true}
 	var rd io.Reader = cc
@@ -366,7 +379,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.lastSeen.Store(time.Now().UnixNano())
 	// Connect queues connection_established before the heartbeat wheel
 	// knows the connection, so no ping can go out ahead of it.
-	c.client = h.hub.Connect(c, hub.ConnInfo{Credentials: creds, RemoteAddr: r.RemoteAddr, Heartbeat: h.opts.HeartbeatInterval})
+	c.client = h.hub.Connect(c, hub.ConnInfo{Credentials: creds, RemoteAddr: r.RemoteAddr, Heartbeat: h.opts.HeartbeatInterval, JSONPing: jsonPing})
 	c.kick()       // the 101 answer, if the hub queued nothing behind it
 	h.wheel.add(c) // counted in open since the reservation above
 	tracked = true
@@ -643,6 +656,9 @@ func (w *wheel) run(ctx context.Context) {
 		for _, c := range w.slot(tick % n) {
 			c.pingSent.Store(now.UnixNano())
 			c.enqueue(item{raw: pingFrame})
+			if c.jsonPing {
+				c.Send(w.h.jsonPing)
+			}
 			// Backstop: a read deadline a little past the pong timeout
 			// finds a half-open connection even if this wheel stalls.
 			_ = c.raw.SetReadDeadline(deadline)

@@ -106,6 +106,7 @@ func serveFlags(cfg *server.Config, logLevel, logFormat *string) *flag.FlagSet {
 	fs.IntVar(&cfg.MaxMessageSize, "max-message-size", transport.DefaultMaxMessageSize, "largest client message in bytes, after decompression (1009 beyond)")
 	fs.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", transport.DefaultHeartbeatInterval, "server ping interval (5s..120s)")
 	fs.DurationVar(&cfg.PongTimeout, "pong-timeout", transport.DefaultPongTimeout, "time allowed for a pong before the connection is closed with 4008")
+	fs.BoolVar(&cfg.JSONPing, "json-ping", false, "also send every connection a {\"type\":\"ping\"} text frame with each heartbeat, for browser code that answers {\"type\":\"pong\"}; one connection can ask with ?json_ping=1")
 	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", transport.DefaultWriteTimeout, "bound on one write to a client")
 	fs.IntVar(&cfg.QueueMaxMessages, "queue-max-messages", transport.DefaultQueueMaxMessages, "per-connection outbound queue bound, in messages")
 	fs.IntVar(&cfg.QueueMaxBytes, "queue-max-bytes", transport.DefaultQueueMaxBytes, "per-connection outbound queue bound, in bytes")
@@ -115,8 +116,8 @@ func serveFlags(cfg *server.Config, logLevel, logFormat *string) *flag.FlagSet {
 	fs.BoolVar(&cfg.NoEcho, "no-echo", false, "do not send clients their own publications")
 	fs.BoolVar(&cfg.NoJoinLeave, "no-join-leave", false, "do not send user_joined/user_left events")
 	fs.IntVar(&cfg.HistorySize, "history-size", 100, "events kept per room for recovery; -1 turns history off")
-	fs.DurationVar(&cfg.HistoryTTL, "history-ttl", 0, "how long room events are kept (default 5m)")
-	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 0, "graceful shutdown deadline (default 10s)")
+	fs.DurationVar(&cfg.HistoryTTL, "history-ttl", hub.DefaultHistoryTTL, "how long room events are kept for recovery; 0: no time limit (events leave by --history-size only)")
+	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", server.DefaultDrainTimeout, "graceful shutdown deadline")
 	fs.BoolVar(&cfg.NoDemo, "no-demo", false, "do not serve the demo page at /")
 	fs.BoolVar(&cfg.NoAdmin, "no-admin", false, "do not serve the admin dashboard at /admin")
 	fs.StringVar(&cfg.APIKey, "api-key", "", "key for the server API at /api/ (Authorization: Bearer KEY); empty: the API answers loopback clients only")
@@ -244,9 +245,11 @@ func serve(args []string, stderr io.Writer) int {
 		return 1
 	}
 	eff := srv.Config()
+	hist := srv.Hub.DefaultHistory() // what rooms outside configured namespaces keep
 	logger.Info("switchboard started",
 		"version", versionString(), "node", eff.NodeID, "listen", ln.Addr().String(), "ws", eff.WSPath, "engine", eff.EngineName,
-		"max_connections", eff.MaxConnections, "compression", eff.Compression, "echo", eff.EchoPath)
+		"max_connections", eff.MaxConnections, "compression", eff.Compression, "echo", eff.EchoPath,
+		"history_size", hist.Size, "history_ttl", hist.TTL.String())
 	if demo, admin := browserURLs(ln.Addr(), eff); demo != "" || admin != "" {
 		logger.Info("open in a browser", "demo", demo, "admin", admin)
 	}

@@ -72,6 +72,8 @@ export interface ConnectionInfo {
   node?: string;
   /** When the credentials expire (Unix ms); absent: never. */
   expires_at?: number;
+  /** The server sends {"type":"ping"} with every heartbeat (the client answers pong). */
+  json_ping?: boolean;
 }
 
 /** The `close` event: the connection ended. */
@@ -125,6 +127,11 @@ export interface PublishOptions extends RequestOptions {
   type?: string;
   /** Publish id; a re-send with the same id is not delivered twice. Default: generated. */
   id?: string;
+  /**
+   * Leave this connection out of the event: the rest of the room receives
+   * it and the ack still comes (the seeds' broadcast(..., exclude=websocket)).
+   */
+  excludeSelf?: boolean;
 }
 
 export interface HistoryOptions extends RequestOptions {
@@ -300,7 +307,7 @@ export class Client extends Emitter<ClientEvents> {
    * id; the server acknowledges that again without delivering it twice.
    */
   publish(room: string, data: unknown, opts: PublishOptions = {}): Promise<Ack> {
-    return this.req({ type: opts.type || 'message', id: opts.id, room, data }, 1, opts.timeout);
+    return this.req({ type: opts.type || 'message', id: opts.id, room, data, exclude_self: opts.excludeSelf || undefined }, 1, opts.timeout);
   }
 
   /** history reads a page of the room's stored events. */
@@ -438,6 +445,7 @@ export class Client extends Emitter<ClientEvents> {
     if (r) this.fin(r, t == 'error' ? err(d?.code, d?.message, m.id) : null, d);
     if (t == 'connection_established') this.opened(d);
     else if (t == 'pong') this.missed = 0;
+    else if (t == 'ping') this.ws!.send('{"type":"pong"}'); // a JSON heartbeat (json_ping)
     else if ((t == 'subscription_expiring' || (t == 'unsubscribed' && !r && d?.code)) && m.room != null) this.expiring(m);
     else if (t == 'session_expiring') this.refresh(d);
     else if (t == 'disconnect') this.advice = d;

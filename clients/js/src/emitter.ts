@@ -8,6 +8,8 @@ export interface Envelope<D = any> {
   ts?: number;
   user_id?: string;
   last_event_id?: string;
+  /** On a publish: leave the sending connection out of the event. */
+  exclude_self?: boolean;
 }
 
 /**
