@@ -212,19 +212,12 @@ func (c *Client) routeLocked(env *protocol.Envelope) {
 	c.disp.push(func() { h(ev) })
 }
 
-// streamGapData is the data of `stream_gap`.
-type streamGapData struct {
-	After  string `json:"after"`
-	Until  string `json:"until"`
-	Reason string `json:"reason"`
-}
-
 // gapLocked applies a `stream_gap` notice: events of the room could not be
 // delivered on this live subscription. The position moves past them, so
 // the events that follow are in order (and a reconnect recovers from
 // there), and the handler gets a RecoveryFailed notice.
 func (c *Client) gapLocked(s *Subscription, env *protocol.Envelope) {
-	var d streamGapData
+	var d protocol.StreamGapData
 	_ = json.Unmarshal(env.Data, &d)
 	ev := eventOf(env)
 	ev.RecoveryFailed = true

@@ -46,7 +46,7 @@ func TestStreamGapNotice(t *testing.T) {
 		t.Fatalf("early member got %d stream_gap events, want 1:%s", len(gaps), es.dump(t))
 	}
 	g := gaps[0]
-	d := decodeData[StreamGapData](t, g)
+	d := decodeData[protocol.StreamGapData](t, g)
 	if g.Room != "r" || g.ID != "" || g.TS == 0 || d.After != at(2).EventID() || d.Until != at(5).EventID() || d.Reason != engine.GapEvicted {
 		t.Errorf("stream_gap = %+v data %+v, want room r, no id, a ts, after %s until %s reason evicted", g, d, at(2).EventID(), at(5).EventID())
 	}
@@ -63,8 +63,8 @@ func TestStreamGapNotice(t *testing.T) {
 		if len(gaps) < 2 {
 			t.Fatalf("%s member got %d stream_gap events, want the lost stream's and the unknown one:%s", name, len(gaps), s.dump(t))
 		}
-		lost := decodeData[StreamGapData](t, gaps[len(gaps)-2])
-		unknown := decodeData[StreamGapData](t, gaps[len(gaps)-1])
+		lost := decodeData[protocol.StreamGapData](t, gaps[len(gaps)-2])
+		unknown := decodeData[protocol.StreamGapData](t, gaps[len(gaps)-1])
 		if lost.Until != "zz-40" || lost.Reason != engine.GapStreamLost {
 			t.Errorf("%s member: lost-stream notice %+v", name, lost)
 		}

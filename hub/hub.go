@@ -631,20 +631,8 @@ func (eh *engineHandler) HandleGap(room string, gap engine.Gap) {
 	h.stats.messagesOut.Add(uint64(n))
 }
 
-// StreamGapData is the data of a stream_gap event.
-type StreamGapData struct {
-	// After is the id of the last event delivered before the gap, "" if
-	// none is known.
-	After string `json:"after,omitempty"`
-	// Until is the id of the last missing event: the events that follow
-	// come after it. "" when unknown: everything before the next event.
-	Until string `json:"until,omitempty"`
-	// Reason is one of evicted, stream_lost, unavailable, too_many.
-	Reason string `json:"reason"`
-}
-
-func gapData(gap engine.Gap) StreamGapData {
-	d := StreamGapData{Reason: gap.Reason}
+func gapData(gap engine.Gap) protocol.StreamGapData {
+	d := protocol.StreamGapData{Reason: gap.Reason}
 	if gap.After.Epoch != "" {
 		d.After = gap.After.EventID()
 	}

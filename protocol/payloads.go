@@ -93,6 +93,18 @@ type JoinLeaveData struct {
 	ConnectionID string `json:"connection_id"`
 }
 
+// StreamGapData is the data of a stream_gap event (section 4).
+type StreamGapData struct {
+	// After is the id of the last event delivered before the gap, "" if
+	// none is known.
+	After string `json:"after,omitempty"`
+	// Until is the id of the last missing event: the events that follow
+	// come after it. "" when unknown: everything before the next event.
+	Until string `json:"until,omitempty"`
+	// Reason is one of evicted, stream_lost, unavailable, too_many.
+	Reason string `json:"reason"`
+}
+
 // HistoryRequest is the data of a `history` request (section 3.2) and the
 // query of the server's history API.
 type HistoryRequest struct {
