@@ -61,7 +61,8 @@ func eventOf(env *protocol.Envelope) Event {
 // delivered once).
 type Ack = protocol.AckData
 
-// HistoryPage is one page of a room's history.
+// HistoryPage is one page of a room's history: protocol.HistoryPage with
+// its events decoded.
 type HistoryPage struct {
 	// Events are the room's events, oldest first.
 	Events []Event `json:"events"`
