@@ -223,6 +223,7 @@ type Server struct {
 	cfg     Config
 	Hub     *hub.Hub
 	WS      *transport.Handler
+	SSE     *transport.SSEHandler // GET /sse
 	handler http.Handler
 	log     *slog.Logger
 }
@@ -357,9 +358,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, Hub: h, WS: ws, log: cfg.Logger}
+	s := &Server{cfg: cfg, Hub: h, WS: ws, SSE: transport.NewSSEHandler(ws, transport.SSEOptions{}), log: cfg.Logger}
 	mux := http.NewServeMux()
 	mux.Handle(cfg.WSPath, ws)
+	mux.Handle("/sse", s.SSE)
 	if cfg.EchoPath != "" {
 		mux.Handle(cfg.EchoPath, transport.EchoHandler(cfg.Logger))
 	}
