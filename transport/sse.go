@@ -427,7 +427,7 @@ func (c *sseConn) writeFrame(w http.ResponseWriter, f *protocol.Frame, idBuf []b
 // then the replay's, set by those events.
 func (c *sseConn) writeSubscribed(w http.ResponseWriter, f *protocol.Frame, ev, idBuf []byte) (int, []byte, error) {
 	var env struct {
-		ID   string              `json:"id"`
+		ID   string             `json:"id"`
 		Data hub.SubscribedData `json:"data"`
 	}
 	if json.Unmarshal(f.JSON, &env) != nil || env.Data.Replayed > 0 || env.Data.Position == "" {
