@@ -212,6 +212,9 @@ type sseConn struct {
 	wake   chan struct{} // capacity 1: "the queue has something"
 	rooms  []string      // the request's rooms, in order
 	pos    []string      // per room, the last position sent; only with several rooms
+	// deadlineSet is when the write deadline was last moved; only the
+	// writing goroutine uses it.
+	deadlineSet time.Time
 
 	mu      sync.Mutex
 	queue   []*protocol.Frame
@@ -355,7 +358,7 @@ func (c *sseConn) stream(w http.ResponseWriter, rc *http.ResponseController, r *
 		c.qbytes = 0
 		closing, d := c.closing, c.closeD
 		c.mu.Unlock()
-		_ = rc.SetWriteDeadline(time.Now().Add(h.opts.WriteTimeout))
+		c.deadline(rc)
 		n := 0
 		var err error
 		for i, f := range batch {
@@ -385,8 +388,23 @@ func (c *sseConn) stream(w http.ResponseWriter, rc *http.ResponseController, r *
 	}
 }
 
+// deadline bounds the coming write by about WriteTimeout. Moving the
+// deadline is a timer update in the runtime's poller, so it is moved only
+// when a tenth of the timeout has passed since it was last set: a write
+// then gets at least 90% of WriteTimeout, at one update per tenth of it
+// instead of one per batch.
+func (c *sseConn) deadline(rc *http.ResponseController) {
+	now := time.Now()
+	wt := c.s.h.opts.WriteTimeout
+	if now.Sub(c.deadlineSet) < wt/10 {
+		return
+	}
+	c.deadlineSet = now
+	_ = rc.SetWriteDeadline(now.Add(wt))
+}
+
 func (c *sseConn) write(w http.ResponseWriter, rc *http.ResponseController, b []byte) error {
-	_ = rc.SetWriteDeadline(time.Now().Add(c.s.h.opts.WriteTimeout))
+	c.deadline(rc)
 	if _, err := w.Write(b); err != nil {
 		return err
 	}
