@@ -579,3 +579,56 @@ func TestSSESlowConsumer(t *testing.T) {
 		}
 	}
 }
+
+func TestSSELimitsAndAnonymous(t *testing.T) {
+	n := wstest.Start(t, server.Config{
+		MaxRoomsPerClient: 2, Auth: server.AuthConfig{JWTSecret: sseSecret, AllowAnonymous: true},
+		Namespaces: map[string]hub.Namespace{"pub": {Permissions: hub.Permissions{Subscribe: hub.PermAnyone}}},
+	})
+	resp := getSSE(t, n, "room=pub:a,pub:b,pub:c", nil)
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("3 rooms with a limit of 2: %s", resp.Status)
+	}
+	if code, _ := jsonBody(t, resp); code != protocol.ErrTooManyRooms {
+		t.Errorf("code %q, want too_many_rooms", code)
+	}
+	// With anonymous connections allowed, a stream without a token is an
+	// anonymous user, as a WebSocket without an auth frame would be, with
+	// an anonymous user's permissions.
+	resp = getSSE(t, n, "room=lobby", nil)
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("anonymous in a room for authenticated users: %s", resp.Status)
+	}
+	if code, _ := jsonBody(t, resp); code != protocol.ErrForbidden {
+		t.Errorf("code %q, want forbidden", code)
+	}
+	s := openSSE(t, n, "room=pub:a,pub:b", nil)
+	_, env := s.expect(protocol.TypeConnectionEstablished)
+	var ce hub.ConnectionEstablished
+	_ = json.Unmarshal(env.Data, &ce)
+	if !strings.HasPrefix(ce.UserID, "anon-") {
+		t.Errorf("user %q, want an anonymous one", ce.UserID)
+	}
+	waitFor(t, "the refused stream to leave the hub", func() bool { return n.Srv.Hub.Stats().Connections == 1 })
+}
+
+// With drop_oldest a stream that falls behind loses its oldest queued
+// events instead of the connection.
+func TestSSEDropOldest(t *testing.T) {
+	n := wstest.Start(t, server.Config{QueueMaxMessages: 4, SlowConsumerPolicy: "drop_oldest", WriteTimeout: time.Second})
+	rc, resp := rawRequest(t, n.Addr, "GET", "/sse?room=flood", nil, 4096)
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	big := `{"pad":"` + bytesRepeat(16<<10) + `"}`
+	for i := 0; i < 400 && n.Srv.Hub.Stats().QueueDrops == 0; i++ {
+		publish(t, n, "flood", "message", big)
+	}
+	if n.Srv.Hub.Stats().QueueDrops == 0 {
+		t.Fatal("no queue drops after 400 large events to a stream that does not read")
+	}
+	if st := n.Srv.Hub.Stats(); st.SlowConsumerDisconnects != 0 || st.Connections != 1 {
+		t.Errorf("stats %+v: want the stream kept", st)
+	}
+	_ = rc
+}
