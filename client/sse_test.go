@@ -39,26 +39,27 @@ func (c *sseCollector) opts() *SSEOptions {
 	}
 }
 
-func (c *sseCollector) next(t *testing.T) Event {
+// recv waits up to 10 s for a value from ch.
+func recv[T any](t *testing.T, ch <-chan T, what string) T {
 	t.Helper()
 	select {
-	case e := <-c.events:
-		return e
+	case v := <-ch:
+		return v
 	case <-time.After(10 * time.Second):
-		t.Fatal("no SSE event in 10 s")
-		return Event{}
+		t.Fatalf("no %s in 10 s", what)
+		var zero T
+		return zero
 	}
+}
+
+func (c *sseCollector) next(t *testing.T) Event {
+	t.Helper()
+	return recv(t, c.events, "SSE event")
 }
 
 func (c *sseCollector) user(t *testing.T) string {
 	t.Helper()
-	select {
-	case u := <-c.users:
-		return u
-	case <-time.After(10 * time.Second):
-		t.Fatal("no connection_established in 10 s")
-		return ""
-	}
+	return recv(t, c.users, "connection_established")
 }
 
 func TestSSEStreamEventsAndResume(t *testing.T) {
