@@ -560,17 +560,23 @@ func TestSSESlowConsumer(t *testing.T) {
 	}
 	good := openSSE(t, n, "room=flood", nil)
 	good.subscribed(1)
-	big := `{"pad":"` + bytesRepeat(16<<10) + `"}`
-	for range 400 {
+	// 32 KiB events: the socket buffers (4 MiB at most on Linux) fill
+	// within a few hundred, then the queue of 8.
+	big := `{"pad":"` + bytesRepeat(32<<10) + `"}`
+	for range 1000 {
 		publish(t, n, "flood", "message", big)
 		if n.Srv.Hub.Stats().SlowConsumerDisconnects > 0 {
 			break
 		}
 		good.expectSkipping("", protocol.TypeUserLeft)
 	}
-	waitFor(t, "the slow stream to be dropped", func() bool {
-		return n.Srv.Hub.Stats().SlowConsumerDisconnects == 1 && n.Srv.Hub.Stats().Connections == 1
-	})
+	deadline := time.Now().Add(waitLimit)
+	for st := n.Srv.Hub.Stats(); st.SlowConsumerDisconnects != 1 || st.Connections != 1; st = n.Srv.Hub.Stats() {
+		if time.Now().After(deadline) {
+			t.Fatalf("slow consumer disconnects %d, connections %d: want the one slow stream dropped", st.SlowConsumerDisconnects, st.Connections)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	_ = rc
 	publish(t, n, "flood", "message", `{"after":1}`)
 	for {
