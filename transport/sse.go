@@ -58,15 +58,23 @@ type sseRequest struct {
 	subTokens []string // per room, or nil
 }
 
-// parseSSERequest reads the rooms (`room`, repeated or comma-separated),
-// their subscription tokens (`sub_token`, one per room) and the position
-// to resume from (the Last-Event-ID header, else the `last_event_id`
-// query parameter).
-func parseSSERequest(r *http.Request) (*sseRequest, *protocol.Error) {
+// parseSSERequest reads the rooms (`room`, repeated or comma-separated;
+// without any, those the connection token lists), their subscription
+// tokens (`sub_token`, one per room) and the position to resume from (the
+// Last-Event-ID header, else the `last_event_id` query parameter).
+func parseSSERequest(r *http.Request, creds *hub.Credentials) (*sseRequest, *protocol.Error) {
 	q := r.URL.Query()
 	req := &sseRequest{}
+	names := q["room"]
+	if len(names) == 0 && creds != nil {
+		// A signed subscription: the token's rooms claim.
+		names = []string{strings.Join(creds.Rooms, ",")}
+	}
 	seen := map[string]bool{}
-	for _, v := range q["room"] {
+	for _, v := range names {
+		if v == "" && len(q["room"]) == 0 {
+			continue
+		}
 		for _, name := range strings.Split(v, ",") {
 			if e := protocol.ValidateRoom(name); e != nil {
 				return nil, e
@@ -79,7 +87,7 @@ func parseSSERequest(r *http.Request) (*sseRequest, *protocol.Error) {
 		}
 	}
 	if len(req.rooms) == 0 {
-		return nil, protocol.Errorf(protocol.ErrBadRequest, "", "name at least one room: /sse?room=NAME (repeat room, or separate names with commas)")
+		return nil, protocol.Errorf(protocol.ErrBadRequest, "", "name at least one room: /sse?room=NAME (repeat room, or separate names with commas), or bring a token whose rooms claim lists them")
 	}
 	if t := q["sub_token"]; len(t) > 0 {
 		if len(t) != len(req.rooms) {
@@ -130,12 +138,6 @@ func (s *SSEHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Access-Control-Allow-Credentials", "true")
 		w.Header().Add("Vary", "Origin")
 	}
-	req, perr := parseSSERequest(r)
-	if perr != nil {
-		h.meter.Handshake(http.StatusBadRequest)
-		httpError(w, http.StatusBadRequest, perr.Code, perr.Message)
-		return
-	}
 	// The cap counts WebSocket and SSE connections together.
 	if n := s.open.Add(1); h.opts.MaxConnections > 0 && n+h.open.Load() > int64(h.opts.MaxConnections) {
 		s.open.Add(-1)
@@ -163,6 +165,12 @@ func (s *SSEHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if status != 0 {
 		h.meter.Handshake(status)
 		httpError(w, status, code, msg)
+		return
+	}
+	req, perr := parseSSERequest(r, creds)
+	if perr != nil {
+		h.meter.Handshake(http.StatusBadRequest)
+		httpError(w, http.StatusBadRequest, perr.Code, perr.Message)
 		return
 	}
 

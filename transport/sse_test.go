@@ -447,6 +447,21 @@ func TestSSEAuth(t *testing.T) {
 		}
 		s.close()
 	}
+	// A signed subscription: without a room parameter, the token's rooms.
+	signed := sseToken(t, "alice", map[string]any{"rooms": []string{"news", "staff:alice"}})
+	s := openSSE(t, n, "", http.Header{"Authorization": {"Bearer " + signed}})
+	s.expect(protocol.TypeConnectionEstablished)
+	for _, room := range []string{"news", "staff:alice"} {
+		if _, env := s.expect(protocol.TypeSubscribed); env.Room != room {
+			t.Errorf("signed subscription: subscribed %q, want %q", env.Room, room)
+		}
+	}
+	s.close()
+	resp := getSSE(t, n, "", http.Header{"Authorization": {"Bearer " + tok}})
+	if code, _ := jsonBody(t, resp); resp.StatusCode != http.StatusBadRequest || code != "bad_request" {
+		t.Errorf("no room and a token without rooms: %d %s", resp.StatusCode, code)
+	}
+
 	if err := n.Srv.Hub.Ban(context.Background(), "mallory", time.Hour); err != nil {
 		t.Fatal(err)
 	}
