@@ -653,3 +653,16 @@ func TestSSEDropOldest(t *testing.T) {
 	}
 	_ = rc
 }
+
+// Serve's WriteTimeout (15 s) bounds ordinary responses; a stream must
+// outlive it (it moves its own write deadline).
+func TestSSEOutlivesServerTimeouts(t *testing.T) {
+	n := wstest.Start(t, server.Config{})
+	s := openSSE(t, n, "room=long", nil)
+	s.subscribed(1)
+	time.Sleep(16 * time.Second)
+	id := publish(t, n, "long", "message", `{"late":true}`)
+	if ev, _ := s.expect(""); ev.ID != id {
+		t.Errorf("after 16 s: %+v, want %s", ev, id)
+	}
+}
