@@ -25,6 +25,10 @@ type Publication struct {
 	// ClientID is the publishing connection, "" when not a connection; the
 	// hub uses it to skip the sender when echo is off.
 	ClientID string
+	// ExcludeSender keeps the event from the connection ClientID names
+	// (the sender, or the connection a backend publishes on behalf of):
+	// every other member receives it. Engines carry it to every node.
+	ExcludeSender bool
 	// Time is when the engine accepted the event, in Unix milliseconds.
 	Time int64
 	// Position is the event's place in the room stream. Engines set it on
@@ -98,7 +102,35 @@ type Handler interface {
 	// HandleControl delivers a node-to-node command published with
 	// PublishControl, on every node including the sender.
 	HandleControl(data []byte)
+	// HandleGap tells that events of room, which this node subscribed,
+	// could not be delivered: they were evicted from history before a gap
+	// could be filled, the stream was lost (its epoch changed), or history
+	// could not be read. It comes in the room's delivery order: events
+	// delivered after it follow the gap.
+	HandleGap(room string, gap Gap)
 }
+
+// Gap is a stretch of a room's stream that an engine could not deliver.
+type Gap struct {
+	// After is the last position delivered (or known) before the gap;
+	// Epoch "" when the room had no stream.
+	After protocol.StreamPosition
+	// Until is the last missing position: delivery goes on with the event
+	// after it. When Until.Epoch differs from After.Epoch the stream was
+	// lost, and any events of After's epoch after After are missing too.
+	// Epoch "" means unknown: everything up to the next delivered event.
+	Until protocol.StreamPosition
+	// Reason says why, one of the Gap* constants.
+	Reason string
+}
+
+// Gap reasons.
+const (
+	GapEvicted     = "evicted"     // history no longer holds the events (size, TTL, or off)
+	GapStreamLost  = "stream_lost" // the stream was lost: a new epoch
+	GapUnavailable = "unavailable" // history could not be read
+	GapTooMany     = "too_many"    // more missed events than one fill delivers
+)
 
 // Engine carries events between nodes and keeps room streams.
 //
@@ -110,6 +142,9 @@ type Handler interface {
 //     1 in a new epoch. The epoch changes only when the stream is lost.
 //   - A node receives publications only for rooms it has subscribed and not
 //     unsubscribed since.
+//   - An event of a subscribed room that the engine cannot deliver to this
+//     node (evicted before a gap could be filled, lost with the broker's
+//     data) is declared with Handler.HandleGap, never skipped silently.
 //
 // All methods are safe for concurrent use.
 type Engine interface {
@@ -174,4 +209,26 @@ type NodeStats interface {
 	ReportNode(ctx context.Context, node string, stats []byte, ttl time.Duration) error
 	// Nodes returns the live nodes' latest snapshots by node id.
 	Nodes(ctx context.Context) (map[string][]byte, error)
+}
+
+// OccupancyChange is what Occupy and Vacate report.
+type OccupancyChange struct {
+	// Changed reports that this call moved the room's cluster-wide count
+	// of nodes with members from 0 to 1 (Occupy) or from 1 to 0 (Vacate).
+	Changed bool
+	// Generation numbers the room's occupied periods: Occupy that changed
+	// the count starts the next one; Vacate reports the current one.
+	Generation uint64
+}
+
+// Occupancy is implemented by engines that decide, for the whole cluster,
+// when a room gains its first member and loses its last (webhooks'
+// room.occupied and room.vacated). The hub calls Occupy when a room gets
+// its first member on node and Vacate when its last one there leaves; the
+// engine counts nodes, atomically, so exactly one call reports each change.
+// A node that stops without calling Vacate drops out of the count after
+// the engine's presence TTL (brokers); no Vacate reports that.
+type Occupancy interface {
+	Occupy(ctx context.Context, room, node string) (OccupancyChange, error)
+	Vacate(ctx context.Context, room, node string) (OccupancyChange, error)
 }

@@ -18,11 +18,32 @@ export interface SubscribedData {
   replayed?: number;
   /** True after a reconnect, false for the first subscribe. */
   resubscribed: boolean;
+  /**
+   * When the subscription token it was made with expires (Unix ms); absent
+   * without a token, or for a token without an expiry.
+   */
+  expires_at?: number;
+}
+
+/**
+ * The data of a `stream_gap` notice: events of the room could not be
+ * delivered (protocol.md section 4). Reload the room's state; the events
+ * that follow come after `until`.
+ */
+export interface GapData {
+  /** The last event id delivered before the gap, if known. */
+  after?: string;
+  /** The last missing event id; absent when unknown. */
+  until?: string;
+  /** evicted, stream_lost, unavailable or too_many. */
+  reason: string;
 }
 
 /** Events of a Subscription, besides one per room event type. */
 export interface SubscriptionEvents {
   subscribed: SubscribedData;
+  /** Events were lost for good on a live subscription: reload the room's state. */
+  gap: GapData;
   unsubscribed: void;
   error: SwitchboardError;
 }
@@ -35,9 +56,11 @@ export type SubscriptionState = 'subscribing' | 'subscribed' | 'unsubscribed';
  * the client subscribes again with the last event id seen, so the server
  * replays what was missed, and drops any event already seen. Listen with
  * on(type) for one event type ("message", "user_joined", ...) or with
- * on('*') (or the handler given to subscribe) for all of them.
+ * on('*') (or the handler given to subscribe) for all of them. T is the
+ * type of the room events' data (subscribe<T>()); it is not checked at run
+ * time.
  */
-export class Subscription extends Emitter<SubscriptionEvents> {
+export class Subscription<T = any> extends Emitter<SubscriptionEvents, Envelope<T>> {
   state: SubscriptionState = 'subscribing';
   /**
    * The id of the newest event seen ("EPOCH-OFFSET"), or the room's
@@ -47,6 +70,9 @@ export class Subscription extends Emitter<SubscriptionEvents> {
   lastEventId?: string;
   /** Resolves with the first `subscribed` answer; rejects if refused. */
   readonly ready: Promise<SubscribedData>;
+  /** When the current subscription token expires (Unix ms), if it does. */
+  expiresAt?: number;
+  /** @internal */ getToken?: (room: string) => string | Promise<string>;
   /** @internal */ ok!: (d: SubscribedData) => void;
   /** @internal */ ko!: (e: SwitchboardError) => void;
   private epoch?: string;
@@ -85,8 +111,14 @@ export class Subscription extends Emitter<SubscriptionEvents> {
     this.client.unsubscribe(this);
   }
 
-  /** @internal: the server's `subscribed` answer. */
-  subscribed(d: SubscribedData): void {
+  /**
+   * @internal: the server's `subscribed` answer. A renewal (a subscribe
+   * with a new token while subscribed) changes nothing the app must hear
+   * of, unless events were lost.
+   */
+  subscribed(d: SubscribedData, renew = false): void {
+    this.expiresAt = d.expires_at;
+    if (renew && d.recovered !== false) return;
     // With recovered true the replayed events follow and move the position
     // themselves; otherwise the room's position is where we stand now.
     if (d.recovered !== true) this.seen(d.position);
@@ -101,7 +133,12 @@ export class Subscription extends Emitter<SubscriptionEvents> {
    * newest one seen in the same epoch: a duplicate at the reconnect seam.
    */
   deliver(ev: Envelope): boolean {
-    if (ev.id && !this.seen(ev.id)) return false;
+    if (ev.type == 'stream_gap') {
+      // Skip past what is gone, so the events after it are in order.
+      const d = (ev.data || {}) as GapData;
+      if (d.until) this.seen(d.until);
+      this.emit('gap', d);
+    } else if (ev.id && !this.seen(ev.id)) return false;
     this.emit('*', ev);
     this.emit(ev.type, ev);
     return true;
