@@ -232,29 +232,28 @@ type sseConn struct {
 	closeD  protocol.Disconnect
 }
 
+// sseSize is what a queued frame counts against QueueMaxBytes: its JSON
+// and about its SSE fields.
+func sseSize(f *protocol.Frame) int { return len(f.JSON) + 16 }
+
 // Send implements hub.Sink.
 func (c *sseConn) Send(f *protocol.Frame) bool {
 	o := &c.s.h.opts
-	size := len(f.JSON) + 16
+	size := sseSize(f)
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
 		return false
 	}
-	if len(c.queue) >= o.QueueMaxMessages || c.qbytes+size > o.QueueMaxBytes {
-		if o.SlowConsumerPolicy != PolicyDropOldest || size > o.QueueMaxBytes {
-			c.mu.Unlock()
-			c.s.h.meter.SlowConsumer()
-			c.closeWith(protocol.NewDisconnect(protocol.CloseSlowConsumer, "outbound queue full"), true)
-			return false
-		}
-		dropped := 0
-		for len(c.queue) > 0 && (len(c.queue) >= o.QueueMaxMessages || c.qbytes+size > o.QueueMaxBytes) {
-			c.qbytes -= len(c.queue[0].JSON) + 16
-			c.queue[0] = nil
-			c.queue = c.queue[1:]
-			dropped++
-		}
+	q, qbytes, dropped, ok := makeRoom(o, c.queue, c.qbytes, size, sseSize)
+	if !ok {
+		c.mu.Unlock()
+		c.s.h.meter.SlowConsumer()
+		c.closeWith(protocol.NewDisconnect(protocol.CloseSlowConsumer, "outbound queue full"), true)
+		return false
+	}
+	if dropped > 0 {
+		c.queue, c.qbytes = q, qbytes
 		c.s.h.meter.QueueDrop(dropped)
 	}
 	c.queue = append(c.queue, f)
