@@ -386,14 +386,7 @@ func TestSSEBadRequests(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if resp.StatusCode != tc.status {
-			resp.Body.Close()
-			t.Errorf("%s: status %d, want %d", tc.name, resp.StatusCode, tc.status)
-			continue
-		}
-		if code, _ := jsonBody(t, resp); code != tc.code {
-			t.Errorf("%s: code %q, want %q", tc.name, code, tc.code)
-		}
+		expectRefusal(t, tc.name, resp, tc.status, tc.code)
 	}
 	// An allowed origin gets the CORS headers EventSource needs.
 	s := openSSE(t, n, "room=a", http.Header{"Origin": {"https://app.example.com"}})
@@ -403,6 +396,19 @@ func TestSSEBadRequests(t *testing.T) {
 	s.subscribed(1)
 	if st := n.Srv.Hub.Stats(); st.Connections != 1 {
 		t.Errorf("%d connections after the refusals, want the one stream", st.Connections)
+	}
+}
+
+// expectRefusal checks a refused request's status and JSON error code.
+func expectRefusal(t *testing.T, name string, resp *http.Response, status int, code string) {
+	t.Helper()
+	if resp.StatusCode != status {
+		resp.Body.Close()
+		t.Errorf("%s: status %d, want %d", name, resp.StatusCode, status)
+		return
+	}
+	if got, _ := jsonBody(t, resp); got != code {
+		t.Errorf("%s: code %q, want %q", name, got, code)
 	}
 }
 
@@ -479,15 +485,7 @@ func TestSSEAuth(t *testing.T) {
 		{"forbidden room", "room=staff:ops", http.Header{"Authorization": {"Bearer " + tok}}, 403, "forbidden"},
 	}
 	for _, tc := range refused {
-		resp := getSSE(t, n, tc.query, tc.hdr)
-		if resp.StatusCode != tc.status {
-			resp.Body.Close()
-			t.Errorf("%s: status %d, want %d", tc.name, resp.StatusCode, tc.status)
-			continue
-		}
-		if code, _ := jsonBody(t, resp); code != tc.code {
-			t.Errorf("%s: code %q, want %q", tc.name, code, tc.code)
-		}
+		expectRefusal(t, tc.name, getSSE(t, n, tc.query, tc.hdr), tc.status, tc.code)
 	}
 	waitFor(t, "refused streams to leave the hub", func() bool { return n.Srv.Hub.Stats().Connections == 0 })
 }
