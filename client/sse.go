@@ -290,10 +290,7 @@ func (s *SSEStream) dispatch(m sseMsg) {
 	}
 	switch {
 	case env.Type == protocol.TypeSubscribed:
-		var d struct {
-			Position  string `json:"position"`
-			Recovered *bool  `json:"recovered"`
-		}
+		var d protocol.SubscribedData
 		_ = json.Unmarshal(env.Data, &d)
 		if d.Recovered != nil && !*d.Recovered {
 			s.handler(Event{Type: protocol.TypeSubscribed, ID: d.Position, Room: env.Room, RecoveryFailed: true})

@@ -154,7 +154,7 @@ func (s *SSEHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if h.limiter != nil {
-		if wait, ok := h.limiter.allow(ClientIP(r, h.opts.TrustedProxies), time.Now()); !ok {
+		if wait, ok := h.limiter.allow(clientIP(r, h.opts.TrustedProxies), time.Now()); !ok {
 			h.meter.Handshake(http.StatusTooManyRequests)
 			w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
 			httpError(w, http.StatusTooManyRequests, "too_many_handshakes", "too many connection attempts from this address; retry later")
@@ -178,12 +178,12 @@ func (s *SSEHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if len(req.rooms) > 1 {
 		c.pos = append([]string(nil), req.since...)
 	}
-	c.client = h.hub.Connect(c, hub.ConnInfo{Credentials: creds, RemoteAddr: r.RemoteAddr, Heartbeat: h.opts.HeartbeatInterval})
+	c.client = h.hub.Connect(c, hub.ConnectOptions{Credentials: creds, RemoteAddr: r.RemoteAddr, Heartbeat: h.opts.HeartbeatInterval})
 	defer c.client.Gone()
 	for i, room := range req.rooms {
 		env := &protocol.Envelope{Type: protocol.TypeSubscribe, ID: sseRef(i), Room: room, LastEventID: req.since[i]}
 		if req.subTokens != nil {
-			env.Data = protocol.EncodeData(hub.SubscribeData{Token: req.subTokens[i]})
+			env.Data = protocol.EncodeData(protocol.SubscribeData{Token: req.subTokens[i]})
 		}
 		c.client.HandleMessage(protocol.Encode(env))
 	}
@@ -452,8 +452,8 @@ func (c *sseConn) writeFrame(w http.ResponseWriter, f *protocol.Frame, idBuf []b
 // then the replay's, set by those events.
 func (c *sseConn) writeSubscribed(w http.ResponseWriter, f *protocol.Frame, ev, idBuf []byte) (int, []byte, error) {
 	var env struct {
-		ID   string             `json:"id"`
-		Data hub.SubscribedData `json:"data"`
+		ID   string                  `json:"id"`
+		Data protocol.SubscribedData `json:"data"`
 	}
 	if json.Unmarshal(f.JSON, &env) != nil || env.Data.Replayed > 0 || env.Data.Position == "" {
 		n, err := w.Write(ev)

@@ -173,13 +173,13 @@ func (s *sseStream) expectSkipping(typ, skip string) (sseEvent, protocol.Envelop
 }
 
 // subscribed reads connection_established and one `subscribed` per room.
-func (s *sseStream) subscribed(rooms int) []hub.SubscribedData {
+func (s *sseStream) subscribed(rooms int) []protocol.SubscribedData {
 	s.t.Helper()
 	s.expect(protocol.TypeConnectionEstablished)
-	var out []hub.SubscribedData
+	var out []protocol.SubscribedData
 	for range rooms {
 		_, env := s.expect(protocol.TypeSubscribed)
-		var d hub.SubscribedData
+		var d protocol.SubscribedData
 		if err := json.Unmarshal(env.Data, &d); err != nil {
 			s.t.Fatal(err)
 		}
@@ -309,7 +309,7 @@ func TestSSEResumesFromLastEventID(t *testing.T) {
 	s3 := openSSE(t, n, "room=feed", http.Header{"Last-Event-ID": {"zzzz-3"}})
 	s3.expect(protocol.TypeConnectionEstablished)
 	ev, env := s3.expect(protocol.TypeSubscribed)
-	var d hub.SubscribedData
+	var d protocol.SubscribedData
 	_ = json.Unmarshal(env.Data, &d)
 	if d.Recovered == nil || *d.Recovered {
 		t.Fatalf("foreign epoch: %s", env.Data)
@@ -446,7 +446,7 @@ func TestSSEAuth(t *testing.T) {
 	} {
 		s := openSSE(t, n, "room=lobby"+how.query, how.hdr)
 		_, env := s.expect(protocol.TypeConnectionEstablished)
-		var ce hub.ConnectionEstablished
+		var ce protocol.ConnectionEstablished
 		_ = json.Unmarshal(env.Data, &ce)
 		if ce.UserID != "alice" {
 			t.Errorf("%s: user %q", how.name, ce.UserID)
@@ -494,7 +494,7 @@ func TestSSEDisconnects(t *testing.T) {
 	n := wstest.Start(t, server.Config{})
 	s := openSSE(t, n, "room=x", nil)
 	s.subscribed(1)
-	var ce hub.ConnectionEstablished
+	var ce protocol.ConnectionEstablished
 	conns := n.Srv.Hub.Stats().Connections
 	if conns != 1 {
 		t.Fatalf("%d connections", conns)
@@ -623,7 +623,7 @@ func TestSSELimitsAndAnonymous(t *testing.T) {
 	}
 	s := openSSE(t, n, "room=pub:a,pub:b", nil)
 	_, env := s.expect(protocol.TypeConnectionEstablished)
-	var ce hub.ConnectionEstablished
+	var ce protocol.ConnectionEstablished
 	_ = json.Unmarshal(env.Data, &ce)
 	if !strings.HasPrefix(ce.UserID, "anon-") {
 		t.Errorf("user %q, want an anonymous one", ce.UserID)
