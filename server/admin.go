@@ -74,7 +74,7 @@ const (
 type admin struct {
 	ctx   context.Context
 	hub   *hub.Hub
-	ws    *transport.Handler
+	ws    *transport.WSHandler
 	log   *slog.Logger
 	keyed bool
 	key   [sha256.Size]byte
@@ -87,7 +87,7 @@ type admin struct {
 
 // mountAdmin adds /admin (the page and its assets) and /admin/ws to mux.
 // The sockets end when ctx ends or the node drains.
-func mountAdmin(ctx context.Context, mux *http.ServeMux, h *hub.Hub, ws *transport.Handler, apiKey string, log *slog.Logger) {
+func mountAdmin(ctx context.Context, mux *http.ServeMux, h *hub.Hub, ws *transport.WSHandler, apiKey string, log *slog.Logger) {
 	a := &admin{ctx: ctx, hub: h, ws: ws, log: log, keyed: apiKey != "", key: sha256.Sum256([]byte(apiKey)),
 		slots: make(chan struct{}, adminMaxSockets), every: AdminInterval, wait: adminAuthTimeout,
 		ping: adminPingEvery, idle: adminIdleTimeout}

@@ -259,7 +259,7 @@ func (c *Config) fill() {
 type Server struct {
 	cfg Config
 	Hub *hub.Hub
-	WS  *transport.Handler
+	WS  *transport.WSHandler
 	SSE *transport.SSEHandler // GET /sse
 	// Webhooks is the webhook sender, nil without webhook URLs.
 	Webhooks *webhook.Sender
@@ -430,7 +430,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if proxy != nil {
 		topts.RequestAuthenticator = proxy
 	}
-	ws, err := transport.NewHandler(ctx, topts)
+	ws, err := transport.NewWSHandler(ctx, topts)
 	if err != nil {
 		return nil, err
 	}

@@ -33,7 +33,7 @@ import (
 // for room. So an idle connection has no writer goroutine, and a busy one
 // coalesces whatever piled up into one system call.
 type conn struct {
-	t       *Handler
+	t       *WSHandler
 	ws      *gws.Conn
 	raw     net.Conn // the hijacked connection; our frames go straight to it
 	client  *hub.Client
@@ -519,7 +519,7 @@ func (c *conn) wire(f *protocol.Frame) []byte {
 
 // ---- gws events (all on the connection's read goroutine) ----
 
-type events struct{ t *Handler }
+type events struct{ t *WSHandler }
 
 func (e events) OnOpen(ws *gws.Conn) {}
 

@@ -44,7 +44,7 @@ func EchoHandler(log *slog.Logger) http.Handler {
 			ClientMaxWindowBits: 15,
 		},
 	})
-	check := &Handler{opts: Options{}} // handshake checks only; no origin policy
+	check := &WSHandler{opts: Options{}} // handshake checks only; no origin policy
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if status, code, msg := check.check(w, r); status != 0 && status != http.StatusForbidden {
 			httpError(w, status, code, msg)

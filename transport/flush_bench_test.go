@@ -41,7 +41,7 @@ func benchSendFlush(b *testing.B, n int) {
 	if err := opts.fill(); err != nil {
 		b.Fatal(err)
 	}
-	h := &Handler{opts: opts, hub: hb, meter: hb.Meter(), log: opts.Logger}
+	h := &WSHandler{opts: opts, hub: hb, meter: hb.Meter(), log: opts.Logger}
 	h.flushers = newFlushPool(ctx, runtime.GOMAXPROCS(0), n)
 
 	var read atomic.Int64

@@ -42,7 +42,7 @@ const (
 	PolicyDropOldest = "drop_oldest"
 )
 
-// Options configure a Handler. Zero values take the documented defaults.
+// Options configure a WSHandler. Zero values take the documented defaults.
 type Options struct {
 	// Hub receives the connections. Required.
 	Hub *hub.Hub
@@ -189,9 +189,9 @@ func setDefault[T int | time.Duration](v *T, def T) {
 	}
 }
 
-// Handler is the WebSocket endpoint (mount it at /ws). Create it with
-// NewHandler; call Shutdown to drain. It is safe for concurrent use.
-type Handler struct {
+// WSHandler is the WebSocket endpoint (mount it at /ws). Create it with
+// NewWSHandler; call Shutdown to drain. It is safe for concurrent use.
+type WSHandler struct {
 	opts     Options
 	hub      *hub.Hub
 	meter    hub.Meter
@@ -212,13 +212,13 @@ type Handler struct {
 	debug bool
 }
 
-// NewHandler returns a WebSocket handler feeding opts.Hub. Heartbeats run
+// NewWSHandler returns a WebSocket handler feeding opts.Hub. Heartbeats run
 // until ctx ends.
-func NewHandler(ctx context.Context, opts Options) (*Handler, error) {
+func NewWSHandler(ctx context.Context, opts Options) (*WSHandler, error) {
 	if err := opts.fill(); err != nil {
 		return nil, err
 	}
-	h := &Handler{opts: opts, hub: opts.Hub, meter: opts.Hub.Meter(), log: opts.Logger}
+	h := &WSHandler{opts: opts, hub: opts.Hub, meter: opts.Hub.Meter(), log: opts.Logger}
 	h.refusals = &refusalLog{log: opts.Logger}
 	h.debug = opts.Logger.Enabled(ctx, slog.LevelDebug)
 	h.deflater = newDeflater(opts.CompressionThreshold, 1)
@@ -272,10 +272,10 @@ type gwsLogger struct{ l *slog.Logger }
 func (g gwsLogger) Error(v ...any) { g.l.Error(fmt.Sprint(v...)) }
 
 // Open returns the number of open connections.
-func (h *Handler) Open() int { return int(h.open.Load()) }
+func (h *WSHandler) Open() int { return int(h.open.Load()) }
 
 // Draining reports whether Shutdown has begun: new handshakes get 503.
-func (h *Handler) Draining() bool { return h.draining.Load() }
+func (h *WSHandler) Draining() bool { return h.draining.Load() }
 
 // httpError writes the JSON error body every refusal carries.
 func httpError(w http.ResponseWriter, status int, code, msg string) {
@@ -287,7 +287,7 @@ func httpError(w http.ResponseWriter, status int, code, msg string) {
 
 // ServeHTTP checks the handshake, answering what a client can act on
 // (400, 403, 405, 426, 503), and upgrades.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (h *WSHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if status, code, msg := h.check(w, r); status != 0 {
 		h.refuse(w, r, status, code, msg)
 		return
@@ -391,7 +391,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // authenticate applies the handshake authentication of Options. A nil
 // result with status 0 means "no credentials yet".
-func (h *Handler) authenticate(r *http.Request) (*hub.Credentials, int, string, string) {
+func (h *WSHandler) authenticate(r *http.Request) (*hub.Credentials, int, string, string) {
 	var creds *hub.Credentials
 	var err error
 	switch {
@@ -436,7 +436,7 @@ func handshakeToken(r *http.Request, cookie string) string {
 }
 
 // check validates the handshake before anything is hijacked.
-func (h *Handler) check(w http.ResponseWriter, r *http.Request) (int, string, string) {
+func (h *WSHandler) check(w http.ResponseWriter, r *http.Request) (int, string, string) {
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", http.MethodGet)
 		return http.StatusMethodNotAllowed, "method_not_allowed", "a WebSocket handshake is a GET request"
@@ -499,7 +499,7 @@ func offersSubprotocol(values []string, want string) bool {
 }
 
 // originAllowed applies AllowedOrigins; see Options.
-func (h *Handler) originAllowed(r *http.Request) bool {
+func (h *WSHandler) originAllowed(r *http.Request) bool {
 	origin := r.Header.Get("Origin")
 	if origin == "" {
 		return true // not a browser: Origin protects browsers' users only
@@ -537,7 +537,7 @@ func matchOrigin(patterns []string, u *url.URL) bool {
 
 // ---- connection registry, heartbeats and drain ----
 
-func (h *Handler) untrack(c *conn) {
+func (h *WSHandler) untrack(c *conn) {
 	if h.wheel.remove(c) {
 		h.open.Add(-1)
 	}
@@ -546,7 +546,7 @@ func (h *Handler) untrack(c *conn) {
 // Shutdown stops new handshakes (503) and closes every connection with
 // 1012 after what is queued for it, waiting until all are gone or ctx
 // ends; then it cuts the rest.
-func (h *Handler) Shutdown(ctx context.Context) error {
+func (h *WSHandler) Shutdown(ctx context.Context) error {
 	h.draining.Store(true)
 	d := protocol.NewDisconnect(protocol.CloseServiceRestart, "server shutting down")
 	for _, c := range h.wheel.all() {
@@ -573,13 +573,13 @@ func (h *Handler) Shutdown(ctx context.Context) error {
 // PongTimeout ago is checked for connections that have not been heard from
 // since.
 type wheel struct {
-	h     *Handler
+	h     *WSHandler
 	mu    sync.Mutex
 	slots []map[*conn]struct{}
 	next  int
 }
 
-func newWheel(h *Handler) *wheel {
+func newWheel(h *WSHandler) *wheel {
 	n := int(h.opts.HeartbeatInterval / time.Second)
 	w := &wheel{h: h, slots: make([]map[*conn]struct{}, n)}
 	for i := range w.slots {

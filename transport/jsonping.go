@@ -28,7 +28,7 @@ const jsonPingJSON = `{"type":"ping"}`
 // jsonPingWanted reads the handshake's json_ping parameter. A value other
 // than 1, true, 0 or false is a refusal (400), so that a typo does not
 // leave a client without the heartbeats it counts on.
-func (h *Handler) jsonPingWanted(r *http.Request) (on bool, bad string) {
+func (h *WSHandler) jsonPingWanted(r *http.Request) (on bool, bad string) {
 	vs, ok := r.URL.Query()[jsonPingParam]
 	if !ok {
 		return h.opts.JSONPing, ""

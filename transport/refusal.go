@@ -30,7 +30,7 @@ type refusalLog struct {
 
 // refuse meters and answers a refused handshake with the JSON error body,
 // and logs it (rate-limited).
-func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
+func (h *WSHandler) refuse(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
 	h.meter.Handshake(status)
 	h.refusals.note(r, status, code, msg, time.Now())
 	httpError(w, status, code, msg)

@@ -28,20 +28,20 @@ type SSEOptions struct {
 const DefaultSSERetry = 2 * time.Second
 
 // SSEHandler is the one-way Server-Sent Events endpoint (mount it at GET
-// /sse). It shares its Handler's options: authentication, allowed
+// /sse). It shares its WSHandler's options: authentication, allowed
 // origins, handshake rate limit, connection cap, heartbeat interval,
 // write timeout, queue bounds and slow-consumer policy. The hub sees each
 // stream as one more client, subscribed to the rooms of the query by the
 // same subscribe path a WebSocket `subscribe` takes (permissions,
 // subscription tokens, history replay, `recovered`).
 type SSEHandler struct {
-	h     *Handler
+	h     *WSHandler
 	retry time.Duration
 	open  atomic.Int64
 }
 
 // NewSSEHandler returns the SSE endpoint of h.
-func NewSSEHandler(h *Handler, opts SSEOptions) *SSEHandler {
+func NewSSEHandler(h *WSHandler, opts SSEOptions) *SSEHandler {
 	if opts.Retry <= 0 {
 		opts.Retry = DefaultSSERetry
 	}
