@@ -17,7 +17,6 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"syscall"
 	"time"
 
 	"github.com/switchboard-rt/switchboard/api"
@@ -211,9 +210,8 @@ func (c *Config) fill() {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.MaxConnections == 0 {
-		var lim syscall.Rlimit
-		if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim) == nil && lim.Cur > fileReserve*2 {
-			c.MaxConnections = int(lim.Cur) - fileReserve
+		if lim, ok := openFileLimit(); ok && lim > fileReserve*2 {
+			c.MaxConnections = int(lim) - fileReserve
 		}
 	}
 }

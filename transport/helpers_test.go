@@ -344,7 +344,7 @@ func rawRequest(t *testing.T, addr, method, path string, hdr http.Header, rcvbuf
 		d.Control = func(_, _ string, c syscall.RawConn) error {
 			var serr error
 			err := c.Control(func(fd uintptr) {
-				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, rcvbuf)
+				serr = setRcvBuf(fd, rcvbuf)
 			})
 			return errors.Join(err, serr)
 		}
