@@ -55,7 +55,7 @@ func TestDirectWriteAfterClose(t *testing.T) {
 	}
 	defer syscall.Close(pair[1])
 	if pair[0] != old { // usually it is: the lowest free number
-		if err := syscall.Dup2(pair[0], old); err != nil {
+		if err := syscall.Dup3(pair[0], old, 0); err != nil {
 			t.Fatal(err)
 		}
 		syscall.Close(pair[0])
