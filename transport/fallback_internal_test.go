@@ -30,25 +30,7 @@ func TestFlushWithoutDescriptor(t *testing.T) {
 	h := &Handler{opts: opts, hub: hb, meter: hb.Meter(), log: opts.Logger}
 	h.flushers = newFlushPool(ctx, 2, 1)
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		accepted <- c
-	}()
-	peer, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-	raw := <-accepted
-	if raw == nil {
-		t.Fatal("accept failed")
-	}
+	raw, peer := tcpPair(t)
 	// Hiding the socket's SyscallConn leaves only the net.Conn, as TLS does.
 	c := &conn{t: h, raw: struct{ net.Conn }{raw}}
 	defer c.closeRaw()
@@ -77,4 +59,31 @@ func TestFlushWithoutDescriptor(t *testing.T) {
 	if n := c.bytesOut.Load(); n != uint64(want.Len()) {
 		t.Errorf("bytes out %d, want %d", n, want.Len())
 	}
+}
+
+// tcpPair is a loopback TCP connection: the accepted end and the dialled
+// end (the peer), both closed when the test ends.
+func tcpPair(t *testing.T) (raw, peer net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	peer, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { peer.Close() })
+	raw = <-accepted
+	if raw == nil {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { raw.Close() })
+	return raw, peer
 }

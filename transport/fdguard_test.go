@@ -5,7 +5,6 @@
 package transport
 
 import (
-	"net"
 	"syscall"
 	"testing"
 	"time"
@@ -16,25 +15,7 @@ import (
 // socket opened. The test puts another socket on exactly that number and
 // checks that a late write reaches nothing.
 func TestDirectWriteAfterClose(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		accepted <- c
-	}()
-	peer, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-	raw := <-accepted
-	if raw == nil {
-		t.Fatal("accept failed")
-	}
+	raw, peer := tcpPair(t)
 	c := &conn{raw: raw}
 	c.initFD()
 	if c.fd < 0 {
