@@ -240,6 +240,7 @@ func samples(connID string) map[string]sample {
 		"POST /api/users/{user}/ban":            {"/api/users/u1/ban", `{"seconds":60}`, `{"seconds":"60"}`},
 		"POST /api/connections/{id}/send":       {"/api/connections/" + connID + "/send", `{"data":1}`, `{"data":1,"type":{}}`},
 		"POST /api/connections/{id}/disconnect": {"/api/connections/" + connID + "/disconnect", `{"reason":"bye"}`, `{"reason":42}`},
+		"POST /broadcast/{room}":                {"/broadcast/chat:lobby", `{"text":"hi"}`, `["text","hi"]`},
 	}
 }
 
@@ -313,6 +314,9 @@ func TestRefusedRequestsChangeNothing(t *testing.T) {
 			if !strings.HasSuffix(rt.pattern, "/disconnect") { // an empty body means the defaults there
 				cases = append(cases, bad{"empty body", func(m, p, b string) *http.Request { return e.request(m, p, "") }, 400, protocol.ErrBadJSON})
 			}
+		}
+		if rt.pattern == "/broadcast/{room}" { // the seeds' route: any object is the event's data
+			cases = slices.DeleteFunc(cases, func(b bad) bool { return b.name == "unknown field" })
 		}
 		if strings.Contains(rt.pattern, "{room}") {
 			for _, room := range []string{"bad%20room", ":lobby", "lobby:", strings.Repeat("r", protocol.MaxRoomLen+1), "caf%C3%A9"} {

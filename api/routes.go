@@ -32,6 +32,9 @@ func routeTable() []route {
 		{http.MethodPost, "/api/users/{user}/ban", (*Handler).userBan},
 		{http.MethodPost, "/api/connections/{id}/send", (*Handler).connSend},
 		{http.MethodPost, "/api/connections/{id}/disconnect", (*Handler).connDisconnect},
+		// The seeds' publish route, for backends written from them
+		// (compat.go); the server mounts the handler at /broadcast/ too.
+		{http.MethodPost, "/broadcast/{room}", (*Handler).seedBroadcast},
 	}
 }
 
@@ -89,10 +92,17 @@ type publishRequest struct {
 	Type           string          `json:"type"`
 	Data           json.RawMessage `json:"data"`
 	IdempotencyKey string          `json:"idempotency_key"`
+	// ExcludeConnection is a connection id that does not receive the
+	// event: the client a backend relays the event for.
+	ExcludeConnection string `json:"exclude_connection"`
 }
 
 func checkKey(key string) *apiError {
 	return checkID("field \"idempotency_key\"", key, maxIdempotencyKeyLen)
+}
+
+func checkExclude(id string) *apiError {
+	return checkID("field \"exclude_connection\"", id, maxConnIDLen)
 }
 
 func (h *Handler) publishRoom(w http.ResponseWriter, r *http.Request) *apiError {
@@ -113,9 +123,12 @@ func (h *Handler) publishRoom(w http.ResponseWriter, r *http.Request) *apiError 
 	if e := checkKey(req.IdempotencyKey); e != nil {
 		return e
 	}
+	if e := checkExclude(req.ExcludeConnection); e != nil {
+		return e
+	}
 	ctx, cancel := h.ctx(r)
 	defer cancel()
-	res, err := h.hub.Publish(ctx, room, req.Type, req.Data, hub.PublishOptions{IdempotencyKey: req.IdempotencyKey})
+	res, err := h.hub.Publish(ctx, room, req.Type, req.Data, hub.PublishOptions{IdempotencyKey: req.IdempotencyKey, ExcludeConnection: req.ExcludeConnection})
 	if err != nil {
 		return hubError(err)
 	}
@@ -129,10 +142,11 @@ type batchRequest struct {
 }
 
 type batchEvent struct {
-	Room           string          `json:"room"`
-	Type           string          `json:"type"`
-	Data           json.RawMessage `json:"data"`
-	IdempotencyKey string          `json:"idempotency_key"`
+	Room              string          `json:"room"`
+	Type              string          `json:"type"`
+	Data              json.RawMessage `json:"data"`
+	IdempotencyKey    string          `json:"idempotency_key"`
+	ExcludeConnection string          `json:"exclude_connection"`
 }
 
 // batchAnswer is the answer of a batch publish.
@@ -181,6 +195,9 @@ func (h *Handler) publishBatch(w http.ResponseWriter, r *http.Request) *apiError
 		if e == nil {
 			e = checkKey(ev.IdempotencyKey)
 		}
+		if e == nil {
+			e = checkExclude(ev.ExcludeConnection)
+		}
 		if e != nil {
 			e.message = "events[" + strconv.Itoa(i) + "]: " + e.message
 			return e
@@ -190,7 +207,7 @@ func (h *Handler) publishBatch(w http.ResponseWriter, r *http.Request) *apiError
 	defer cancel()
 	out := batchAnswer{Results: make([]batchResult, len(req.Events))}
 	for i, ev := range req.Events {
-		res, err := h.hub.Publish(ctx, ev.Room, ev.Type, ev.Data, hub.PublishOptions{IdempotencyKey: ev.IdempotencyKey})
+		res, err := h.hub.Publish(ctx, ev.Room, ev.Type, ev.Data, hub.PublishOptions{IdempotencyKey: ev.IdempotencyKey, ExcludeConnection: ev.ExcludeConnection})
 		br := batchResult{Room: ev.Room, EventID: res.EventID, Recipients: res.Recipients, Duplicate: res.Duplicate}
 		if err != nil {
 			e := hubError(err)

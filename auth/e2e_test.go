@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -471,4 +472,121 @@ func TestOversizedHeaders(t *testing.T) {
 		t.Fatalf("want 431, got %v (%v)", resp, err)
 	}
 	n.MustDial(t, "", bearer(token(t, "small", time.Hour, nil))).Expect("connection_established")
+}
+
+// A refresh without a token is a malformed request (bad_request), not a
+// rejected token: it is not counted as an authentication failure.
+func TestRefreshWithoutToken(t *testing.T) {
+	n := start(t, server.Config{})
+	c := n.MustDial(t, "", bearer(token(t, "erin", time.Hour, nil)))
+	c.Expect("connection_established")
+	before := n.Srv.Hub.Stats().AuthFailures
+	for i, data := range []any{nil, map[string]any{}, map[string]any{"token": ""}, "tok", map[string]any{"token": 5}} {
+		req := map[string]any{"type": "refresh", "id": fmt.Sprint("r", i)}
+		if data != nil {
+			req["data"] = data
+		}
+		c.Send(req)
+		m := c.Expect("error")
+		if code := wstest.ErrorCode(m); code != "bad_request" || m.ID != fmt.Sprint("r", i) {
+			t.Errorf("refresh with data %v: %s, want bad_request naming r%d", data, m.Raw, i)
+		}
+	}
+	if after := n.Srv.Hub.Stats().AuthFailures; after != before {
+		t.Errorf("auth failures went from %d to %d for refreshes without a token", before, after)
+	}
+	// A real token still refreshes.
+	c.Send(map[string]any{"type": "refresh", "id": "ok", "data": map[string]string{"token": token(t, "erin", time.Hour, nil)}})
+	c.Expect("refreshed")
+}
+
+// pace sends pings on c at rate per second for d (on an absolute schedule,
+// so a stall is caught up rather than lost) until the socket fails.
+func pace(c *wstest.Conn, rate float64, d time.Duration) {
+	step := time.Duration(float64(time.Second) / rate)
+	start := time.Now()
+	for i := 0; ; i++ {
+		at := start.Add(time.Duration(i) * step)
+		if at.Sub(start) > d {
+			return
+		}
+		time.Sleep(time.Until(at))
+		if c.WS.WriteMessage(websocket.TextMessage, []byte(`{"type":"ping","id":"p"}`)) != nil {
+			return
+		}
+	}
+}
+
+// readAll counts a connection's throttled errors until it is closed or
+// quiet for the given time, and returns the close code (0: not closed) and when the
+// first throttled error and the close arrived.
+func readAll(c *wstest.Conn, quiet time.Duration) (throttled, code int, firstThrottled, closedAt time.Time) {
+	for i := 0; i < 100000; i++ {
+		c.WS.SetReadDeadline(time.Now().Add(quiet))
+		_, b, err := c.WS.ReadMessage()
+		if err != nil {
+			var ce *websocket.CloseError
+			if errors.As(err, &ce) {
+				code, closedAt = ce.Code, time.Now()
+			}
+			return
+		}
+		if strings.Contains(string(b), `"throttled"`) {
+			if throttled == 0 {
+				firstThrottled = time.Now()
+			}
+			throttled++
+		}
+	}
+	return
+}
+
+// The persistent-abuse rule of protocol.md section 10, on real sockets: a
+// client steadily at 1.5x its limit (most of its frames pass) is closed
+// with 4004 about 3 s after it first went over; one at 0.9x is never
+// throttled or closed.
+func TestSteadyOverLimitCloses4004(t *testing.T) {
+	const limit = 40
+	n := start(t, server.Config{MaxMessagesPerSecond: limit})
+	over := n.MustDial(t, "", bearer(token(t, "over", time.Hour, nil)))
+	over.Expect("connection_established")
+	under := n.MustDial(t, "", bearer(token(t, "under", time.Hour, nil)))
+	under.Expect("connection_established")
+
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		// Spend the two-second burst at once, then keep to 1.5x.
+		for i := 0; i < 2*limit; i++ {
+			if over.WS.WriteMessage(websocket.TextMessage, []byte(`{"type":"ping","id":"b"}`)) != nil {
+				return
+			}
+		}
+		pace(over, 1.5*limit, 10*time.Second)
+	}()
+	go func() { defer wg.Done(); pace(under, 0.9*limit, 5*time.Second) }()
+
+	type result struct {
+		throttled, code int
+		first, closedAt time.Time
+	}
+	res := make(chan result, 1)
+	go func() {
+		th, code, first, at := readAll(under, time.Second)
+		res <- result{th, code, first, at}
+	}()
+	th, code, first, closedAt := readAll(over, 3*time.Second)
+	if code != 4004 {
+		t.Errorf("1.5x the limit: close %d after %d throttled errors, want 4004", code, th)
+	} else if d := closedAt.Sub(first); d < 2500*time.Millisecond || d > 8*time.Second {
+		t.Errorf("1.5x the limit: closed %s after the first throttled error, want about 3 s", d)
+	} else {
+		t.Logf("1.5x: %d throttled, closed with 4004 %s after the first", th, closedAt.Sub(first).Round(10*time.Millisecond))
+	}
+	wg.Wait()
+	u := <-res
+	if u.throttled != 0 || u.code != 0 {
+		t.Errorf("0.9x the limit: %d throttled errors, close %d; want none", u.throttled, u.code)
+	}
 }

@@ -72,12 +72,61 @@ type ConnectionClaims struct {
 	Room string `json:"room,omitempty"`
 }
 
+// UnmarshalJSON decodes the claims, refusing dates that are not JSON
+// numbers (see checkDates).
+func (c *ConnectionClaims) UnmarshalJSON(b []byte) error {
+	if err := checkDates(b); err != nil {
+		return err
+	}
+	type plain ConnectionClaims // without this method
+	return json.Unmarshal(b, (*plain)(c))
+}
+
 // SubscriptionClaims are the claims of a subscription token: sub may
 // subscribe to room until exp.
 type SubscriptionClaims struct {
 	jwt.RegisteredClaims
 	Room string `json:"room"`
 }
+
+// UnmarshalJSON decodes the claims, refusing dates that are not JSON
+// numbers (see checkDates).
+func (c *SubscriptionClaims) UnmarshalJSON(b []byte) error {
+	if err := checkDates(b); err != nil {
+		return err
+	}
+	type plain SubscriptionClaims
+	return json.Unmarshal(b, (*plain)(c))
+}
+
+// checkDates requires exp, nbf and iat, where present, to be JSON numbers
+// (RFC 7519 2, NumericDate). jwt.NumericDate also takes a numeric string
+// such as "123", which no conforming issuer writes: a token that spells a
+// date differently from its issuer's library is refused, not guessed at.
+func checkDates(payload []byte) error {
+	var dates struct {
+		Exp json.RawMessage `json:"exp"`
+		Nbf json.RawMessage `json:"nbf"`
+		Iat json.RawMessage `json:"iat"`
+	}
+	if err := json.Unmarshal(payload, &dates); err != nil {
+		return err
+	}
+	for _, d := range []struct {
+		name string
+		v    json.RawMessage
+	}{{"exp", dates.Exp}, {"nbf", dates.Nbf}, {"iat", dates.Iat}} {
+		if d.v == nil {
+			continue
+		}
+		if c := d.v[0]; c != '-' && (c < '0' || c > '9') {
+			return fmt.Errorf("claim %s is not a number: %w", d.name, errDateType)
+		}
+	}
+	return nil
+}
+
+var errDateType = errors.New("a date claim must be a JSON number")
 
 // NewJWT loads the keys and returns a verifier.
 func NewJWT(opts JWTOptions) (*JWT, error) {
@@ -207,6 +256,10 @@ func (j *JWT) parse(token string, claims jwt.Claims) error {
 		jwt.WithExpirationRequired(),
 		jwt.WithLeeway(j.opts.Leeway),
 		jwt.WithIssuedAt(),
+		// One spelling per token: base64url without padding whose unused
+		// trailing bits are zero (RFC 4648 3.5), so a signature cannot be
+		// re-spelt into another token string that still verifies.
+		jwt.WithStrictDecoding(),
 	}
 	if j.opts.Issuer != "" {
 		opts = append(opts, jwt.WithIssuer(j.opts.Issuer))
@@ -251,17 +304,28 @@ func (j *JWT) Authenticate(ctx context.Context, token string) (*hub.Credentials,
 // VerifySubscription implements hub.SubscriptionVerifier: the token must
 // name room and the connection's user.
 func (j *JWT) VerifySubscription(ctx context.Context, token, room, userID string) error {
+	_, err := j.VerifySubscriptionExpiry(ctx, token, room, userID)
+	return err
+}
+
+// VerifySubscriptionExpiry implements hub.SubscriptionExpirer: it verifies
+// like VerifySubscription and returns when the grant ends, the token's exp
+// plus the leeway it was accepted with (zero without exp).
+func (j *JWT) VerifySubscriptionExpiry(ctx context.Context, token, room, userID string) (time.Time, error) {
 	var c SubscriptionClaims
 	if err := j.parse(token, &c); err != nil {
-		return tokenError(err)
+		return time.Time{}, tokenError(err)
 	}
 	if c.Room != room {
-		return fmt.Errorf("token is for room %q", c.Room)
+		return time.Time{}, fmt.Errorf("token is for room %q", c.Room)
 	}
 	if c.Subject != userID {
-		return errors.New("token is for another user")
+		return time.Time{}, errors.New("token is for another user")
 	}
-	return nil
+	if c.ExpiresAt == nil {
+		return time.Time{}, nil
+	}
+	return c.ExpiresAt.Time.Add(j.opts.Leeway), nil
 }
 
 // tokenError turns the library's error into a short reason safe to show
@@ -280,6 +344,8 @@ func tokenError(err error) error {
 		return errors.New("token audience not accepted")
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
 		return errors.New("token signature invalid or algorithm not accepted")
+	case errors.Is(err, errDateType):
+		return errors.New("token malformed: exp, nbf and iat must be numbers")
 	case errors.Is(err, jwt.ErrTokenMalformed):
 		return errors.New("token malformed")
 	}
@@ -289,4 +355,5 @@ func tokenError(err error) error {
 var (
 	_ hub.Authenticator        = (*JWT)(nil)
 	_ hub.SubscriptionVerifier = (*JWT)(nil)
+	_ hub.SubscriptionExpirer  = (*JWT)(nil)
 )

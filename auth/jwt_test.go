@@ -13,6 +13,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -164,6 +165,13 @@ func TestAuthenticate(t *testing.T) {
 		{"expired within leeway", hs, sign(t, jwt.SigningMethodHS256, secret, claims("u1", -2*time.Second, nil), ""), ""},
 		{"not yet valid", hs, sign(t, jwt.SigningMethodHS256, secret, claims("u1", time.Hour, map[string]any{"nbf": time.Now().Add(time.Minute).Unix()}), ""), "not valid yet"},
 		{"issued in the future", hs, sign(t, jwt.SigningMethodHS256, secret, claims("u1", time.Hour, map[string]any{"iat": time.Now().Add(time.Minute).Unix()}), ""), "not valid yet"},
+		// Dates are JSON numbers; jwt.NumericDate alone would take "123".
+		{"string exp", hs, sign(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "u1", "exp": strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10)}, ""), "must be numbers"},
+		{"string nbf", hs, sign(t, jwt.SigningMethodHS256, secret, claims("u1", time.Hour, map[string]any{"nbf": strconv.FormatInt(time.Now().Add(-time.Minute).Unix(), 10)}), ""), "must be numbers"},
+		{"string iat", hs, sign(t, jwt.SigningMethodHS256, secret, claims("u1", time.Hour, map[string]any{"iat": strconv.FormatInt(time.Now().Add(-time.Minute).Unix(), 10)}), ""), "must be numbers"},
+		{"null exp", hs, sign(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "u1", "exp": nil}, ""), "must be numbers"},
+		{"boolean nbf", hs, sign(t, jwt.SigningMethodHS256, secret, claims("u1", time.Hour, map[string]any{"nbf": true}), ""), "must be numbers"},
+		{"numeric dates with fractions", hs, sign(t, jwt.SigningMethodHS256, secret, claims("u1", time.Hour, map[string]any{"nbf": 1.5, "iat": float64(time.Now().Unix()) - 0.25}), ""), ""},
 		{"no exp", hs, sign(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "u1"}, ""), "exp"},
 		{"wrong iss", pk, sign(t, jwt.SigningMethodRS256, k.rsa, claims("u2", time.Hour, map[string]any{"iss": "other", "aud": "switchboard"}), ""), "issuer"},
 		{"wrong aud", pk, sign(t, jwt.SigningMethodRS256, k.rsa, claims("u2", time.Hour, map[string]any{"iss": "https://issuer.test", "aud": "other"}), ""), "audience"},
@@ -197,6 +205,77 @@ func TestAuthenticate(t *testing.T) {
 	}
 	if creds.UserID != "u1" || len(creds.Rooms) != 1 || creds.Rooms[0] != "team:1" || string(creds.Info) != `{"name":"Ann"}` {
 		t.Errorf("claims not carried: %+v (info %s)", creds, creds.Info)
+	}
+}
+
+// respell returns the other spellings of a token's signature that a
+// lenient base64url decoder reads as the same bytes: the last character
+// with different unused low bits, and the padded form.
+func respell(t *testing.T, token string) []string {
+	t.Helper()
+	i := strings.LastIndexByte(token, '.')
+	head, sig := token[:i+1], token[i+1:]
+	want, err := base64.RawURLEncoding.DecodeString(sig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	var out []string
+	for _, c := range alphabet {
+		alt := sig[:len(sig)-1] + string(c)
+		if alt == sig {
+			continue
+		}
+		if b, err := base64.RawURLEncoding.DecodeString(alt); err == nil && string(b) == string(want) {
+			out = append(out, head+alt)
+		}
+	}
+	if len(out) == 0 {
+		t.Fatalf("signature %q has no unused bits to vary", sig)
+	}
+	return append(out, head+base64.URLEncoding.EncodeToString(want))
+}
+
+func TestNonCanonicalSignatureRefused(t *testing.T) {
+	k := newKeys(t)
+	hs, err := NewJWT(JWTOptions{Secret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk, err := NewJWT(JWTOptions{PublicKeyFiles: []string{k.rsaPEM, k.ecPEM}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name  string
+		v     *JWT
+		token string
+	}{
+		{"HS256", hs, sign(t, jwt.SigningMethodHS256, secret, claims("u1", time.Hour, nil), "")},
+		{"RS256", pk, sign(t, jwt.SigningMethodRS256, k.rsa, claims("u2", time.Hour, nil), "")},
+		{"ES256", pk, sign(t, jwt.SigningMethodES256, k.ec, claims("u3", time.Hour, nil), "")},
+	} {
+		if _, err := tc.v.Authenticate(ctx, tc.token); err != nil {
+			t.Fatalf("%s: canonical token refused: %v", tc.name, err)
+		}
+		alts := respell(t, tc.token)
+		for _, alt := range alts {
+			if creds, err := tc.v.Authenticate(ctx, alt); err == nil {
+				t.Errorf("%s: re-spelt signature %q accepted as %q", tc.name, alt[strings.LastIndexByte(alt, '.')+1:], creds.UserID)
+			}
+		}
+		t.Logf("%s: %d other spellings refused", tc.name, len(alts))
+	}
+	sub := sign(t, jwt.SigningMethodHS256, secret, claims("u1", time.Hour, map[string]any{"room": "private:1"}), "")
+	for _, alt := range respell(t, sub) {
+		if err := hs.VerifySubscription(ctx, alt, "private:1", "u1"); err == nil {
+			t.Errorf("re-spelt subscription token %q accepted", alt)
+		}
+	}
+	strNbf := sign(t, jwt.SigningMethodHS256, secret, claims("u1", time.Hour, map[string]any{"room": "private:1", "nbf": "1"}), "")
+	if err := hs.VerifySubscription(ctx, strNbf, "private:1", "u1"); err == nil {
+		t.Error("subscription token with a string nbf accepted")
 	}
 }
 

@@ -1,16 +1,15 @@
 package auth
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
 
 	"github.com/switchboard-rt/switchboard/hub"
+	"github.com/switchboard-rt/switchboard/internal/backend"
 )
 
 // ConnectProxy authenticates a handshake by asking the application's
@@ -32,7 +31,8 @@ type ConnectProxy struct {
 	// Headers are the request headers forwarded besides Cookie. Default:
 	// Authorization, User-Agent, Origin, X-Forwarded-For.
 	Headers []string
-	// Client makes the call. Default: a client with Timeout.
+	// Client makes the call; the server passes the one all its proxies
+	// share. Default: a new client (internal/backend.NewClient).
 	Client *http.Client
 }
 
@@ -62,7 +62,7 @@ func (p *ConnectProxy) AuthenticateRequest(ctx context.Context, r *http.Request)
 	}
 	client := p.Client
 	if client == nil {
-		client = &http.Client{Timeout: timeout}
+		client = backend.NewClient()
 	}
 	headers := p.Headers
 	if headers == nil {
@@ -77,25 +77,15 @@ func (p *ConnectProxy) AuthenticateRequest(ctx context.Context, r *http.Request)
 			req.Headers[h] = v
 		}
 	}
-	body, _ := json.Marshal(req)
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, p.URL, bytes.NewReader(body))
-	if err != nil {
-		return nil, fmt.Errorf("connect proxy: %w", err)
-	}
-	hr.Header.Set("Content-Type", "application/json")
-	resp, err := client.Do(hr)
-	if err != nil {
+	b, err := backend.Post(ctx, client, p.URL, timeout, req, maxProxyAnswer)
+	var be *backend.Error
+	if errors.As(err, &be) && be.Kind == backend.Status {
+		return nil, fmt.Errorf("connect proxy refused the connection (status %d)", be.Status)
+	} else if err != nil {
 		return nil, fmt.Errorf("connect proxy unreachable: %w", err)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("connect proxy refused the connection (status %d)", resp.StatusCode)
-	}
 	var out ProxyResponse
-	dec := json.NewDecoder(io.LimitReader(resp.Body, maxProxyAnswer))
-	if err := dec.Decode(&out); err != nil {
+	if err := json.Unmarshal(b, &out); err != nil {
 		return nil, fmt.Errorf("connect proxy answer is not JSON: %w", err)
 	}
 	if out.UserID == "" {

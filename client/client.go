@@ -453,7 +453,8 @@ func (c *Client) requeue(cn *wsConn, cerr *CloseError, refreshToken bool) bool {
 			r.resolve(result{err: ErrConnectionLost})
 			continue
 		}
-		if r.abandoned {
+		if r.abandoned || (r.background && r.sub != nil && r.sub.getToken != nil) {
+			// Abandoned, or a token subscription's, which gets a new token.
 			delete(c.pending, id)
 			if r.sub != nil && r.sub.req == r {
 				r.sub.req = nil
@@ -476,7 +477,9 @@ func (c *Client) requeue(cn *wsConn, cerr *CloseError, refreshToken bool) bool {
 	items := make([]outItem, 0, len(subs)+len(resend)+len(c.queue))
 	for _, s := range subs {
 		s.active = false
-		if s.req == nil {
+		if s.getToken != nil {
+			c.fetchTokenLocked(s)
+		} else if s.req == nil {
 			r := c.newRequestLocked(kindSubscribe, s.room)
 			r.sub, r.background = s, true
 			s.req = r

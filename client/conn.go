@@ -248,7 +248,7 @@ func (cn *wsConn) OnPong(ws *gws.Conn, payload []byte) { cn.touch(ws) }
 // heartbeat_interval_ms, so twice that without a frame means the
 // connection is dead (a half-open TCP connection is otherwise silent).
 func (cn *wsConn) touch(ws *gws.Conn) {
-	if cn.idle > 0 {
+	if cn.idle > 0 && ws != nil {
 		_ = ws.SetReadDeadline(time.Now().Add(cn.idle))
 	}
 }
@@ -259,13 +259,19 @@ func (cn *wsConn) OnMessage(ws *gws.Conn, msg *gws.Message) {
 	if cn.deaf.Load() {
 		return
 	}
+	cn.onFrame(ws, msg.Bytes())
+}
+
+// onFrame parses one frame from the server and acts on it; b is not kept.
+// ws is nil only in tests.
+func (cn *wsConn) onFrame(ws *gws.Conn, b []byte) {
 	var env protocol.Envelope
-	if err := json.Unmarshal(msg.Bytes(), &env); err != nil || env.Type == "" {
-		if isJSONRPC(msg.Bytes()) {
+	if err := json.Unmarshal(b, &env); err != nil || env.Type == "" {
+		if isJSONRPC(b) {
 			// The answer to a raw JSON-RPC request made with Send (its id
 			// may be a number, which the envelope cannot hold).
 			cn.c.mu.Lock()
-			cn.c.eventLocked(&protocol.Envelope{Type: protocol.TypeJSONRPC, Data: append(json.RawMessage(nil), msg.Bytes()...)})
+			cn.c.eventLocked(&protocol.Envelope{Type: protocol.TypeJSONRPC, Data: append(json.RawMessage(nil), b...)})
 			cn.c.mu.Unlock()
 			return
 		}

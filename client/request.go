@@ -42,6 +42,8 @@ type request struct {
 	// swallowed and it is not sent again.
 	abandoned bool
 	reply     chan result // buffered; receives exactly one result
+
+	token string // a subscribe's subscription token
 }
 
 type result struct {
@@ -92,6 +94,7 @@ func (c *Client) frameLocked(r *request) []byte {
 		env.LastEventID = s.last.EventID()
 	}
 	r.lastEventID = env.LastEventID
+	subscribeFrame(&env, r.token)
 	return protocol.Encode(&env)
 }
 
@@ -155,8 +158,13 @@ func (c *Client) wait(ctx context.Context, r *request, onAbandon func()) (*proto
 // server delivers an id once (within its 2-minute dedup window), so a
 // publish is delivered at most once and, unless ctx ends first, exactly
 // once. If ctx ends before the ack, the event may or may not have been
-// published. A *ServerError reports that the server refused it.
-func (c *Client) Publish(ctx context.Context, room, typ string, data any) (Ack, error) {
+// published. A *ServerError reports that the server refused it. Options
+// such as ExcludeSelf change this publish only.
+func (c *Client) Publish(ctx context.Context, room, typ string, data any, opts ...PublishOption) (Ack, error) {
+	var po publishOptions
+	for _, o := range opts {
+		o(&po)
+	}
 	if e := protocol.ValidateRoom(room); e != nil {
 		return Ack{}, fmt.Errorf("client: publish: %w", e)
 	}
@@ -174,7 +182,7 @@ func (c *Client) Publish(ctx context.Context, room, typ string, data any) (Ack, 
 		}
 		raw = b
 	}
-	env, err := c.roundTrip(ctx, kindPublish, room, &protocol.Envelope{Type: typ, Room: room, Data: raw})
+	env, err := c.roundTrip(ctx, kindPublish, room, &protocol.Envelope{Type: typ, Room: room, Data: raw, ExcludeSelf: po.excludeSelf})
 	if err != nil {
 		return Ack{}, err
 	}
@@ -347,6 +355,14 @@ func (c *Client) handle(cn *wsConn, env *protocol.Envelope) {
 		}
 		c.wg.Add(1)
 		go c.refreshSession()
+	case protocol.TypeSubscriptionExpiring:
+		c.mu.Lock()
+		if s := c.subs[env.Room]; s != nil && s.getToken != nil && s.active && !s.leaving {
+			c.fetchTokenLocked(s)
+		} else {
+			c.eventLocked(env)
+		}
+		c.mu.Unlock()
 	case protocol.TypePong:
 		c.mu.Lock()
 		if env.ID != "" && env.ID == cn.pingID {
@@ -357,6 +373,10 @@ func (c *Client) handle(cn *wsConn, env *protocol.Envelope) {
 		c.mu.Unlock()
 	case protocol.TypeError:
 		c.handleError(cn, env)
+	case protocol.TypePing:
+		// A JSON heartbeat (the server's json_ping option, for browsers):
+		// this client answers the WebSocket pings beside it, which is all
+		// the server needs, so it is not passed on.
 	default:
 		c.mu.Lock()
 		c.routeLocked(env)
@@ -379,7 +399,9 @@ func (c *Client) handleReply(cn *wsConn, env *protocol.Envelope) {
 	defer c.mu.Unlock()
 	r := c.takeLocked(cn, env.ID)
 	if r == nil {
-		c.eventLocked(env) // a reply to a Send
+		if env.Type != protocol.TypeUnsubscribed || !c.subscriptionEndedLocked(env) {
+			c.eventLocked(env) // a reply to a Send
+		}
 		return
 	}
 	switch r.kind {

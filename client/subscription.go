@@ -21,12 +21,15 @@ type Subscription struct {
 	handler func(Event)
 	seq     uint64
 
+	getToken func(ctx context.Context, room string) (string, error) // SubscribeOptions.GetToken
+
 	// under c.mu
 	req      *request // subscribe queued or in flight
 	active   bool     // subscribed on the current connection: events flow
 	leaving  bool     // Unsubscribe called, or Subscribe gave up
 	last     protocol.StreamPosition
 	haveLast bool
+	fetching bool // a GetToken call is under way
 }
 
 // Room returns the room's name.
@@ -44,6 +47,10 @@ func (c *Client) Subscribe(ctx context.Context, room string, handler func(Event)
 	if e := protocol.ValidateRoom(room); e != nil {
 		return nil, fmt.Errorf("client: subscribe: %w", e)
 	}
+	return c.subscribe(ctx, room, handler, nil, "")
+}
+
+func (c *Client) subscribe(ctx context.Context, room string, handler func(Event), getToken func(context.Context, string) (string, error), token string) (*Subscription, error) {
 	if handler == nil {
 		return nil, errors.New("client: subscribe: handler is nil")
 	}
@@ -56,8 +63,8 @@ func (c *Client) Subscribe(ctx context.Context, room string, handler func(Event)
 		return nil, fmt.Errorf("%w: %q", ErrAlreadySubscribed, room)
 	}
 	r := c.newRequestLocked(kindSubscribe, room)
-	s := &Subscription{c: c, room: room, handler: handler, seq: r.seq, req: r}
-	r.sub = s
+	s := &Subscription{c: c, room: room, handler: handler, seq: r.seq, req: r, getToken: getToken}
+	r.sub, r.token = s, token
 	if err := c.enqueueLocked(outItem{req: r}); err != nil {
 		c.mu.Unlock()
 		return nil, err

@@ -25,6 +25,10 @@ type Publication struct {
 	// ClientID is the publishing connection, "" when not a connection; the
 	// hub uses it to skip the sender when echo is off.
 	ClientID string
+	// ExcludeSender keeps the event from the connection ClientID names
+	// (the sender, or the connection a backend publishes on behalf of):
+	// every other member receives it. Engines carry it to every node.
+	ExcludeSender bool
 	// Time is when the engine accepted the event, in Unix milliseconds.
 	Time int64
 	// Position is the event's place in the room stream. Engines set it on
@@ -174,4 +178,26 @@ type NodeStats interface {
 	ReportNode(ctx context.Context, node string, stats []byte, ttl time.Duration) error
 	// Nodes returns the live nodes' latest snapshots by node id.
 	Nodes(ctx context.Context) (map[string][]byte, error)
+}
+
+// OccupancyChange is what Occupy and Vacate report.
+type OccupancyChange struct {
+	// Changed reports that this call moved the room's cluster-wide count
+	// of nodes with members from 0 to 1 (Occupy) or from 1 to 0 (Vacate).
+	Changed bool
+	// Generation numbers the room's occupied periods: Occupy that changed
+	// the count starts the next one; Vacate reports the current one.
+	Generation uint64
+}
+
+// Occupancy is implemented by engines that decide, for the whole cluster,
+// when a room gains its first member and loses its last (webhooks'
+// room.occupied and room.vacated). The hub calls Occupy when a room gets
+// its first member on node and Vacate when its last one there leaves; the
+// engine counts nodes, atomically, so exactly one call reports each change.
+// A node that stops without calling Vacate drops out of the count after
+// the engine's presence TTL (brokers); no Vacate reports that.
+type Occupancy interface {
+	Occupy(ctx context.Context, room, node string) (OccupancyChange, error)
+	Vacate(ctx context.Context, room, node string) (OccupancyChange, error)
 }

@@ -442,11 +442,7 @@ func TestPythonBackend(t *testing.T) {
 	t.Parallel()
 	havePython(t, "")
 	const key = "python-backend-test-key-0123"
-	n := node(t, server.Config{APIKey: key})
-	c := n.MustDial(t, "", nil)
-	c.Expect("connection_established")
-	c.Send(map[string]string{"type": "subscribe", "id": "s", "room": "match:7"})
-	c.Expect("subscribed")
+	n, c := keyedNode(t, key, "match:7")
 
 	out := run(t, []string{"SWITCHBOARD_API_KEY=" + key}, python, "python-backend/publish.py", "--url", "http://"+n.Addr, "--room", "match:7")
 	var first, again struct {
@@ -541,9 +537,11 @@ func TestNodeClient(t *testing.T) {
 	}
 }
 
-// TestSportsPublishScript: publish.sh puts a sample match into a room
-// through the HTTP API with curl, as the demo page's match centre reads
-// it; running it again with the same RUN publishes nothing twice.
+// TestSportsPublishScript: publish.sh puts the demo's sample match into a
+// room through the HTTP API with curl, event for event what the demo
+// page's button publishes; it finds the node from --listen or
+// SWITCHBOARD_LISTEN as the serve command reads them; running it again
+// with the same RUN publishes nothing twice.
 func TestSportsPublishScript(t *testing.T) {
 	t.Parallel()
 	_, err := exec.LookPath("curl")
@@ -551,28 +549,60 @@ func TestSportsPublishScript(t *testing.T) {
 	_, err = exec.LookPath("bash")
 	require(t, err == nil, "bash is not installed")
 	n := node(t, server.Config{})
-	env := []string{"SWITCHBOARD_URL=http://" + n.Addr, "DELAY=0", "RUN=test", "SWITCHBOARD_API_KEY="}
-	out := run(t, env, "bash", "sports/publish.sh", "demo-match:2")
-	if strings.Count(out, `"event_id"`) != 9 {
+	_, port, _ := strings.Cut(n.Addr, ":")
+	env := []string{"SWITCHBOARD_URL=", "SWITCHBOARD_LISTEN=", "DELAY=0", "RUN=test", "SWITCHBOARD_API_KEY="}
+	out := run(t, env, "bash", "sports/publish.sh", "--listen", ":"+port, "demo-match:2")
+	const events = 16 // the 9 steps of server/demo.go demoScript
+	if strings.Count(out, `"event_id"`) != events {
 		t.Fatalf("publish.sh printed:\n%s", out)
 	}
-	again := run(t, env, "bash", "sports/publish.sh", "demo-match:2")
-	if strings.Count(again, `"duplicate":true`) != 9 {
+	again := run(t, append(env, "SWITCHBOARD_LISTEN=0.0.0.0:"+port), "bash", "sports/publish.sh", "demo-match:2")
+	if strings.Count(again, `"duplicate":true`) != events {
 		t.Errorf("the second run with the same RUN should be all duplicates:\n%s", again)
 	}
-	page, err := n.Srv.Hub.History(context.Background(), "demo-match:2", hub.HistoryRequest{})
-	if err != nil {
-		t.Fatal(err)
+	script := roomEvents(t, n, "demo-match:2")
+
+	// The button plays the same match on a node with the demo.
+	d := wstest.Start(t, server.Config{NoAdmin: true})
+	for i := 0; i < 9; i++ {
+		resp, err := http.Post("http://"+d.Addr+"/demo/matches/2/next", "application/json", nil)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("press %d: %v %v", i, err, resp)
+		}
+		resp.Body.Close()
 	}
-	if len(page.Events) != 9 || !bytes.Contains(page.Events[0], []byte(`"type":"match_data"`)) || !bytes.Contains(page.Events[0], []byte(`"match_id":"2"`)) {
-		t.Errorf("history has %d events; first %s", len(page.Events), page.Events[0])
+	button := roomEvents(t, d, "demo-match:2")
+	if len(script) != events || strings.Join(script, "\n") != strings.Join(button, "\n") {
+		t.Errorf("publish.sh and the demo button publish different matches:\n%s\n--- button:\n%s", strings.Join(script, "\n"), strings.Join(button, "\n"))
 	}
 	// An API error fails the script.
-	bad := exec.Command("bash", "sports/publish.sh", "bad-room:")
+	bad := exec.Command("bash", "sports/publish.sh", "--url", "http://"+n.Addr, "bad-room:")
 	bad.Env = append(os.Environ(), env...)
 	if b, err := bad.CombinedOutput(); err == nil || !strings.Contains(string(b), "invalid_room") {
 		t.Errorf("a bad room: %v %s", err, b)
 	}
+}
+
+// roomEvents returns the type and data of each event in room's history.
+func roomEvents(t *testing.T, n *wstest.Node, room string) []string {
+	t.Helper()
+	page, err := n.Srv.Hub.History(context.Background(), room, hub.HistoryRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, raw := range page.Events {
+		var e struct {
+			Type string
+			Data map[string]any
+		}
+		if err := json.Unmarshal(raw, &e); err != nil {
+			t.Fatal(err)
+		}
+		d, _ := json.Marshal(e.Data) // sorted keys: the order each side wrote them does not matter
+		out = append(out, e.Type+" "+string(d))
+	}
+	return out
 }
 
 // runNoFatal runs a command (for goroutines, which must not call Fatal)

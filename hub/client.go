@@ -23,6 +23,7 @@ type Client struct {
 	connectedAt time.Time
 
 	heartbeat time.Duration
+	jsonPing  bool // the transport sends JSON pings (announced in connection_established)
 	remote    string
 
 	mu          sync.Mutex
@@ -40,6 +41,9 @@ type Client struct {
 	rpcInFlight int
 	announced   bool   // OnConnect ran, so OnDisconnect will
 	bucket      bucket // touched only by HandleMessage (one goroutine)
+
+	subExpiries map[string]*subExpiry // under mu: token subscriptions' expiries, by room
+	joining     string                // under mu: the room of the subscribe in progress (see expireSubscription)
 }
 
 // ID returns the connection id.
@@ -58,7 +62,11 @@ func (c *Client) Close(d protocol.Disconnect) { c.sink.Close(d) }
 
 // Gone tells the hub the connection has ended: it leaves every room
 // (sending user_left) and is unregistered. Safe to call more than once.
-func (c *Client) Gone() {
+func (c *Client) Gone() { c.GoneWith(0, "") }
+
+// GoneWith is Gone for a transport that knows how the connection ended:
+// OnDisconnect sees code and reason.
+func (c *Client) GoneWith(code protocol.CloseCode, reason string) {
 	c.mu.Lock()
 	if c.gone {
 		c.mu.Unlock()
@@ -72,6 +80,7 @@ func (c *Client) Gone() {
 			t.Stop()
 		}
 	}
+	c.stopSubscriptionsLocked()
 	announced := c.announced
 	c.mu.Unlock()
 	for name := range rooms {
@@ -79,7 +88,9 @@ func (c *Client) Gone() {
 	}
 	c.hub.remove(c)
 	if hook := c.hub.opts.Hooks.OnDisconnect; hook != nil && announced {
-		hook(c.connectionInfo())
+		ci := c.connectionInfo()
+		ci.CloseCode, ci.CloseReason = code, reason
+		hook(ci)
 	}
 }
 
@@ -142,6 +153,10 @@ func (c *Client) HandleMessage(data []byte) {
 	switch env.Type {
 	case protocol.TypePing:
 		c.sendEnvelope(&protocol.Envelope{Type: protocol.TypePong, ID: env.ID})
+	case protocol.TypePong:
+		// The answer to a JSON ping (or a client's unsolicited heartbeat):
+		// reading the frame was the sign of life; nothing to answer, and
+		// no error, so the seeds' clients are not pushed off with 1008.
 	case protocol.TypeSubscribe:
 		c.subscribe(ctx, env, false)
 	case protocol.TypeSync:
@@ -181,6 +196,12 @@ type SubscribedData struct {
 	// Replayed is how many missed events were sent before this answer's
 	// live events.
 	Replayed int `json:"replayed,omitempty"`
+	// ExpiresAt is when the subscription token expires (Unix ms), if the
+	// subscribe carried one that does; the hub ends the subscription then.
+	ExpiresAt int64 `json:"expires_at,omitempty"`
+	// Data is what the application's subscribe hook or proxy returned for
+	// this subscription, if anything.
+	Data json.RawMessage `json:"data,omitempty"`
 }
 
 // subscribe handles `subscribe` (and `sync`, which requires an existing
@@ -207,8 +228,12 @@ func (c *Client) subscribe(ctx context.Context, env *protocol.Envelope, sync boo
 		c.sendError(protocol.Errorf(protocol.ErrBadRequest, env.ID, "sync needs last_event_id"))
 		return
 	}
-	if !sync && !c.maySubscribe(ctx, env) {
-		return
+	var subExp time.Time
+	if !sync {
+		var ok bool
+		if subExp, ok = c.maySubscribe(ctx, env); !ok {
+			return
+		}
 	}
 	if hook := h.opts.Hooks.OnSubscribe; hook != nil && !sync {
 		if err := hook(ctx, c.connectionInfo(), env.Room); err != nil {
@@ -216,11 +241,26 @@ func (c *Client) subscribe(ctx context.Context, env *protocol.Envelope, sync boo
 			return
 		}
 	}
+	var appData json.RawMessage
+	if hook := h.opts.Hooks.OnSubscribeData; hook != nil && !sync {
+		d, err := hook(ctx, c.connectionInfo(), env.Room, env.Data)
+		if err != nil {
+			c.hookRefused(err, env.ID)
+			return
+		}
+		if d != nil && !json.Valid(d) {
+			c.sendError(protocol.Errorf(protocol.ErrInternal, env.ID, "the subscribe hook returned invalid JSON"))
+			return
+		}
+		appData = d
+	}
+	defer c.doneJoining()
 	c.mu.Lock()
 	if c.gone {
 		c.mu.Unlock()
 		return
 	}
+	c.joining = env.Room
 	_, already := c.rooms[env.Room]
 	if sync && !already {
 		c.mu.Unlock()
@@ -269,7 +309,7 @@ func (c *Client) subscribe(ctx context.Context, env *protocol.Envelope, sync boo
 		c.sendError(protocol.Errorf(protocol.ErrInternal, env.ID, "subscribe failed, reading room history: %v", err))
 		return
 	}
-	data := SubscribedData{Members: members, Position: hist.Latest.EventID()}
+	data := SubscribedData{Members: members, Position: hist.Latest.EventID(), Data: appData}
 	last := hist.Latest
 	var replay []*protocol.Frame
 	if recover {
@@ -280,7 +320,13 @@ func (c *Client) subscribe(ctx context.Context, env *protocol.Envelope, sync boo
 		data.Recovered = &ok
 		data.Replayed = len(replay)
 	}
+	if !subExp.IsZero() {
+		data.ExpiresAt = subExp.UnixMilli()
+	}
 	c.sendEnvelope(&protocol.Envelope{Type: protocol.TypeSubscribed, ID: env.ID, Room: env.Room, Data: protocol.EncodeData(data)})
+	if !sync { // after the answer: subscription_expiring must not overtake it
+		c.armSubscription(env.Room, subExp, wasMember)
+	}
 	if recover && *data.Recovered {
 		for _, f := range replay {
 			c.sink.Send(f)
@@ -302,6 +348,9 @@ func (h *Hub) joined(room string, c *Client) {
 		}
 	}
 	h.joinLeave(room, protocol.TypeUserJoined, c)
+	if hook := h.opts.Hooks.OnJoin; hook != nil {
+		hook(room, c.connectionInfo())
+	}
 }
 
 // left undoes a membership's presence and announces it.
@@ -315,6 +364,9 @@ func (h *Hub) left(room string, c *Client) {
 		}
 	}
 	h.joinLeave(room, protocol.TypeUserLeft, c)
+	if hook := h.opts.Hooks.OnLeave; hook != nil {
+		hook(room, c.connectionInfo())
+	}
 }
 
 func (c *Client) unsubscribe(env *protocol.Envelope) {
@@ -327,6 +379,7 @@ func (c *Client) unsubscribe(env *protocol.Envelope) {
 	_, ok := c.rooms[env.Room]
 	delete(c.rooms, env.Room)
 	c.mu.Unlock()
+	c.armSubscription(env.Room, time.Time{}, false)
 	if !ok {
 		c.sendError(protocol.Errorf(protocol.ErrNotSubscribed, env.ID, "not subscribed to room %q", env.Room))
 		return
@@ -393,7 +446,7 @@ func (c *Client) publish(ctx context.Context, env *protocol.Envelope) {
 		}
 	}
 	res, err := c.hub.publish(ctx, env.Room, &engine.Publication{
-		Type: env.Type, Data: env.Data, UserID: c.userID, ClientID: c.id,
+		Type: env.Type, Data: env.Data, UserID: c.userID, ClientID: c.id, ExcludeSender: env.ExcludeSelf,
 	}, key)
 	if err != nil {
 		c.sendError(protocol.Errorf(protocol.ErrInternal, env.ID, "publish not confirmed (retry with the same id): %v", err))
@@ -411,19 +464,14 @@ type JoinLeaveData struct {
 }
 
 // joinLeave announces c joining or leaving room to the room's members on
-// every node. It is best effort: a failure is counted, not returned.
+// every node, at once or, over the room's or c's budget, at the end of the
+// room's window (joinleave.go). Called under the room's subLock.
 func (h *Hub) joinLeave(room, typ string, c *Client) {
 	if !h.settings(room).joinLeave {
 		return
 	}
-	ctx, cancel := h.engineContext()
-	defer cancel()
-	_, err := h.eng.Publish(ctx, room, &engine.Publication{
-		Type: typ, UserID: c.userID, ClientID: c.id, Ephemeral: true,
-		Data: protocol.EncodeData(JoinLeaveData{ConnectionID: c.id}),
-	}, engine.PublishOptions{})
-	if err != nil {
-		h.stats.engineErrors.Add(1)
+	if h.jl.admit(room, typ, c, time.Now()) {
+		h.publishJoinLeave(room, typ, c)
 	}
 }
 
@@ -434,38 +482,41 @@ type SubscribeData struct {
 }
 
 // maySubscribe applies the room's subscribe permission and, for private
-// rooms, the subscription token; a refusal is a counted violation.
-func (c *Client) maySubscribe(ctx context.Context, env *protocol.Envelope) bool {
+// rooms, the subscription token; a refusal is a counted violation. It
+// returns when the subscription token expires (zero: none, or never).
+func (c *Client) maySubscribe(ctx context.Context, env *protocol.Envelope) (time.Time, bool) {
 	h := c.hub
 	rs := h.settings(env.Room)
 	var sd SubscribeData
 	if len(env.Data) > 0 {
 		if err := json.Unmarshal(env.Data, &sd); err != nil {
 			c.sendError(protocol.Errorf(protocol.ErrBadRequest, env.ID, "subscribe data must be {\"token\": string}: %v", err))
-			return false
+			return time.Time{}, false
 		}
 	}
 	subToken := false
+	var exp time.Time
 	if sd.Token != "" {
 		if h.opts.Auth.Subscriptions == nil {
 			c.violation(protocol.Errorf(protocol.ErrForbidden, env.ID, "subscription tokens are not accepted by this server"))
-			return false
+			return time.Time{}, false
 		}
-		if err := h.opts.Auth.Subscriptions.VerifySubscription(ctx, sd.Token, env.Room, c.userID); err != nil {
+		var err error
+		if exp, err = c.verifySubscription(ctx, sd.Token, env.Room); err != nil {
 			c.violation(protocol.Errorf(protocol.ErrForbidden, env.ID, "subscription token rejected: %v", err))
-			return false
+			return time.Time{}, false
 		}
 		subToken = true
 	}
 	if rs.private && !subToken && !c.allowed(PermToken, env.Room, false) {
 		c.violation(protocol.Errorf(protocol.ErrForbidden, env.ID, "room %q is private: subscribe with a subscription token", env.Room))
-		return false
+		return time.Time{}, false
 	}
 	if !c.allowed(rs.perms.Subscribe, env.Room, subToken) {
 		c.violation(protocol.Errorf(protocol.ErrForbidden, env.ID, "not allowed to subscribe to room %q", env.Room))
-		return false
+		return time.Time{}, false
 	}
-	return true
+	return exp, true
 }
 
 // peekRef reads the request id of a frame that will not be decoded in

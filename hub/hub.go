@@ -55,6 +55,9 @@ type ConnInfo struct {
 	RemoteAddr string
 	// Heartbeat is the server ping interval announced to the client.
 	Heartbeat time.Duration
+	// JSONPing says the transport also sends {"type":"ping"} text frames
+	// with its heartbeats; connection_established announces it.
+	JSONPing bool
 }
 
 // Options configure a Hub. The zero value works: in-memory engine, history
@@ -84,6 +87,15 @@ type Options struct {
 	NoEcho bool
 	// NoJoinLeave turns off user_joined and user_left events.
 	NoJoinLeave bool
+	// JoinLeaveRate is how many user_joined/user_left announcements one
+	// room sends at once per second (burst twice that); one connection
+	// may cause 4 in a room at once and one more every 2 s. Beyond
+	// either, announcements are held for JoinLeaveWindow and sent
+	// together, a join and a leave of one connection cancelling out.
+	// Defaults 20/s and 1 s; a negative JoinLeaveRate sends every
+	// announcement at once.
+	JoinLeaveRate   int
+	JoinLeaveWindow time.Duration
 	// MaxErrors is how many `error` events a connection may earn in
 	// ErrorWindow before it is closed with 1008. Default 50 per 10 s.
 	MaxErrors   int
@@ -202,6 +214,7 @@ type Hub struct {
 	// localEngine is set for the in-memory engine, whose calls need no
 	// timeout.
 	localEngine bool
+	jl          *joinLeaveLimiter
 }
 
 type roomShard struct {
@@ -271,7 +284,14 @@ func New(opts Options) (*Hub, error) {
 	if opts.MaxRPCInFlight <= 0 {
 		opts.MaxRPCInFlight = DefaultMaxRPCInFlight
 	}
+	if opts.JoinLeaveRate == 0 {
+		opts.JoinLeaveRate = DefaultJoinLeaveRate
+	}
+	if opts.JoinLeaveWindow <= 0 {
+		opts.JoinLeaveWindow = DefaultJoinLeaveWindow
+	}
 	h.opts = opts
+	h.jl = newJoinLeaveLimiter(h, opts)
 	_, h.localEngine = opts.Engine.(*memory.Engine)
 	h.bans = make(map[string]time.Time)
 	h.rpc = make(map[string]RPCHandler)
@@ -361,6 +381,15 @@ func (h *Hub) settings(room string) roomSettings {
 	return h.defaults
 }
 
+// HistoryPolicy returns the history policy the hub applies to room (its
+// namespace's, or the hub's default): what every Publish to it asks the
+// engine to keep.
+func (h *Hub) HistoryPolicy(room string) engine.HistoryPolicy { return h.settings(room).history }
+
+// DefaultHistory returns the history policy of rooms outside any
+// configured namespace.
+func (h *Hub) DefaultHistory() engine.HistoryPolicy { return h.defaults.history }
+
 func (h *Hub) hash(s string) uint64 { return maphash.String(h.seed, s) }
 
 func (h *Hub) roomShard(name string) *roomShard { return &h.rooms[h.hash(name)%numShards] }
@@ -377,6 +406,7 @@ func (h *Hub) Connect(sink Sink, info ConnInfo) *Client {
 		sink:        sink,
 		connectedAt: time.Now(),
 		heartbeat:   info.Heartbeat,
+		jsonPing:    info.JSONPing,
 		remote:      info.RemoteAddr,
 	}
 	c.bucket.init(h.opts.MaxMessagesPerSecond, h.opts.MaxBytesPerSecond, c.connectedAt)
@@ -415,6 +445,9 @@ type ConnectionEstablished struct {
 	ProtocolVersion   int    `json:"protocol_version"`
 	Node              string `json:"node"`
 	ExpiresAt         int64  `json:"expires_at,omitempty"` // Unix ms when the credentials expire
+	// JSONPing: the server sends {"type":"ping"} with every heartbeat and
+	// takes the client's {"type":"pong"} as a sign of life.
+	JSONPing bool `json:"json_ping,omitempty"`
 }
 
 // remove unregisters c; called once from Client.Gone.
@@ -487,6 +520,11 @@ type PublishResult struct {
 type PublishOptions struct {
 	// IdempotencyKey makes the publish idempotent within the dedup window.
 	IdempotencyKey string
+	// ExcludeConnection, when set, is a connection id that does not
+	// receive the event (on whichever node it is): a backend relaying a
+	// client's message leaves out the client that sent it, like the seeds'
+	// broadcast(..., exclude=websocket).
+	ExcludeConnection string
 }
 
 // Publish publishes an event of type typ with data to room from the server
@@ -508,7 +546,11 @@ func (h *Hub) Publish(ctx context.Context, room, typ string, data json.RawMessag
 	if opts.IdempotencyKey != "" {
 		key = "api:" + opts.IdempotencyKey
 	}
-	return h.publish(ctx, room, &engine.Publication{Type: typ, Data: data}, key)
+	pub := &engine.Publication{Type: typ, Data: data}
+	if opts.ExcludeConnection != "" {
+		pub.ClientID, pub.ExcludeSender = opts.ExcludeConnection, true
+	}
+	return h.publish(ctx, room, pub, key)
 }
 
 func (h *Hub) publish(ctx context.Context, room string, pub *engine.Publication, idemKey string) (PublishResult, error) {
@@ -524,7 +566,11 @@ func (h *Hub) publish(ctx context.Context, room string, pub *engine.Publication,
 	if !res.Duplicate { // a retried publish is one event, counted once
 		h.stats.publications.Add(1)
 	}
-	return PublishResult{EventID: res.Position.EventID(), Recipients: h.RoomSize(room), Duplicate: res.Duplicate}, nil
+	eventID := res.Position.EventID()
+	if hook := h.opts.Hooks.OnPublished; hook != nil && !res.Duplicate {
+		hook(PublishedEvent{Room: room, Type: pub.Type, EventID: eventID, Data: pub.Data, UserID: pub.UserID, ClientID: pub.ClientID})
+	}
+	return PublishResult{EventID: eventID, Recipients: h.RoomSize(room), Duplicate: res.Duplicate}, nil
 }
 
 // engineHandler receives the engine's deliveries.
@@ -538,7 +584,7 @@ func (eh *engineHandler) HandlePublication(room string, pub *engine.Publication)
 	}
 	f := protocol.NewFrame(encodePublication(room, pub))
 	skip := ""
-	if h.opts.NoEcho || pub.Ephemeral {
+	if h.opts.NoEcho || pub.Ephemeral || pub.ExcludeSender {
 		// Join/leave notices are not sent to the connection they are about:
 		// it has its own subscribed/unsubscribed answer.
 		skip = pub.ClientID

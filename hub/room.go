@@ -5,6 +5,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/switchboard-rt/switchboard/engine"
 	"github.com/switchboard-rt/switchboard/protocol"
 )
 
@@ -154,6 +155,7 @@ func (h *Hub) join(ctx context.Context, c *Client, name string, buffering bool) 
 		sh.rooms[name] = r
 		sh.mu.Unlock()
 		h.stats.rooms.Add(1)
+		h.occupancy(name, true)
 	}
 	r.mu.Lock()
 	if i, ok := r.index[c]; ok {
@@ -210,6 +212,7 @@ func (h *Hub) leave(c *Client, name string) bool {
 		delete(sh.rooms, name)
 		sh.mu.Unlock()
 		h.stats.rooms.Add(-1)
+		h.occupancy(name, false)
 		ctx, cancel := h.engineContext()
 		err := h.eng.Unsubscribe(ctx, name)
 		cancel()
@@ -219,6 +222,39 @@ func (h *Hub) leave(c *Client, name string) bool {
 		}
 	}
 	return ok
+}
+
+// occupancy tells the engine that room got its first member on this node
+// (occupied) or lost its last, and runs OnRoomOccupied or OnRoomVacated
+// when that changed the cluster's count. The caller holds the room's join
+// lock, so one node's changes to a room reach the engine in order. It costs
+// nothing unless one of the two hooks is set.
+func (h *Hub) occupancy(room string, occupied bool) {
+	hook := h.opts.Hooks.OnRoomVacated
+	if occupied {
+		hook = h.opts.Hooks.OnRoomOccupied
+	}
+	occ, ok := h.eng.(engine.Occupancy)
+	if !ok || (h.opts.Hooks.OnRoomOccupied == nil && h.opts.Hooks.OnRoomVacated == nil) {
+		return
+	}
+	ctx, cancel := h.engineContext()
+	defer cancel()
+	var ch engine.OccupancyChange
+	var err error
+	if occupied {
+		ch, err = occ.Occupy(ctx, room, h.opts.NodeID)
+	} else {
+		ch, err = occ.Vacate(ctx, room, h.opts.NodeID)
+	}
+	if err != nil {
+		h.stats.engineErrors.Add(1)
+		h.log.Warn("hub: engine occupancy update failed", "room", room, "err", err)
+		return
+	}
+	if ch.Changed && hook != nil {
+		hook(room, ch.Generation)
+	}
 }
 
 // RoomInfo describes one room on this node.

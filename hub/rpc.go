@@ -145,6 +145,12 @@ func (c *Client) rpcCall(env *protocol.Envelope) {
 	if raw {
 		var r protocol.JSONRPCRequest
 		_ = json.Unmarshal(env.Data, &r) // Decode already parsed it
+		if !validRPCID(r.ID) {
+			// JSON-RPC 2.0 ids are strings, numbers or null; the answer to
+			// a request whose id cannot be echoed carries id null.
+			c.rpcReply(&protocol.Envelope{Type: env.Type, ID: "null"}, raw, nil, &RPCError{Code: RPCInvalidRequest, Message: "id must be a string, a number or null"})
+			return
+		}
 		method, params = r.Method, r.Params
 	} else {
 		var r RPCRequest
@@ -226,6 +232,21 @@ func (c *Client) rpcCall(env *protocol.Envelope) {
 	}()
 }
 
+// validRPCID reports whether a raw JSON-RPC id (already valid JSON) is one
+// JSON-RPC 2.0 allows: absent (a notification), a string, a number or null.
+func validRPCID(id json.RawMessage) bool {
+	if len(id) == 0 {
+		return true
+	}
+	switch c := id[0]; {
+	case c == '"', c == '-', c >= '0' && c <= '9':
+		return true
+	case c == 'n':
+		return string(id) == "null"
+	}
+	return false
+}
+
 func rpcOutcome(code int) string {
 	switch code {
 	case RPCTimeout:
@@ -256,7 +277,12 @@ func (c *Client) rpcReply(env *protocol.Envelope, raw bool, res json.RawMessage,
 			return
 		}
 		resp.ID = json.RawMessage(env.ID)
-		b, _ := json.Marshal(resp)
+		b, err := json.Marshal(resp)
+		if err != nil { // not reached: rpcCall checked the id, handlers' results are valid JSON
+			resp.ID, resp.Result = json.RawMessage("null"), nil
+			resp.Error = &RPCError{Code: RPCInternalError, Message: "the answer could not be encoded"}
+			b, _ = json.Marshal(resp)
+		}
 		c.sink.Send(protocol.NewFrame(b))
 		return
 	}

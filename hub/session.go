@@ -52,6 +52,7 @@ func (c *Client) establish(creds *Credentials, ref string) {
 			ProtocolVersion:   protocol.Version,
 			Node:              h.opts.NodeID,
 			ExpiresAt:         expiresAtMillis(creds),
+			JSONPing:          c.jsonPing,
 		}),
 	})
 	c.scheduleExpiry()
@@ -123,6 +124,8 @@ func (c *Client) handlePending(ctx context.Context, env *protocol.Envelope) bool
 	case protocol.TypePing:
 		c.sendEnvelope(&protocol.Envelope{Type: protocol.TypePong, ID: env.ID})
 		return true
+	case protocol.TypePong:
+		return true // a heartbeat answer: the transport already saw a sign of life
 	case protocol.TypeAuth:
 		var a AuthData
 		if len(env.Data) > 0 {
@@ -176,12 +179,12 @@ func (c *Client) refresh(ctx context.Context, env *protocol.Envelope) {
 		c.sendError(protocol.Errorf(protocol.ErrBadRequest, env.ID, "refresh needs an authenticated connection"))
 		return
 	}
+	// No data, or no token in it, is a malformed request, not a rejected
+	// token: it is not an authentication failure.
 	var a AuthData
-	if len(env.Data) > 0 {
-		if err := json.Unmarshal(env.Data, &a); err != nil || a.Token == "" {
-			c.sendError(protocol.Errorf(protocol.ErrBadRequest, env.ID, "refresh data must be {\"token\": string}"))
-			return
-		}
+	if len(env.Data) == 0 || json.Unmarshal(env.Data, &a) != nil || a.Token == "" {
+		c.sendError(protocol.Errorf(protocol.ErrBadRequest, env.ID, "refresh data must be {\"token\": string}"))
+		return
 	}
 	creds, err := h.opts.Auth.Authenticator.Authenticate(ctx, a.Token)
 	if err != nil || creds == nil {
@@ -297,7 +300,9 @@ func (c *Client) info() json.RawMessage {
 // ---- bans ----
 
 // Ban bans user on every node until d has passed: their connections are
-// closed with 4004 and new ones are refused. d <= 0 lifts the ban.
+// closed with 4004 and new ones are refused. d <= 0 lifts the ban. With an
+// engine that is an engine.BanStore the ban is stored there first, so it
+// also holds on nodes started later and across restarts (bans.go).
 func (h *Hub) Ban(ctx context.Context, user string, d time.Duration) error {
 	if user == "" {
 		return protocol.Errorf(protocol.ErrBadRequest, "", "user id is empty")
@@ -306,22 +311,23 @@ func (h *Hub) Ban(ctx context.Context, user string, d time.Duration) error {
 	if d > 0 {
 		until = time.Now().Add(d).UnixMilli()
 	}
+	if err := h.storeBan(ctx, user, until); err != nil {
+		return err
+	}
 	return h.sendControl(ctx, &control{Op: "ban", User: user, Until: until})
 }
 
-// Banned reports whether user is banned now.
+// Banned reports whether user is banned now: by this node's copy of the
+// bans, else by the engine's ban store, if it has one.
 func (h *Hub) Banned(user string) bool {
 	h.bansMu.Lock()
-	defer h.bansMu.Unlock()
 	until, ok := h.bans[user]
-	if !ok {
-		return false
-	}
-	if time.Now().After(until) {
+	if ok && time.Now().After(until) {
 		delete(h.bans, user)
-		return false
+		ok = false
 	}
-	return true
+	h.bansMu.Unlock()
+	return ok || h.storedBan(user)
 }
 
 func (h *Hub) applyBan(user string, untilMillis int64) {
@@ -343,12 +349,18 @@ func (h *Hub) applyBan(user string, untilMillis int64) {
 
 // bucket is a connection's pair of token buckets (messages and bytes),
 // refilled continuously; the burst is two seconds' worth.
+//
+// A connection is over its limit from a refused frame until its buckets
+// hold one second's worth again (it slowed down, or paused, for long
+// enough to earn it); frames that pass meanwhile do not end that spell,
+// so a client steadily above its rate is over the limit however many of
+// its frames get through.
 type bucket struct {
 	msgRate, byteRate float64 // per second; 0: unlimited
 	msgs, bytes       float64
 	last              time.Time
-	refused           int       // refused messages in the current streak, net of passed ones
-	streakStart       time.Time // when the current streak of refusals began
+	refused           int       // frames refused since the spell over the limit began
+	streakStart       time.Time // when the spell over the limit began
 }
 
 func (b *bucket) init(msgsPerSec, bytesPerSec int, now time.Time) {
@@ -378,6 +390,9 @@ func (b *bucket) take(n int, now time.Time) bool {
 			ok = false
 		}
 	}
+	if b.refused > 0 && (b.msgRate == 0 || b.msgs >= b.msgRate) && (b.byteRate == 0 || b.bytes >= b.byteRate) {
+		b.refused = 0 // a second's worth saved up: no longer over the limit
+	}
 	if !ok {
 		if b.refused == 0 {
 			b.streakStart = now
@@ -391,18 +406,16 @@ func (b *bucket) take(n int, now time.Time) bool {
 	if b.byteRate > 0 {
 		b.bytes -= float64(n)
 	}
-	if b.refused > 0 {
-		b.refused--
-	}
 	return true
 }
 
-// abusive reports a connection that keeps sending over its limits: more
-// than persistentRefusals refused (net of passed) over persistentFor. A
-// single burst is only throttled; a client that ignores the throttled
-// errors for seconds is closed with 4004.
+// abusive reports a connection that keeps sending over its limits: over
+// the limit (see bucket) for persistentFor with at least
+// persistentRefusals frames refused in that time. A single burst is only
+// throttled; a client that ignores the throttled errors for seconds is
+// closed with 4004.
 func (b *bucket) abusive(now time.Time) bool {
-	return b.refused > persistentRefusals && now.Sub(b.streakStart) >= persistentFor
+	return b.refused >= persistentRefusals && now.Sub(b.streakStart) >= persistentFor
 }
 
 const (

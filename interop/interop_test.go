@@ -44,8 +44,17 @@ func requirePython(t *testing.T) {
 // node is drained and stopped when the test ends.
 func startServer(t *testing.T) string {
 	t.Helper()
+	url, _ := startServerWith(t, server.Config{})
+	return url
+}
+
+// startServerWith is startServer for cfg (the demo always off, a 5 s
+// drain); it also returns the node.
+func startServerWith(t *testing.T, cfg server.Config) (string, *server.Server) {
+	t.Helper()
+	cfg.NoDemo, cfg.DrainTimeout = true, 5*time.Second
 	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.New(ctx, server.Config{NoDemo: true, DrainTimeout: 5 * time.Second})
+	srv, err := server.New(ctx, cfg)
 	if err != nil {
 		cancel()
 		t.Fatalf("server.New: %v", err)
@@ -68,7 +77,7 @@ func startServer(t *testing.T) string {
 			t.Errorf("Serve did not return within 15 s of cancel")
 		}
 	})
-	return "ws://" + ln.Addr().String() + "/ws"
+	return "ws://" + ln.Addr().String() + "/ws", srv
 }
 
 func TestPythonClient(t *testing.T) {

@@ -100,13 +100,15 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // Handler serves the hub's metrics with the Go runtime and process
-// collectors, in the Prometheus text format.
-func Handler(h *hub.Hub) http.Handler {
+// collectors, and extra ones (such as the webhook sender's), in the
+// Prometheus text format.
+func Handler(h *hub.Hub, extra ...prometheus.Collector) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		NewCollector(h),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	reg.MustRegister(extra...)
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 }

@@ -54,6 +54,10 @@ const (
 	TypePresenceResult        = "presence_result"
 	TypeRefreshed             = "refreshed"
 
+	// TypeSubscriptionExpiring warns that a room's subscription token
+	// expires soon (data.expires_at): subscribe again with a new one.
+	TypeSubscriptionExpiring = "subscription_expiring"
+
 	// both directions: the default application event type.
 	TypeMessage = "message"
 )
@@ -64,6 +68,7 @@ var serverOnly = map[string]bool{
 	TypeUnsubscribed: true, TypeAck: true, TypeError: true, TypeDisconnect: true,
 	TypeUserJoined: true, TypeUserLeft: true, TypeSessionExpiring: true, TypeRPCResult: true,
 	TypeHistoryResult: true, TypePresenceResult: true, TypeRefreshed: true,
+	TypeSubscriptionExpiring: true,
 }
 
 // clientRequests are reserved types a client sends as requests.
@@ -104,6 +109,10 @@ type Envelope struct {
 	TS          int64           `json:"ts,omitempty"`
 	UserID      string          `json:"user_id,omitempty"`
 	LastEventID string          `json:"last_event_id,omitempty"`
+	// ExcludeSelf, on a client's publish, keeps the event from the
+	// publishing connection; the rest of the room receives it and the
+	// sender still gets its ack.
+	ExcludeSelf bool `json:"exclude_self,omitempty"`
 }
 
 // Error is a non-fatal problem with one client message; it is sent as an
@@ -129,6 +138,7 @@ const (
 	ErrThrottled      = "throttled"       // over a rate limit; slow down
 	ErrInternal       = "internal"        // the server failed; the request may be retried
 	ErrNotImplemented = "not_implemented" // the request type exists but is not enabled on this server
+	ErrUnavailable    = "unavailable"     // a backend the server asks (subscribe or publish proxy) failed or did not answer; nothing was done
 )
 
 // Errorf builds an *Error.
@@ -160,6 +170,13 @@ func Decode(b []byte) (*Envelope, error) {
 			return rpc, nil
 		}
 		return nil, Errorf(ErrBadRequest, env.ID, "field \"type\" is required")
+	case env.Type == TypeJSONRPC:
+		// "jsonrpc" names raw JSON-RPC frames; as an envelope type it has
+		// no id of JSON-RPC's shape to answer with.
+		if rpc, ok := decodeJSONRPC(b); ok {
+			return rpc, nil
+		}
+		return nil, Errorf(ErrBadRequest, env.ID, "type %q is reserved: send a JSON-RPC 2.0 request without a type, or an rpc envelope", TypeJSONRPC)
 	case len(env.Type) > MaxTypeLen || !isIdent(env.Type):
 		return nil, Errorf(ErrBadRequest, env.ID, "field \"type\" must be 1-%d characters of a-z, A-Z, 0-9, _, -, . or :", MaxTypeLen)
 	case len(env.ID) > MaxIDLen:
@@ -198,6 +215,8 @@ func jsonKind(goKind string) string {
 		return "an integer" // "a number" would mislead for 1.5
 	case "float64":
 		return "a number"
+	case "bool":
+		return "true or false"
 	}
 	return "a " + goKind
 }
@@ -292,6 +311,9 @@ func AppendEnvelope(dst []byte, e *Envelope) []byte {
 	if e.TS != 0 {
 		dst = append(dst, `,"ts":`...)
 		dst = strconv.AppendInt(dst, e.TS, 10)
+	}
+	if e.ExcludeSelf { // client-side field, like last_event_id
+		dst = append(dst, `,"exclude_self":true`...)
 	}
 	return append(dst, '}')
 }

@@ -54,6 +54,14 @@ func FuzzDecode(f *testing.F) {
 		if len(env.Data) > 0 && !json.Valid(env.Data) {
 			t.Fatalf("accepted invalid data %q", env.Data)
 		}
+		if env.Type == TypeJSONRPC {
+			// A raw JSON-RPC frame is passed on whole, never re-encoded
+			// as an envelope (a "jsonrpc" envelope is refused).
+			if !bytes.Equal(env.Data, b) || (env.ID != "" && !json.Valid([]byte(env.ID))) {
+				t.Fatalf("JSON-RPC frame %q decoded as %+v", b, env)
+			}
+			return
+		}
 		enc := Encode(env)
 		if !json.Valid(enc) {
 			t.Fatalf("Encode(%+v) = %q: invalid JSON", env, enc)

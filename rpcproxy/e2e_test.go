@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -193,6 +194,98 @@ func TestRPCInFlightLimit(t *testing.T) {
 		json.Unmarshal(m.Data, &r)
 		if r.Error != nil {
 			t.Errorf("released call: %+v", r.Error)
+		}
+	}
+}
+
+// Every answer to a raw JSON-RPC frame, or to a frame that only looks like
+// one, is exactly one JSON object; notifications get none.
+func TestRawJSONRPCIDShapes(t *testing.T) {
+	n := wstest.Start(t, server.Config{})
+	c := n.MustDial(t, "", nil)
+	c.Expect("connection_established")
+	cases := []struct {
+		name, frame string
+		want        string // "" for no answer; "error:CODE" for an error envelope; else the raw id, then the JSON-RPC error code or "ok"
+		code        int
+	}{
+		{"envelope type jsonrpc, string id", `{"type":"jsonrpc","id":"j1"}`, "error:bad_request", 0},
+		{"envelope type jsonrpc, no id", `{"type":"jsonrpc","data":{"method":"presence"}}`, "error:bad_request", 0},
+		{"type jsonrpc on a JSON-RPC request", `{"type":"jsonrpc","jsonrpc":"2.0","id":"j2","method":"nope"}`, `"j2"`, hub.RPCMethodNotFound},
+		{"string id", `{"jsonrpc":"2.0","id":"s1","method":"presence","params":{"room":"chat:rpc"}}`, `"s1"`, 0},
+		{"escaped string id", `{"jsonrpc":"2.0","id":"a\"b\u00e9","method":"nope"}`, `"a\"b\u00e9"`, hub.RPCMethodNotFound},
+		{"integer id", `{"jsonrpc":"2.0","id":7,"method":"presence","params":{"room":"chat:rpc"}}`, `7`, 0},
+		{"negative fractional id", `{"jsonrpc":"2.0","id":-1.5e3,"method":"nope"}`, `-1.5e3`, hub.RPCMethodNotFound},
+		{"null id", `{"jsonrpc":"2.0","id":null,"method":"nope"}`, `null`, hub.RPCMethodNotFound},
+		{"object id", `{"jsonrpc":"2.0","id":{"a":1},"method":"presence"}`, `null`, hub.RPCInvalidRequest},
+		{"array id", `{"jsonrpc":"2.0","id":[1],"method":"presence"}`, `null`, hub.RPCInvalidRequest},
+		{"boolean id", `{"jsonrpc":"2.0","id":true,"method":"presence"}`, `null`, hub.RPCInvalidRequest},
+		{"bad params", `{"jsonrpc":"2.0","id":"p","method":"presence","params":"x"}`, `"p"`, hub.RPCInvalidParams},
+		{"no method", `{"jsonrpc":"2.0","id":"m"}`, `"m"`, hub.RPCInvalidRequest},
+		{"notification", `{"jsonrpc":"2.0","method":"presence","params":{"room":"chat:rpc"}}`, "", 0},
+		{"notification, bad params", `{"jsonrpc":"2.0","method":"presence","params":"x"}`, "", 0},
+		{"notification, unknown method", `{"jsonrpc":"2.0","method":"nope"}`, "", 0},
+		{"wrong version", `{"jsonrpc":"1.0","id":"v","method":"presence"}`, "error:bad_request", 0},
+	}
+	for i, tc := range cases {
+		if err := c.WS.WriteMessage(websocket.TextMessage, []byte(tc.frame)); err != nil {
+			t.Fatal(err)
+		}
+		// Calls run on their own goroutines, so an answer may come after
+		// the pong of a later ping: read until the answer (if one is
+		// due) and two pings' pongs, counting everything else.
+		var answers []wstest.Msg
+		for round := 0; round < 2; round++ {
+			pingID := "after-" + strconv.Itoa(i) + "-" + strconv.Itoa(round)
+			c.Send(map[string]any{"type": "ping", "id": pingID})
+			ponged := false
+			for k := 0; k < 10 && (!ponged || (tc.want != "" && len(answers) == 0)); k++ {
+				m, err := c.Next() // fails the test on a frame that is not JSON
+				if err != nil {
+					t.Fatalf("%s: %v", tc.name, err)
+				}
+				if m.Type == "pong" && m.ID == pingID {
+					ponged = true
+					continue
+				}
+				answers = append(answers, m)
+			}
+		}
+		if tc.want == "" {
+			if len(answers) != 0 {
+				t.Errorf("%s: notification answered with %d frames: %s", tc.name, len(answers), answers[0].Raw)
+			}
+			continue
+		}
+		if len(answers) != 1 {
+			t.Errorf("%s: %d answers, want exactly one", tc.name, len(answers))
+			continue
+		}
+		a := answers[0]
+		var obj map[string]json.RawMessage
+		if err := json.Unmarshal(a.Raw, &obj); err != nil {
+			t.Errorf("%s: answer is not one JSON object: %q", tc.name, a.Raw)
+			continue
+		}
+		if code, ok := strings.CutPrefix(tc.want, "error:"); ok {
+			if a.Type != "error" || wstest.ErrorCode(a) != code {
+				t.Errorf("%s: got %s, want error %s", tc.name, a.Raw, code)
+			}
+			continue
+		}
+		var r rpcResp
+		if err := json.Unmarshal(a.Raw, &r); err != nil || r.JSONRPC != "2.0" || obj["type"] != nil {
+			t.Errorf("%s: not a raw JSON-RPC response: %s", tc.name, a.Raw)
+			continue
+		}
+		if string(r.ID) != tc.want {
+			t.Errorf("%s: id %s, want %s", tc.name, r.ID, tc.want)
+		}
+		switch {
+		case tc.code == 0 && (r.Error != nil || r.Result == nil):
+			t.Errorf("%s: want a result, got %s", tc.name, a.Raw)
+		case tc.code != 0 && (r.Error == nil || r.Error.Code != tc.code):
+			t.Errorf("%s: want error %d, got %s", tc.name, tc.code, a.Raw)
 		}
 	}
 }

@@ -1,19 +1,20 @@
 // Package rpcproxy forwards socket RPC calls to an application backend
 // over HTTP: the standalone server's answer to "Go library users register
-// handlers". Plug it in as hub.Options.RPCFallback.
+// handlers". Plug it in as hub.Options.RPCFallback. NewSubscribe and
+// NewPublish do the same for subscribes and publishes (hub.Hooks), so a
+// backend in any language can allow, refuse or rewrite them.
 package rpcproxy
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
 
 	"github.com/switchboard-rt/switchboard/hub"
+	"github.com/switchboard-rt/switchboard/internal/backend"
 )
 
 // Options configure the proxy.
@@ -24,7 +25,8 @@ type Options struct {
 	// Timeout bounds one call. Default 5 s (the hub's RPC timeout also
 	// applies).
 	Timeout time.Duration
-	// Client makes the calls. Default: an http.Client with Timeout.
+	// Client makes the calls; the server passes the one all its proxies
+	// share. Default: a new client (internal/backend.NewClient).
 	Client *http.Client
 }
 
@@ -49,31 +51,24 @@ func New(opts Options) (hub.RPCHandler, error) {
 	}
 	client := opts.Client
 	if client == nil {
-		client = &http.Client{Timeout: opts.Timeout}
+		client = backend.NewClient()
 	}
 	return func(ctx context.Context, call hub.RPCCall) (json.RawMessage, error) {
-		body, _ := json.Marshal(Request{UserID: call.UserID, ConnectionID: call.ConnectionID, Method: call.Method, Params: call.Params})
-		ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
-		defer cancel()
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, opts.URL, bytes.NewReader(body))
-		if err != nil {
-			return nil, &hub.RPCError{Code: hub.RPCBackendFailure, Message: "bad RPC proxy URL"}
-		}
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := client.Do(req)
-		if err != nil {
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		b, err := backend.Post(ctx, client, opts.URL, opts.Timeout,
+			Request{UserID: call.UserID, ConnectionID: call.ConnectionID, Method: call.Method, Params: call.Params}, maxAnswer)
+		var be *backend.Error
+		if errors.As(err, &be) {
+			switch be.Kind {
+			case backend.Timeout:
 				return nil, &hub.RPCError{Code: hub.RPCTimeout, Message: "the RPC backend did not answer in time"}
+			case backend.Status:
+				return nil, &hub.RPCError{Code: hub.RPCBackendFailure, Message: fmt.Sprintf("the RPC backend answered status %d", be.Status)}
+			case backend.BadAnswer:
+				return nil, &hub.RPCError{Code: hub.RPCBackendFailure, Message: "reading the RPC backend's answer failed"}
 			}
 			return nil, &hub.RPCError{Code: hub.RPCBackendFailure, Message: "the RPC backend is unreachable"}
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
-		if err != nil {
-			return nil, &hub.RPCError{Code: hub.RPCBackendFailure, Message: "reading the RPC backend's answer failed"}
-		}
-		if resp.StatusCode != http.StatusOK {
-			return nil, &hub.RPCError{Code: hub.RPCBackendFailure, Message: fmt.Sprintf("the RPC backend answered status %d", resp.StatusCode)}
+		} else if err != nil {
+			return nil, &hub.RPCError{Code: hub.RPCBackendFailure, Message: "bad RPC proxy request"}
 		}
 		var out struct {
 			Result json.RawMessage `json:"result"`

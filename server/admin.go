@@ -8,6 +8,8 @@ import (
 	"crypto/subtle"
 	"embed"
 	"encoding/json"
+	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -204,10 +206,8 @@ func (s *adminSocket) OnMessage(c *gws.Conn, m *gws.Message) {
 		s.close(c, protocol.CloseUnsupportedData, "the admin socket takes JSON text messages")
 		return
 	}
-	var req adminRequest
-	dec := json.NewDecoder(bytes.NewReader(m.Bytes()))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
+	req, err := decodeAdminRequest(m.Bytes())
+	if err != nil {
 		s.close(c, protocol.CloseUnsupportedData, "not a JSON admin message")
 		return
 	}
@@ -229,24 +229,46 @@ func (s *adminSocket) OnMessage(c *gws.Conn, m *gws.Message) {
 	}
 }
 
-// auth checks the first message. Every refusal closes the socket.
-func (s *adminSocket) auth(c *gws.Conn, req adminRequest) {
-	a := s.a
+// decodeAdminRequest parses one message from the page: a single JSON
+// object of adminRequest's fields and nothing else.
+func decodeAdminRequest(b []byte) (adminRequest, error) {
+	var req adminRequest
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return adminRequest{}, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return adminRequest{}, errors.New("more than one JSON value")
+	}
+	return req, nil
+}
+
+// refusal decides the first message: 0 to let the page in, else the close
+// code and reason. refused is why a key-less server will not show this
+// request the dashboard ("" if it may).
+func (a *admin) refusal(req adminRequest, refused string) (protocol.CloseCode, string) {
 	switch {
 	case req.Type != "auth":
-		s.close(c, protocol.CloseUnauthorized, "the first message must be {\"type\":\"auth\",\"key\":...}")
-		return
+		return protocol.CloseUnauthorized, "the first message must be {\"type\":\"auth\",\"key\":...}"
 	case a.keyed && req.Key == "":
-		s.close(c, protocol.CloseUnauthorized, "this server has an API key: enter it to see the dashboard")
-		return
+		return protocol.CloseUnauthorized, "this server has an API key: enter it to see the dashboard"
 	case a.keyed:
 		sum := sha256.Sum256([]byte(req.Key))
 		if subtle.ConstantTimeCompare(sum[:], a.key[:]) != 1 {
-			s.close(c, protocol.CloseUnauthorized, "the API key is not valid")
-			return
+			return protocol.CloseUnauthorized, "the API key is not valid"
 		}
-	case s.refused != "":
-		s.close(c, protocol.CloseForbidden, truncate(s.refused, 123))
+	case refused != "":
+		return protocol.CloseForbidden, truncate(refused, 123)
+	}
+	return 0, ""
+}
+
+// auth checks the first message. Every refusal closes the socket.
+func (s *adminSocket) auth(c *gws.Conn, req adminRequest) {
+	a := s.a
+	if code, reason := a.refusal(req, s.refused); code != 0 {
+		s.close(c, code, reason)
 		return
 	}
 	s.mu.Lock()

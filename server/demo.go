@@ -179,9 +179,13 @@ func (d *demo) publish(w http.ResponseWriter, r *http.Request) {
 	d.mu.Lock()
 	defer d.mu.Unlock() // held across the publishes: concurrent presses keep the script in order
 	steps := demoScript(id, teams[0], teams[1])
+	room := demoRoomPrefix + id
 	step := d.step[id] % len(steps)
+	if next, ok := nextDemoStep(ctx, d.hub, room, steps); ok {
+		step = next
+	}
 	d.step[id] = step + 1
-	ans := publishAnswer{Room: demoRoomPrefix + id, Step: step}
+	ans := publishAnswer{Room: room, Step: step}
 	for _, ev := range steps[step] {
 		data, err := json.Marshal(ev.Data)
 		if err != nil {
@@ -197,6 +201,36 @@ func (d *demo) publish(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, ans)
+}
+
+// nextDemoStep finds where the room's match stands from its newest event,
+// so that the button carries on a match that a backend (publish.sh, which
+// plays the same script) or another node published: the step after the one
+// that event belongs to. After full time, or when the newest event is not
+// the script's (someone published their own match), it starts a new match
+// at kick-off. Without history it reports false and the button counts on
+// its own.
+func nextDemoStep(ctx context.Context, h *hub.Hub, room string, steps [][]demoEvent) (int, bool) {
+	page, err := h.History(ctx, room, hub.HistoryRequest{Limit: 1})
+	if err != nil || len(page.Events) == 0 {
+		return 0, false
+	}
+	var last struct {
+		Type string         `json:"type"`
+		Data map[string]any `json:"data"`
+	}
+	if json.Unmarshal(page.Events[len(page.Events)-1], &last) != nil {
+		return 0, true
+	}
+	lastData, _ := json.Marshal(last.Data) // map keys sorted: comparable with the script's
+	for i, st := range steps {
+		for _, ev := range st {
+			if b, _ := json.Marshal(ev.Data); ev.Type == last.Type && string(b) == string(lastData) {
+				return (i + 1) % len(steps), true
+			}
+		}
+	}
+	return 0, true
 }
 
 // localRequest applies the API's rule for a node without a key (see

@@ -182,6 +182,53 @@ func TestDemoPublish(t *testing.T) {
 	}
 }
 
+// TestDemoPublishCarriesOn: the button continues the match a backend
+// published into the room (publish.sh plays the same script), not a second
+// match of its own; after full time, or after someone else's event, it
+// starts a new one.
+func TestDemoPublishCarriesOn(t *testing.T) {
+	t.Parallel()
+	n := wstest.Start(t, server.Config{NoAdmin: true})
+	press := func() demoStep {
+		t.Helper()
+		status, _, body := httpDo(t, "POST", "http://"+n.Addr+"/demo/matches/1/next", nil, "")
+		var st demoStep
+		if status != 200 || json.Unmarshal(body, &st) != nil {
+			t.Fatalf("press: status %d %s", status, body)
+		}
+		return st
+	}
+	broadcast := func(typ, data string) {
+		t.Helper()
+		req, _ := http.NewRequest("POST", "http://"+n.Addr+"/api/broadcast/demo-match:1", strings.NewReader(`{"type":"`+typ+`","data":`+data+`}`))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("broadcast: %v %v", err, resp)
+		}
+		resp.Body.Close()
+	}
+	// Someone else's match in the room: the button kicks off its own.
+	broadcast("commentary", `{"match_id":"1","minute":50,"text":"Testers score"}`)
+	if st := press(); st.Step != 0 || st.Events[0].Type != "match_data" {
+		t.Fatalf("after a foreign event: step %d, want kick-off", st.Step)
+	}
+	// A backend played up to half-time (the script's step 3, minute 45).
+	broadcast("score_update", `{"match_id":"1","minute":45,"score":{"home":1,"away":0},"status":"half_time"}`)
+	broadcast("commentary", `{"match_id":"1","minute":45,"text":"Half-time: Rovers 1, United 0."}`)
+	if st := press(); st.Step != 4 {
+		t.Fatalf("after half-time the button played step %d, want 4 (the second half)", st.Step)
+	}
+	for want := 5; want <= 8; want++ {
+		if st := press(); st.Step != want {
+			t.Fatalf("step %d, want %d", st.Step, want)
+		}
+	}
+	if st := press(); st.Step != 0 || st.Events[0].Type != "match_data" {
+		t.Fatalf("after full time: step %d %+v, want a new kick-off", st.Step, st.Events)
+	}
+}
+
 // TestDemoPublishRefusals: who may press the button. Without an API key:
 // this machine only, like the API, but a same-origin page is fine; with a
 // key: the key. Cross-origin pages never.

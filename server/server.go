@@ -17,7 +17,10 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchboard-rt/switchboard/api"
 	"github.com/switchboard-rt/switchboard/auth"
@@ -26,10 +29,12 @@ import (
 	natsengine "github.com/switchboard-rt/switchboard/engine/nats"
 	"github.com/switchboard-rt/switchboard/engine/redis"
 	"github.com/switchboard-rt/switchboard/hub"
+	"github.com/switchboard-rt/switchboard/internal/backend"
 	"github.com/switchboard-rt/switchboard/metrics"
 	"github.com/switchboard-rt/switchboard/protocol"
 	"github.com/switchboard-rt/switchboard/rpcproxy"
 	"github.com/switchboard-rt/switchboard/transport"
+	"github.com/switchboard-rt/switchboard/webhook"
 )
 
 // Config is a node's configuration. Zero values take the documented
@@ -54,6 +59,10 @@ type Config struct {
 	// HeartbeatInterval and PongTimeout: see transport.Options.
 	HeartbeatInterval time.Duration
 	PongTimeout       time.Duration
+	// JSONPing sends every connection a {"type":"ping"} text frame with
+	// each heartbeat (see transport.Options.JSONPing); a connection can
+	// also ask for it with the handshake query json_ping=1.
+	JSONPing bool
 	// WriteTimeout bounds one write to a client. Default 10 s.
 	WriteTimeout time.Duration
 	// QueueMaxMessages, QueueMaxBytes, SlowConsumerPolicy: see
@@ -69,11 +78,17 @@ type Config struct {
 	NoEcho bool
 	// NoJoinLeave turns off user_joined/user_left events.
 	NoJoinLeave bool
-	// HistorySize and HistoryTTL set every room's history. Defaults 100
-	// events and 5 minutes; HistorySize -1 turns history off.
+	// JoinLeaveRate: see hub.Options (0: its default; negative: every
+	// announcement at once, unlimited).
+	JoinLeaveRate int
+	// HistorySize and HistoryTTL set every room's history. Both zero: the
+	// hub's defaults, 100 events for 5 minutes (hub.DefaultHistorySize,
+	// hub.DefaultHistoryTTL), which are also the switchboard binary's flag
+	// defaults. HistorySize -1 turns history off; with HistorySize set,
+	// HistoryTTL 0 means no time limit (events leave by size only).
 	HistorySize int
 	HistoryTTL  time.Duration
-	// DrainTimeout bounds graceful shutdown. Default 10 s.
+	// DrainTimeout bounds graceful shutdown. Default DefaultDrainTimeout.
 	DrainTimeout time.Duration
 	// NoDemo turns off the demo page at /.
 	NoDemo bool
@@ -108,6 +123,17 @@ type Config struct {
 	// to this backend URL (rpcproxy); RPCTimeout bounds a call (10 s).
 	RPCProxyURL string
 	RPCTimeout  time.Duration
+	// SubscribeProxyURL and PublishProxyURL ask this backend URL before
+	// every subscribe and every client publish, which it may allow, refuse
+	// or (publishes) rewrite; ProxyTimeout bounds a call (default 3 s).
+	// NamespaceProxies override them per namespace. See docs/api.md.
+	SubscribeProxyURL string
+	PublishProxyURL   string
+	ProxyTimeout      time.Duration
+	NamespaceProxies  map[string]NamespaceProxy
+	// Webhook configures webhooks (docs/webhooks.md): off without URLs.
+	// NodeID, Client and Logger are filled in by New.
+	Webhook webhook.Options
 	// TLSCertFile and TLSKeyFile make Serve answer TLS (wss://).
 	TLSCertFile string
 	TLSKeyFile  string
@@ -126,6 +152,13 @@ type Config struct {
 	NATS natsengine.Options
 	// Logger receives logs. Default: discard.
 	Logger *slog.Logger
+}
+
+// NamespaceProxy overrides the subscribe and publish proxy URLs for one
+// namespace: "" keeps the server-wide URL, "off" asks no proxy.
+type NamespaceProxy struct {
+	Subscribe string
+	Publish   string
 }
 
 // AuthConfig selects how connections authenticate.
@@ -192,6 +225,10 @@ func (refuseTokens) Authenticate(context.Context, string) (*hub.Credentials, err
 	return nil, fmt.Errorf("this server authenticates with the connect proxy, not tokens")
 }
 
+// DefaultDrainTimeout is how long a graceful shutdown waits for clients to
+// take their close frames before cutting them.
+const DefaultDrainTimeout = 10 * time.Second
+
 // fileReserve is what MaxConnections leaves of the open-file limit for the
 // listener, log files and outgoing connections (engine, proxies).
 const fileReserve = 64
@@ -204,7 +241,7 @@ func (c *Config) fill() {
 		c.WSPath = "/ws"
 	}
 	if c.DrainTimeout <= 0 {
-		c.DrainTimeout = 10 * time.Second
+		c.DrainTimeout = DefaultDrainTimeout
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -218,11 +255,14 @@ func (c *Config) fill() {
 
 // Server is one Switchboard node.
 type Server struct {
-	cfg     Config
-	Hub     *hub.Hub
-	WS      *transport.Handler
-	handler http.Handler
-	log     *slog.Logger
+	cfg Config
+	Hub *hub.Hub
+	WS  *transport.Handler
+	// Webhooks is the webhook sender, nil without webhook URLs.
+	Webhooks *webhook.Sender
+	serving  atomic.Bool // Serve has started (and will close Webhooks)
+	handler  http.Handler
+	log      *slog.Logger
 }
 
 // New builds a node from cfg; ctx bounds its background work.
@@ -278,16 +318,44 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		}
 		trusted = append(trusted, p)
 	}
+	// One HTTP client for every proxy: one pool of connections to the
+	// backend.
+	proxyClient := backend.NewClient()
+	if proxy != nil && proxy.Client == nil {
+		proxy.Client = proxyClient
+	}
 	var rpcFallback hub.RPCHandler
 	if cfg.RPCProxyURL != "" {
-		if rpcFallback, err = rpcproxy.New(rpcproxy.Options{URL: cfg.RPCProxyURL, Timeout: cfg.RPCTimeout}); err != nil {
+		if err := checkURL("RPC proxy", cfg.RPCProxyURL); err != nil {
+			return nil, err
+		}
+		if rpcFallback, err = rpcproxy.New(rpcproxy.Options{URL: cfg.RPCProxyURL, Timeout: cfg.RPCTimeout, Client: proxyClient}); err != nil {
 			return nil, fmt.Errorf("server: %w", err)
 		}
+	}
+	hooks, err := proxyHooks(cfg, proxyClient)
+	if err != nil {
+		return nil, err
+	}
+	var hooksOut *webhook.Sender
+	if len(cfg.Webhook.URLs) > 0 || len(cfg.Webhook.Secrets) > 0 {
+		wo := cfg.Webhook
+		wo.NodeID, wo.Logger = cfg.NodeID, cfg.Logger
+		if wo.Client == nil {
+			wo.Client = backend.NewClient()
+		}
+		if hooksOut, err = webhook.New(wo); err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+		if _, ok := cfg.Engine.(engine.Occupancy); !ok && (hooksOut.Wants(webhook.RoomOccupied) || hooksOut.Wants(webhook.RoomVacated)) {
+			cfg.Logger.Warn("webhooks: room.occupied and room.vacated are not sent with this engine (memory and redis send them)", "engine", cfg.EngineName)
+		}
+		hooks = hooksOut.Hooks(hooks)
 	}
 	hopts := hub.Options{
 		NodeID:      cfg.NodeID,
 		RPCFallback: rpcFallback,
-		Hooks:       cfg.Hooks,
+		Hooks:       hooks,
 		// Replays and history pages must fit the outbound queue.
 		MaxReplayBytes:        cfg.QueueMaxBytes / 2,
 		MaxReplayMessages:     cfg.QueueMaxMessages / 2,
@@ -302,6 +370,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		MaxRoomsPerClient:     cfg.MaxRoomsPerClient,
 		NoEcho:                cfg.NoEcho,
 		NoJoinLeave:           cfg.NoJoinLeave,
+		JoinLeaveRate:         cfg.JoinLeaveRate,
 	}
 	switch {
 	case cfg.HistorySize < 0:
@@ -328,6 +397,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err := h.Run(ctx); err != nil {
 		return nil, err
 	}
+	if hooksOut != nil {
+		// Not stopped by ctx: Serve's drain, which starts when ctx ends,
+		// still sends the drained connections' events, then closes it. A
+		// node that never served closes it when ctx ends.
+		hooksOut.Run(context.WithoutCancel(ctx))
+	}
 	topts := transport.Options{
 		Hub:                h,
 		Logger:             cfg.Logger,
@@ -337,6 +412,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		Compression:        cfg.Compression,
 		HeartbeatInterval:  cfg.HeartbeatInterval,
 		PongTimeout:        cfg.PongTimeout,
+		JSONPing:           cfg.JSONPing,
 		WriteTimeout:       cfg.WriteTimeout,
 		QueueMaxMessages:   cfg.QueueMaxMessages,
 		QueueMaxBytes:      cfg.QueueMaxBytes,
@@ -355,7 +431,16 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, Hub: h, WS: ws, log: cfg.Logger}
+	s := &Server{cfg: cfg, Hub: h, WS: ws, Webhooks: hooksOut, log: cfg.Logger}
+	if hooksOut != nil {
+		context.AfterFunc(ctx, func() {
+			if !s.serving.Load() {
+				expired, cancel := context.WithCancel(context.Background())
+				cancel()
+				_ = hooksOut.Close(expired)
+			}
+		})
+	}
 	mux := http.NewServeMux()
 	mux.Handle(cfg.WSPath, ws)
 	if cfg.EchoPath != "" {
@@ -378,7 +463,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	mux.Handle("/api/", apiHandler)
-	mux.Handle("GET /metrics", apiHandler.Protect(metrics.Handler(h)))
+	mux.Handle("/broadcast/", apiHandler) // the seeds' POST /broadcast/{room} (api/compat.go)
+	var extra []prometheus.Collector
+	if hooksOut != nil {
+		extra = append(extra, hooksOut.Collector())
+	}
+	mux.Handle("GET /metrics", apiHandler.Protect(metrics.Handler(h, extra...)))
 	if !cfg.NoDemo {
 		mountDemo(mux, h, apiHandler, cfg.APIKey != "")
 	}
@@ -386,6 +476,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		mountAdmin(ctx, mux, h, ws, cfg.APIKey, cfg.Logger)
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if route, ok := apiHandler.Suggest(r.URL.EscapedPath()); ok {
+			writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.URL.Path+"; the server API has "+route+" (docs/api.md)")
+			return
+		}
 		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.URL.Path+" (the WebSocket endpoint is "+cfg.WSPath+")")
 	})
 	s.handler = mux
@@ -398,6 +492,15 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // Config returns the effective configuration.
 func (s *Server) Config() Config { return s.cfg }
 
+// MaxHeaderBytes is the most a request's line and headers may take (the
+// handshake included): more is answered 431 by net/http, plain text.
+const MaxHeaderBytes = 16 << 10
+
+// httpHeaderSlop is what net/http reads beyond http.Server.MaxHeaderBytes
+// before it answers 431 (4 KiB of "bufio slop"); it is taken off so that
+// the limit is MaxHeaderBytes exactly. A test holds both edges.
+const httpHeaderSlop = 4 << 10
+
 // Serve serves on ln until ctx ends, then drains: new handshakes get 503,
 // every client gets `disconnect` and close 1012 after what is queued, and
 // Serve returns once all are gone or DrainTimeout passed.
@@ -409,9 +512,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      15 * time.Second,
 		IdleTimeout:       60 * time.Second,
-		MaxHeaderBytes:    16 << 10,
+		MaxHeaderBytes:    MaxHeaderBytes - httpHeaderSlop,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+	s.serving.Store(true)
 	errc := make(chan error, 1)
 	go trimMemory(ctx)
 	go func() {
@@ -439,8 +543,113 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if err := srv.Shutdown(dctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		errs = append(errs, err)
 	}
+	if s.Webhooks != nil {
+		// The drained connections' closed events are queued: give them the
+		// rest of the drain deadline to go out.
+		if err := s.Webhooks.Close(dctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	_ = s.cfg.Engine.Close()
 	return errors.Join(errs...)
+}
+
+// checkURL refuses a backend URL that is not http(s) with a host.
+func checkURL(what, raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("server: %s URL %q is not an http(s) URL", what, raw)
+	}
+	return nil
+}
+
+// proxyHooks adds the subscribe and publish proxies to cfg.Hooks: each
+// namespace asks its own URL (or the server-wide one), after the
+// embedder's OnSubscribe or OnPublish, if any, allowed the request.
+func proxyHooks(cfg Config, client *http.Client) (hub.Hooks, error) {
+	hooks := cfg.Hooks
+	opts := func(u string) rpcproxy.ProxyOptions {
+		return rpcproxy.ProxyOptions{URL: u, Timeout: cfg.ProxyTimeout, Client: client}
+	}
+	subs := map[string]func(context.Context, hub.ConnectionInfo, string, json.RawMessage) (json.RawMessage, error){}
+	pubs := map[string]func(context.Context, hub.ConnectionInfo, string, string, json.RawMessage) (json.RawMessage, error){}
+	build := func(what, ns, u string) error {
+		if u == "" || u == "off" {
+			return nil
+		}
+		if err := checkURL(what+" proxy", u); err != nil {
+			return err
+		}
+		var err error
+		if what == "subscribe" {
+			subs[ns], err = rpcproxy.NewSubscribe(opts(u))
+		} else {
+			pubs[ns], err = rpcproxy.NewPublish(opts(u))
+		}
+		return err
+	}
+	const all = "\x00all" // not a namespace name
+	if err := build("subscribe", all, cfg.SubscribeProxyURL); err != nil {
+		return hooks, err
+	}
+	if err := build("publish", all, cfg.PublishProxyURL); err != nil {
+		return hooks, err
+	}
+	off := map[string]bool{}
+	for ns, p := range cfg.NamespaceProxies {
+		if err := build("subscribe", ns, p.Subscribe); err != nil {
+			return hooks, fmt.Errorf("%w (namespace %q)", err, ns)
+		}
+		if err := build("publish", ns, p.Publish); err != nil {
+			return hooks, fmt.Errorf("%w (namespace %q)", err, ns)
+		}
+		off["s"+ns], off["p"+ns] = p.Subscribe == "off", p.Publish == "off"
+	}
+	if len(subs) > 0 {
+		if hooks.OnSubscribeData != nil {
+			return hooks, errors.New("server: Hooks.OnSubscribeData is taken by the subscribe proxy: use OnSubscribe")
+		}
+		hooks.OnSubscribeData = func(ctx context.Context, c hub.ConnectionInfo, room string, data json.RawMessage) (json.RawMessage, error) {
+			ns := protocol.Namespace(room)
+			f, ok := subs[ns]
+			if !ok && !off["s"+ns] {
+				f = subs[all]
+			}
+			if f == nil {
+				return nil, nil
+			}
+			return f(ctx, c, room, data)
+		}
+	}
+	if len(pubs) > 0 {
+		prev := hooks.OnPublish
+		hooks.OnPublish = func(ctx context.Context, c hub.ConnectionInfo, room, typ string, data json.RawMessage) (json.RawMessage, error) {
+			var out json.RawMessage // nil: keep the data
+			if prev != nil {
+				d, err := prev(ctx, c, room, typ, data)
+				if err != nil {
+					return nil, err
+				}
+				if d != nil {
+					data, out = d, d
+				}
+			}
+			ns := protocol.Namespace(room)
+			f, ok := pubs[ns]
+			if !ok && !off["p"+ns] {
+				f = pubs[all]
+			}
+			if f == nil {
+				return out, nil
+			}
+			d, err := f(ctx, c, room, typ, data)
+			if err != nil || d != nil {
+				return d, err
+			}
+			return out, nil
+		}
+	}
+	return hooks, nil
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -491,3 +491,53 @@ func TestDrainWithHandshakesInFlight(t *testing.T) {
 		}
 	}
 }
+
+// handshakeOfSize writes a WebSocket handshake whose request line and
+// headers (to the blank line) are exactly size bytes, and returns the
+// status line of the answer.
+func handshakeOfSize(t *testing.T, addr string, size int) string {
+	t.Helper()
+	head := "GET /ws HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nX-Padding: "
+	pad := size - len(head) - len("\r\n\r\n")
+	if pad < 1 {
+		t.Fatalf("size %d too small", size)
+	}
+	req := head + strings.Repeat("a", pad) + "\r\n\r\n"
+	if len(req) != size {
+		t.Fatalf("built %d bytes, want %d", len(req), size)
+	}
+	c, err := net.DialTimeout("tcp", addr, waitLimit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(waitLimit))
+	if _, err := io.WriteString(c, req); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		t.Fatalf("reading the answer to %d header bytes: %v", size, err)
+	}
+	return strings.TrimSpace(line)
+}
+
+// The handshake's request line and headers may take server.MaxHeaderBytes
+// (16 KiB, protocol.md section 10) and not one byte more.
+func TestHandshakeHeaderLimitEdge(t *testing.T) {
+	n := start(t, server.Config{})
+	for _, tc := range []struct {
+		size int
+		want string
+	}{
+		{server.MaxHeaderBytes - 1, "HTTP/1.1 101 Switching Protocols"},
+		{server.MaxHeaderBytes, "HTTP/1.1 101 Switching Protocols"},
+		{server.MaxHeaderBytes + 1, "HTTP/1.1 431 Request Header Fields Too Large"},
+		{server.MaxHeaderBytes + 4<<10, "HTTP/1.1 431 Request Header Fields Too Large"},
+	} {
+		if got := handshakeOfSize(t, n.addr, tc.size); got != tc.want {
+			t.Errorf("%d bytes of request head: %q, want %q", tc.size, got, tc.want)
+		}
+	}
+}

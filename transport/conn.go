@@ -38,6 +38,8 @@ type conn struct {
 	remote  string
 	start   time.Time
 	slot    int // heartbeat wheel slot
+	// jsonPing: the heartbeat also sends {"type":"ping"} (jsonping.go).
+	jsonPing bool
 
 	bytesIn  atomic.Uint64
 	bytesOut atomic.Uint64
@@ -365,7 +367,7 @@ func (e events) OnClose(ws *gws.Conn, err error) {
 	code, reason := closeCodeOf(d, err)
 	c.t.meter.Closed(code)
 	if c.client != nil {
-		c.client.Gone()
+		c.client.GoneWith(code, reason)
 		c.t.log.Info("disconnect",
 			"conn", c.client.ID(), "user", c.client.UserID(), "remote", c.remote,
 			"duration", time.Since(c.start).Round(time.Millisecond).String(),
@@ -390,6 +392,10 @@ func closeCodeOf(d *protocol.Disconnect, err error) (protocol.CloseCode, string)
 	var sc interface{ Uint16() uint16 }
 	if errors.As(err, &sc) {
 		return protocol.CloseCode(sc.Uint16()), err.Error()
+	}
+	var ge *guardError
+	if errors.As(err, &ge) {
+		return ge.code, ge.msg
 	}
 	var corrupt flate.CorruptInputError
 	switch {
@@ -527,13 +533,21 @@ func (cc *countingConn) Write(p []byte) (int, error) {
 // fixCloseCode corrects a gws quirk: every failure to inflate a compressed
 // message is closed with 1011 (server error, "reconnect"). One that
 // inflates past the read limit gets 1009, as every oversize message does;
-// corrupt compressed data is the client's invalid payload, 1007.
+// corrupt compressed data is the client's invalid payload, 1007. A
+// frameGuard error, which gws closes with 1000, gets the guard's code.
 func fixCloseCode(p []byte) {
 	if len(p) < 4 || p[0] != 0x80|opClose || p[1]&0x80 != 0 {
 		return
 	}
 	n := int(p[1] & 0x7F)
-	if n < 2 || len(p) < 2+n || binary.BigEndian.Uint16(p[2:]) != uint16(protocol.CloseInternalError) {
+	if n < 2 || len(p) < 2+n {
+		return
+	}
+	if code, ok := guardCode(string(p[4 : 2+n])); ok { // gws sent 1000 for a frameGuard error
+		binary.BigEndian.PutUint16(p[2:], uint16(code))
+		return
+	}
+	if binary.BigEndian.Uint16(p[2:]) != uint16(protocol.CloseInternalError) {
 		return
 	}
 	switch reason := string(p[4 : 2+n]); {

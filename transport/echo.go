@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/lxzan/gws"
@@ -51,7 +50,7 @@ func EchoHandler(log *slog.Logger) http.Handler {
 			httpError(w, status, code, msg)
 			return
 		}
-		declineSmallServerWindow(r.Header)
+		deflate := negotiateDeflate(r.Header)
 		hj, ok := w.(http.Hijacker)
 		if !ok {
 			httpError(w, http.StatusInternalServerError, "internal", "connection cannot be upgraded (no hijacker)")
@@ -69,7 +68,7 @@ func EchoHandler(log *slog.Logger) http.Handler {
 			early, _ := brw.Reader.Peek(n)
 			rd = io.MultiReader(bytes.NewReader(bytes.Clone(early)), raw)
 		}
-		ws, err := up.UpgradeFromConn(raw, bufio.NewReader(rd), r)
+		ws, err := up.UpgradeFromConn(closeFixConn{raw}, bufio.NewReader(newFrameGuard(rd, deflate)), r)
 		if err != nil {
 			log.Debug("echo: upgrade failed", "err", err)
 			return
@@ -85,23 +84,4 @@ func (echoEvents) OnPing(ws *gws.Conn, payload []byte) { _ = ws.WritePong(payloa
 func (echoEvents) OnMessage(ws *gws.Conn, msg *gws.Message) {
 	defer msg.Close()
 	_ = ws.WriteMessage(msg.Opcode, msg.Bytes())
-}
-
-// declineSmallServerWindow removes a permessage-deflate offer that asks the
-// server to compress with less than a 32 KiB window (server_max_window_bits
-// below 15): neither gws nor our deflater can honour it, and answering
-// without the parameter would send frames the client cannot inflate. RFC
-// 7692 lets a server decline; the connection is then uncompressed.
-func declineSmallServerWindow(h http.Header) {
-	for _, v := range h.Values("Sec-WebSocket-Extensions") {
-		for _, offer := range strings.Split(v, ",") {
-			for _, param := range strings.Split(offer, ";") {
-				k, val, _ := strings.Cut(param, "=")
-				if strings.EqualFold(strings.TrimSpace(k), "server_max_window_bits") && strings.Trim(strings.TrimSpace(val), `"`) != "15" {
-					h.Del("Sec-WebSocket-Extensions")
-					return
-				}
-			}
-		}
-	}
 }

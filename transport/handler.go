@@ -50,7 +50,8 @@ const Subprotocol = "switchboard.v1"
 type Options struct {
 	// Hub receives the connections. Required.
 	Hub *hub.Hub
-	// Logger gets one line per connect and disconnect. Default: discard.
+	// Logger gets one line per connect and disconnect, and one per refused
+	// handshake (at most 10 a second, then a count). Default: discard.
 	Logger *slog.Logger
 	// AllowedOrigins lists the browser origins allowed to connect, as host
 	// patterns ("app.example.com", "*.example.com", "localhost:3000") or
@@ -79,6 +80,12 @@ type Options struct {
 	// PongTimeout is how long a pong may take before the connection is
 	// closed with 4008. Default 10 s; must be below HeartbeatInterval.
 	PongTimeout time.Duration
+	// JSONPing sends every connection a {"type":"ping"} text frame with
+	// each heartbeat, for clients that cannot see WebSocket pings
+	// (browsers) and answer {"type":"pong"} (see jsonping.go). Default off;
+	// a connection can turn it on or off with the handshake query
+	// parameter json_ping.
+	JSONPing bool
 	// WriteTimeout bounds one write to a connection. Default 10 s.
 	WriteTimeout time.Duration
 	// QueueMaxMessages and QueueMaxBytes bound each connection's outbound
@@ -202,6 +209,8 @@ type Handler struct {
 	flushers *flushPool
 	window   *flushWindow // nil without Options.FlushWindow
 	limiter  *ipLimiter
+	refusals *refusalLog
+	jsonPing *protocol.Frame // the shared {"type":"ping"} of JSON heartbeats
 	// debug logs every inbound message; decided once, as the check is on
 	// the per-message path.
 	debug bool
@@ -214,6 +223,7 @@ func NewHandler(ctx context.Context, opts Options) (*Handler, error) {
 		return nil, err
 	}
 	h := &Handler{opts: opts, hub: opts.Hub, meter: opts.Hub.Meter(), log: opts.Logger}
+	h.refusals = &refusalLog{log: opts.Logger}
 	h.debug = opts.Logger.Enabled(ctx, slog.LevelDebug)
 	h.deflater = newDeflater(opts.CompressionThreshold, 1)
 	mk := func(subprotocols []string) *gws.Upgrader {
@@ -240,6 +250,7 @@ func NewHandler(ctx context.Context, opts Options) (*Handler, error) {
 		go h.limiter.sweep(ctx)
 	}
 	h.wheel = newWheel(h)
+	h.jsonPing = newJSONPingFrame()
 	h.flushers = newFlushPool(ctx, runtime.GOMAXPROCS(0), opts.MaxConnections)
 	if opts.FlushWindow > 0 {
 		h.window = newFlushWindow(opts.FlushWindow, h.flushers)
@@ -282,17 +293,15 @@ func httpError(w http.ResponseWriter, status int, code, msg string) {
 // (400, 403, 405, 426, 503), and upgrades.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if status, code, msg := h.check(w, r); status != 0 {
-		h.meter.Handshake(status)
-		httpError(w, status, code, msg)
+		h.refuse(w, r, status, code, msg)
 		return
 	}
 	// Reserve the slot now: checking Open here and counting the connection
 	// after the upgrade let concurrent handshakes overshoot the cap.
 	if n := h.open.Add(1); h.opts.MaxConnections > 0 && n > int64(h.opts.MaxConnections) {
 		h.open.Add(-1)
-		h.meter.Handshake(http.StatusServiceUnavailable)
 		w.Header().Set("Retry-After", "5")
-		httpError(w, http.StatusServiceUnavailable, "connection_limit", "the server is at its connection limit; retry later")
+		h.refuse(w, r, http.StatusServiceUnavailable, "connection_limit", "the server is at its connection limit; retry later")
 		return
 	}
 	tracked := false
@@ -302,28 +311,28 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	if h.draining.Load() || h.hub.Closing() {
-		h.meter.Handshake(http.StatusServiceUnavailable)
 		w.Header().Set("Retry-After", "1")
-		httpError(w, http.StatusServiceUnavailable, "shutting_down", "the server is shutting down; reconnect to another node")
+		h.refuse(w, r, http.StatusServiceUnavailable, "shutting_down", "the server is shutting down; reconnect to another node")
 		return
 	}
 	if h.limiter != nil {
 		if wait, ok := h.limiter.allow(ClientIP(r, h.opts.TrustedProxies), time.Now()); !ok {
-			h.meter.Handshake(http.StatusTooManyRequests)
 			w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
-			httpError(w, http.StatusTooManyRequests, "too_many_handshakes", "too many connection attempts from this address; retry later")
+			h.refuse(w, r, http.StatusTooManyRequests, "too_many_handshakes", "too many connection attempts from this address; retry later")
 			return
 		}
 	}
-	creds, status, code, msg := h.authenticate(r)
-	if status != 0 {
-		h.meter.Handshake(status)
-		httpError(w, status, code, msg)
+	jsonPing, bad := h.jsonPingWanted(r)
+	if bad != "" {
+		h.refuse(w, r, http.StatusBadRequest, "bad_request", bad)
 		return
 	}
-	if h.opts.Compression {
-		declineSmallServerWindow(r.Header)
+	creds, status, code, msg := h.authenticate(r)
+	if status != 0 {
+		h.refuse(w, r, status, code, msg)
+		return
 	}
+	deflate := h.opts.Compression && negotiateDeflate(r.Header)
 	// gws reads only the first Sec-WebSocket-Protocol line; an offer sent
 	// as several lines would otherwise fail after the hijack (plain 400).
 	if vs := r.Header.Values("Sec-WebSocket-Protocol"); len(vs) > 1 {
@@ -343,7 +352,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.log.Warn("transport: hijack failed", "err", err)
 		return
 	}
-	c := &conn{t: h, raw: raw, remote: r.RemoteAddr, start: time.Now()}
+	c := &conn{t: h, raw: raw, remote: r.RemoteAddr, start: time.Now(), jsonPing: jsonPing}
 	c.initFD()
 	cc := &countingConn{Conn: raw, c: c, hold: true}
 	var rd io.Reader = cc
@@ -351,7 +360,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		early, _ := brw.Reader.Peek(n)
 		rd = io.MultiReader(strings.NewReader(string(early)), cc)
 	}
-	br := bufio.NewReaderSize(rd, h.opts.ReadBufferSize)
+	br := bufio.NewReaderSize(newFrameGuard(rd, deflate), h.opts.ReadBufferSize)
 	ws, err := up.UpgradeFromConn(cc, br, r)
 	if err != nil {
 		h.meter.Handshake(http.StatusBadRequest)
@@ -365,12 +374,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		cc.held = nil
 	}
 	c.ws = ws
-	c.deflate = h.opts.Compression && strings.Contains(r.Header.Get("Sec-WebSocket-Extensions"), "permessage-deflate")
+	c.deflate = deflate
 	ws.Session().Store("c", c)
 	c.lastSeen.Store(time.Now().UnixNano())
 	// Connect queues connection_established before the heartbeat wheel
 	// knows the connection, so no ping can go out ahead of it.
-	c.client = h.hub.Connect(c, hub.ConnInfo{Credentials: creds, RemoteAddr: r.RemoteAddr, Heartbeat: h.opts.HeartbeatInterval})
+	c.client = h.hub.Connect(c, hub.ConnInfo{Credentials: creds, RemoteAddr: r.RemoteAddr, Heartbeat: h.opts.HeartbeatInterval, JSONPing: jsonPing})
 	c.kick()       // the 101 answer, if the hub queued nothing behind it
 	h.wheel.add(c) // counted in open since the reservation above
 	tracked = true
@@ -435,6 +444,9 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request) (int, string, st
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", http.MethodGet)
 		return http.StatusMethodNotAllowed, "method_not_allowed", "a WebSocket handshake is a GET request"
+	}
+	if !r.ProtoAtLeast(1, 1) { // RFC 6455 4.1: HTTP/1.1 or higher
+		return http.StatusBadRequest, "bad_handshake", "a WebSocket handshake needs HTTP/1.1, not " + r.Proto
 	}
 	if !headerHasToken(r.Header, "Connection", "upgrade") {
 		return http.StatusBadRequest, "bad_handshake", "missing \"Connection: Upgrade\" header"
@@ -644,6 +656,9 @@ func (w *wheel) run(ctx context.Context) {
 		for _, c := range w.slot(tick % n) {
 			c.pingSent.Store(now.UnixNano())
 			c.enqueue(item{raw: pingFrame})
+			if c.jsonPing {
+				c.Send(w.h.jsonPing)
+			}
 			// Backstop: a read deadline a little past the pong timeout
 			// finds a half-open connection even if this wheel stalls.
 			_ = c.raw.SetReadDeadline(deadline)

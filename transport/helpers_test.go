@@ -339,6 +339,13 @@ type rawConn struct {
 // client advertises stays small.
 func rawRequest(t *testing.T, addr, method, path string, hdr http.Header, rcvbuf int) (*rawConn, *http.Response) {
 	t.Helper()
+	return rawRequestProto(t, addr, method, path, "HTTP/1.1", hdr, rcvbuf)
+}
+
+// rawRequestProto is rawRequest with another HTTP version on the request
+// line.
+func rawRequestProto(t *testing.T, addr, method, path, proto string, hdr http.Header, rcvbuf int) (*rawConn, *http.Response) {
+	t.Helper()
 	d := net.Dialer{Timeout: waitLimit}
 	if rcvbuf > 0 {
 		d.Control = func(_, _ string, c syscall.RawConn) error {
@@ -355,7 +362,7 @@ func rawRequest(t *testing.T, addr, method, path string, hdr http.Header, rcvbuf
 	}
 	t.Cleanup(func() { nc.Close() })
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: %s\r\n", method, path, addr)
+	fmt.Fprintf(&b, "%s %s %s\r\nHost: %s\r\n", method, path, proto, addr)
 	for k, vs := range hdr {
 		for _, v := range vs {
 			fmt.Fprintf(&b, "%s: %s\r\n", k, v)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"log/slog"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -87,5 +88,53 @@ func TestConnectDisconnectLogged(t *testing.T) {
 	}
 	if got := buf.records(t, "message"); len(got) != 0 {
 		t.Errorf("messages logged at the default level: %v", got)
+	}
+}
+
+// TestRefusedHandshakeLogged: a handshake refused for its origin, its token
+// or its rate is logged with the status, the reason, the remote address
+// and the origin, so a browser's bare 1006 can be explained from the log.
+func TestRefusedHandshakeLogged(t *testing.T) {
+	var buf syncBuffer
+	n := wstest.Start(t, server.Config{
+		Logger:        slog.New(slog.NewJSONHandler(&buf, nil)),
+		Auth:          server.AuthConfig{JWTSecret: "0123456789abcdef0123456789abcdef"},
+		HandshakeRate: 0.001, HandshakeBurst: 1,
+	})
+	hdr := http.Header{"Origin": {"https://evil.example"}}
+	if _, _, err := n.Dial(t, "", hdr); err == nil {
+		t.Fatal("a foreign origin connected")
+	}
+	if _, _, err := n.Dial(t, "token=nonsense", nil); err == nil {
+		t.Fatal("a bad token connected")
+	}
+	if _, _, err := n.Dial(t, "", nil); err == nil {
+		t.Fatal("a second handshake passed a burst of 1")
+	}
+	recs := buf.records(t, "handshake refused")
+	want := []struct {
+		status float64
+		code   string
+		level  string
+		origin string
+	}{
+		{403, "origin_not_allowed", "WARN", "https://evil.example"},
+		{401, "unauthorized", "WARN", ""},
+		{429, "too_many_handshakes", "INFO", ""},
+	}
+	if len(recs) != len(want) {
+		t.Fatalf("%d lines %v, want %d", len(recs), recs, len(want))
+	}
+	for i, w := range want {
+		r := recs[i]
+		if r["status"] != w.status || r["code"] != w.code || r["level"] != w.level || r["origin"] != w.origin {
+			t.Errorf("line %d: %v, want %+v", i, r, w)
+		}
+		if remote, _ := r["remote"].(string); !strings.HasPrefix(remote, "127.0.0.1:") {
+			t.Errorf("line %d: remote %q", i, remote)
+		}
+		if reason, _ := r["reason"].(string); reason == "" {
+			t.Errorf("line %d: no reason", i)
+		}
 	}
 }

@@ -25,7 +25,7 @@ import (
 // same definitions ("switchboard config docs") and checked by a test.
 
 // secretKeys are masked when the effective configuration is printed.
-var secretKeys = map[string]bool{"jwt-secret": true, "api-key": true, "redis-password": true, "nats-password": true, "nats-token": true}
+var secretKeys = map[string]bool{"jwt-secret": true, "api-key": true, "redis-password": true, "nats-password": true, "nats-token": true, "webhook-secret": true}
 
 // options is everything serve needs besides server.Config.
 type options struct {
@@ -97,11 +97,11 @@ func applyFile(fs *flag.FlagSet, cfg *server.Config, path string, set map[string
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		key, val := root.Content[i].Value, root.Content[i+1]
 		if key == "namespaces" {
-			ns, err := decodeNamespaces(val)
+			ns, proxies, err := decodeNamespaces(val)
 			if err != nil {
 				return fmt.Errorf("config file %s: namespaces: %w", path, err)
 			}
-			cfg.Namespaces = ns
+			cfg.Namespaces, cfg.NamespaceProxies = ns, proxies
 			continue
 		}
 		name := strings.ReplaceAll(key, "_", "-")
@@ -151,25 +151,30 @@ type namespaceConfig struct {
 	Publish         string `yaml:"publish"`
 	PresenceAllowed string `yaml:"presence_permission"`
 	History         string `yaml:"history"`
+	// SubscribeProxy and PublishProxy override --subscribe-proxy-url and
+	// --publish-proxy-url for this namespace ("off": none).
+	SubscribeProxy string `yaml:"subscribe_proxy"`
+	PublishProxy   string `yaml:"publish_proxy"`
 }
 
-func decodeNamespaces(n *yaml.Node) (map[string]hub.Namespace, error) {
+func decodeNamespaces(n *yaml.Node) (map[string]hub.Namespace, map[string]server.NamespaceProxy, error) {
 	if n.Kind != yaml.MappingNode {
-		return nil, errors.New("must be a mapping of namespace names to settings")
+		return nil, nil, errors.New("must be a mapping of namespace names to settings")
 	}
 	out := map[string]hub.Namespace{}
+	proxies := map[string]server.NamespaceProxy{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		name := n.Content[i].Value
 		var nc namespaceConfig
 		// Decode strictly so a misspelt setting is an error, not ignored.
 		b, err := yaml.Marshal(n.Content[i+1])
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		dec := yaml.NewDecoder(strings.NewReader(string(b)))
 		dec.KnownFields(true)
 		if err := dec.Decode(&nc); err != nil && !errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("%q (line %d): %w", name, n.Content[i].Line, err)
+			return nil, nil, fmt.Errorf("%q (line %d): %w", name, n.Content[i].Line, err)
 		}
 		ns := hub.Namespace{Private: nc.Private, Permissions: hub.Permissions{
 			Subscribe: hub.Permission(nc.Subscribe), Publish: hub.Permission(nc.Publish),
@@ -183,7 +188,7 @@ func decodeNamespaces(n *yaml.Node) (map[string]hub.Namespace, error) {
 			if nc.HistoryTTL != "" {
 				d, err := time.ParseDuration(nc.HistoryTTL)
 				if err != nil {
-					return nil, fmt.Errorf("%q: history_ttl: %w", name, err)
+					return nil, nil, fmt.Errorf("%q: history_ttl: %w", name, err)
 				}
 				p.TTL = d
 			}
@@ -196,8 +201,11 @@ func decodeNamespaces(n *yaml.Node) (map[string]hub.Namespace, error) {
 			ns.NoJoinLeave = true
 		}
 		out[name] = ns
+		if nc.SubscribeProxy != "" || nc.PublishProxy != "" {
+			proxies[name] = server.NamespaceProxy{Subscribe: nc.SubscribeProxy, Publish: nc.PublishProxy}
+		}
 	}
-	return out, nil
+	return out, proxies, nil
 }
 
 // configCmd runs "switchboard config check FILE" and "config docs".
@@ -315,8 +323,12 @@ namespaces:
     publish: server
     presence_permission: authenticated
     history: authenticated
+  game:
+    subscribe_proxy: http://127.0.0.1:8000/switchboard/subscribe   # overrides --subscribe-proxy-url
+    publish_proxy: "off"    # no publish proxy here, whatever --publish-proxy-url says
 ` + "```" + `
 
 Unknown settings under a namespace are errors. Permissions are explained in
-[security.md](security.md).
+[security.md](security.md); the subscribe and publish proxies in [api.md](api.md), webhooks in
+[webhooks.md](webhooks.md).
 `

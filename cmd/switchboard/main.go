@@ -1,6 +1,9 @@
 // Command switchboard runs a Switchboard real-time messaging node.
 //
 //	switchboard serve [flags]   start a node (":8080", in-memory engine)
+//	switchboard connect URL     talk the protocol from stdin
+//	switchboard bench [flags]   load-test a node
+//	switchboard config ...      check a configuration file or print its reference
 //	switchboard version         print the version
 //
 // Every serve flag can also be set with an environment variable: the flag's
@@ -27,8 +30,10 @@ import (
 	natsengine "github.com/switchboard-rt/switchboard/engine/nats"
 	"github.com/switchboard-rt/switchboard/engine/redis"
 	"github.com/switchboard-rt/switchboard/hub"
+	"github.com/switchboard-rt/switchboard/rpcproxy"
 	"github.com/switchboard-rt/switchboard/server"
 	"github.com/switchboard-rt/switchboard/transport"
+	"github.com/switchboard-rt/switchboard/webhook"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -70,6 +75,7 @@ func usage(w io.Writer) {
 commands:
   serve     start a node (default :8080, WebSocket endpoint /ws, in-memory engine)
   connect   connect to a node and talk the protocol from stdin, like wscat ('switchboard connect -h')
+  bench     load-test a node (its own, or --url): delivered messages/s, latency, loss ('switchboard bench -h')
   config    check a configuration file (config check FILE) or print its reference (config docs)
   version   print the version
 
@@ -94,6 +100,7 @@ func serveFlags(cfg *server.Config, logLevel, logFormat *string) *flag.FlagSet {
 	fs.IntVar(&cfg.MaxMessageSize, "max-message-size", transport.DefaultMaxMessageSize, "largest client message in bytes, after decompression (1009 beyond)")
 	fs.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", transport.DefaultHeartbeatInterval, "server ping interval (5s..120s)")
 	fs.DurationVar(&cfg.PongTimeout, "pong-timeout", transport.DefaultPongTimeout, "time allowed for a pong before the connection is closed with 4008")
+	fs.BoolVar(&cfg.JSONPing, "json-ping", false, "also send every connection a {\"type\":\"ping\"} text frame with each heartbeat, for browser code that answers {\"type\":\"pong\"}; one connection can ask with ?json_ping=1")
 	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", transport.DefaultWriteTimeout, "bound on one write to a client")
 	fs.IntVar(&cfg.QueueMaxMessages, "queue-max-messages", transport.DefaultQueueMaxMessages, "per-connection outbound queue bound, in messages")
 	fs.IntVar(&cfg.QueueMaxBytes, "queue-max-bytes", transport.DefaultQueueMaxBytes, "per-connection outbound queue bound, in bytes")
@@ -103,8 +110,8 @@ func serveFlags(cfg *server.Config, logLevel, logFormat *string) *flag.FlagSet {
 	fs.BoolVar(&cfg.NoEcho, "no-echo", false, "do not send clients their own publications")
 	fs.BoolVar(&cfg.NoJoinLeave, "no-join-leave", false, "do not send user_joined/user_left events")
 	fs.IntVar(&cfg.HistorySize, "history-size", 100, "events kept per room for recovery; -1 turns history off")
-	fs.DurationVar(&cfg.HistoryTTL, "history-ttl", 0, "how long room events are kept (default 5m)")
-	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 0, "graceful shutdown deadline (default 10s)")
+	fs.DurationVar(&cfg.HistoryTTL, "history-ttl", hub.DefaultHistoryTTL, "how long room events are kept for recovery; 0: no time limit (events leave by --history-size only)")
+	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", server.DefaultDrainTimeout, "graceful shutdown deadline")
 	fs.BoolVar(&cfg.NoDemo, "no-demo", false, "do not serve the demo page at /")
 	fs.BoolVar(&cfg.NoAdmin, "no-admin", false, "do not serve the admin dashboard at /admin")
 	fs.StringVar(&cfg.APIKey, "api-key", "", "key for the server API at /api/ (Authorization: Bearer KEY); empty: the API answers loopback clients only")
@@ -152,6 +159,19 @@ func serveFlags(cfg *server.Config, logLevel, logFormat *string) *flag.FlagSet {
 	fs.DurationVar(&cfg.NATS.PresenceTTL, "nats-presence-ttl", 60*time.Second, "how long a crashed node's presence entries survive (engine nats)")
 	fs.StringVar(&cfg.RPCProxyURL, "rpc-proxy-url", "", "forward socket RPC calls to this backend URL (POST {user_id, connection_id, method, params})")
 	fs.DurationVar(&cfg.RPCTimeout, "rpc-timeout", 10*time.Second, "time allowed for one RPC call")
+	fs.StringVar(&cfg.SubscribeProxyURL, "subscribe-proxy-url", "", "ask this backend URL before every subscribe (POST {connection_id, user_id, room}; it may allow or refuse; see docs/api.md); per namespace: subscribe_proxy")
+	fs.StringVar(&cfg.PublishProxyURL, "publish-proxy-url", "", "ask this backend URL before every client publish (POST {connection_id, user_id, room, type, data}; it may allow, refuse or rewrite data); per namespace: publish_proxy")
+	fs.DurationVar(&cfg.ProxyTimeout, "proxy-timeout", rpcproxy.DefaultProxyTimeout, "time allowed for one subscribe or publish proxy call (then error unavailable)")
+	fs.Var(listFlag{&cfg.Webhook.URLs}, "webhook-url", "comma-separated URLs that receive signed webhook events (docs/webhooks.md); empty: webhooks off")
+	fs.Var(listFlag{&cfg.Webhook.Secrets}, "webhook-secret", "webhook signing secret; give two, comma-separated, while rotating (each signs); required with --webhook-url")
+	fs.Var(listFlag{&cfg.Webhook.Events}, "webhook-events", "comma-separated webhook event types; empty: connection.opened, connection.closed, room.occupied, room.vacated, member.added, member.removed")
+	fs.Var(listFlag{&cfg.Webhook.PublicationNamespaces}, "webhook-publications", "comma-separated namespaces whose publications are sent as webhook events (* for all rooms)")
+	fs.DurationVar(&cfg.Webhook.Timeout, "webhook-timeout", webhook.DefaultTimeout, "time allowed for one webhook request")
+	fs.IntVar(&cfg.Webhook.MaxAttempts, "webhook-max-attempts", webhook.DefaultMaxAttempts, "attempts per webhook batch before it is dropped")
+	fs.DurationVar(&cfg.Webhook.MaxAge, "webhook-max-age", webhook.DefaultMaxAge, "a webhook batch whose oldest event is this old is dropped instead of retried")
+	fs.IntVar(&cfg.Webhook.MaxBatch, "webhook-batch-size", webhook.DefaultMaxBatch, "most events in one webhook request")
+	fs.DurationVar(&cfg.Webhook.MaxDelay, "webhook-batch-delay", webhook.DefaultMaxDelay, "how long a webhook event may wait for others to share its request")
+	fs.IntVar(&cfg.Webhook.QueueSize, "webhook-queue-size", webhook.DefaultQueueSize, "webhook events queued per URL; beyond it events are dropped and counted")
 	fs.StringVar(&cfg.TLSCertFile, "tls-cert", "", "TLS certificate file (PEM): serve wss:// and https://")
 	fs.StringVar(&cfg.TLSKeyFile, "tls-key", "", "TLS private key file (PEM)")
 	fs.StringVar(logLevel, "log-level", "info", "log level: debug (also logs every client message), info, warn, error")
@@ -219,9 +239,14 @@ func serve(args []string, stderr io.Writer) int {
 		return 1
 	}
 	eff := srv.Config()
+	hist := srv.Hub.DefaultHistory() // what rooms outside configured namespaces keep
 	logger.Info("switchboard started",
 		"version", versionString(), "node", eff.NodeID, "listen", ln.Addr().String(), "ws", eff.WSPath, "engine", eff.EngineName,
-		"max_connections", eff.MaxConnections, "compression", eff.Compression, "echo", eff.EchoPath)
+		"max_connections", eff.MaxConnections, "compression", eff.Compression, "echo", eff.EchoPath,
+		"history_size", hist.Size, "history_ttl", hist.TTL.String())
+	if demo, admin := browserURLs(ln.Addr(), eff); demo != "" || admin != "" {
+		logger.Info("open in a browser", "demo", demo, "admin", admin)
+	}
 	if !eff.Auth.Enabled() {
 		logger.Warn("no authentication configured: connections are anonymous and any connection may subscribe and publish to any room")
 	} else if eff.Auth.AllowAnonymous {
@@ -243,6 +268,32 @@ func serve(args []string, stderr io.Writer) int {
 	}
 	logger.Info("switchboard stopped")
 	return 0
+}
+
+// browserURLs returns the demo page's and the admin dashboard's URLs on
+// addr ("" for one that is off). An address that listens on every
+// interface is shown as localhost: that is where the operator's browser
+// finds it.
+func browserURLs(addr net.Addr, cfg server.Config) (demo, admin string) {
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return "", ""
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "localhost"
+	}
+	scheme := "http"
+	if cfg.TLSCertFile != "" {
+		scheme = "https"
+	}
+	base := scheme + "://" + net.JoinHostPort(host, port)
+	if !cfg.NoDemo {
+		demo = base + "/"
+	}
+	if !cfg.NoAdmin {
+		admin = base + "/admin"
+	}
+	return demo, admin
 }
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {

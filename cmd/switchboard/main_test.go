@@ -21,6 +21,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/switchboard-rt/switchboard/protocol"
+	"github.com/switchboard-rt/switchboard/server"
 )
 
 func runCmd(args ...string) (code int, stdout, stderr string) {
@@ -179,6 +180,9 @@ func TestServeEndToEnd(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatalf("serve did not exit after SIGTERM\n%s", logs.String())
 	}
+	if want := "demo=http://" + addr + "/ admin=http://" + addr + "/admin"; !strings.Contains(logs.String(), want) {
+		t.Errorf("no start-up line with %q:\n%s", want, logs.String())
+	}
 	if !strings.Contains(logs.String(), "switchboard stopped") {
 		t.Errorf("no shutdown log line:\n%s", logs.String())
 	}
@@ -335,5 +339,57 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatalf("still running 10 s after the second SIGTERM\n%s", p.logs.String())
+	}
+}
+
+// TestHelpListsEveryCommand: the help names every command run dispatches,
+// and every command it names is one run knows.
+func TestHelpListsEveryCommand(t *testing.T) {
+	_, out, _ := runCmd("-h")
+	listed := map[string]bool{}
+	inCommands := false
+	for _, line := range strings.Split(out, "\n") {
+		switch {
+		case line == "commands:":
+			inCommands = true
+		case inCommands && strings.HasPrefix(line, "  "):
+			listed[strings.Fields(line)[0]] = true
+		case inCommands && line == "":
+			inCommands = false
+		}
+	}
+	for _, cmd := range []string{"serve", "connect", "bench", "config", "version"} {
+		if !listed[cmd] {
+			t.Errorf("help does not list %q:\n%s", cmd, out)
+		}
+	}
+	for cmd := range listed {
+		if _, _, errs := runCmd(cmd, "-h"); strings.Contains(errs, "unknown command") {
+			t.Errorf("help lists %q, which run does not know", cmd)
+		}
+	}
+}
+
+// TestBrowserURLs: the start-up line names the URLs to open, with
+// localhost for an address that listens on every interface.
+func TestBrowserURLs(t *testing.T) {
+	tests := []struct {
+		addr        string
+		cfg         server.Config
+		demo, admin string
+	}{
+		{"[::]:8080", server.Config{}, "http://localhost:8080/", "http://localhost:8080/admin"},
+		{"0.0.0.0:9000", server.Config{}, "http://localhost:9000/", "http://localhost:9000/admin"},
+		{"127.0.0.1:8081", server.Config{NoAdmin: true}, "http://127.0.0.1:8081/", ""},
+		{"[::1]:8082", server.Config{NoDemo: true, TLSCertFile: "c.pem"}, "", "https://[::1]:8082/admin"},
+	}
+	for _, tt := range tests {
+		addr, err := net.ResolveTCPAddr("tcp", tt.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if demo, admin := browserURLs(addr, tt.cfg); demo != tt.demo || admin != tt.admin {
+			t.Errorf("%s: %q %q, want %q %q", tt.addr, demo, admin, tt.demo, tt.admin)
+		}
 	}
 }

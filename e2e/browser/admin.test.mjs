@@ -96,13 +96,18 @@ describe('admin dashboard', { skip: !!missing }, () => {
     // No key yet: the socket is refused with 4001 and the page asks.
     await page.waitForSelector('#key-form:not([hidden])');
     assert.equal(await page.locator('#status').innerText(), 'key needed');
+    // Nothing of the dashboard shows under the key form until the key is accepted.
+    assert.equal(await page.locator('#dashboard').isHidden(), true);
+    assert.equal(await page.locator('#waiting').isHidden(), true);
     await page.fill('#key', 'not-the-key');
     await page.press('#key', 'Enter');
     await page.waitForFunction(() => /not valid/.test(document.getElementById('key-why').textContent), null, { timeout: 15000 });
+    assert.equal(await page.locator('#dashboard').isHidden(), true);
     await page.fill('#key', KEY);
     await page.press('#key', 'Enter');
     await page.waitForFunction(() => document.getElementById('status').textContent === 'live', null, { timeout: 15000 });
     assert.equal(await page.locator('#key-form').isHidden(), true);
+    assert.equal(await page.locator('#dashboard').isVisible(), true);
 
     const base = await agrees(page, 'at start');
 
@@ -139,6 +144,24 @@ describe('admin dashboard', { skip: !!missing }, () => {
     assert.deepEqual(errors, []);
     await c.ctx.close();
     await ctx.close();
+  });
+
+  test('without an API key the dashboard opens from this machine without asking', async () => {
+    const open = await startServer();
+    try {
+      const ctx = await browser.newContext();
+      const page = await ctx.newPage();
+      const errors = watch(page);
+      await page.goto(open.base + '/admin');
+      await page.waitForFunction(() => document.getElementById('status').textContent === 'live', null, { timeout: 15000 });
+      assert.equal(await page.locator('#dashboard').isVisible(), true);
+      assert.equal(await page.locator('#key-form').isHidden(), true);
+      assert.equal(await page.locator('#waiting').isHidden(), true);
+      assert.deepEqual(errors, []);
+      await ctx.close();
+    } finally {
+      await open.stop();
+    }
   });
 
   test('screenshot of the dashboard', async () => {

@@ -34,13 +34,13 @@ describe('demo page', { skip: !!missing }, () => {
     await browser?.close();
   });
 
-  // open loads the demo in a new browser context (its own storage, so its
-  // own name) and waits until it is connected.
+  // open loads the demo in a new browser context and waits until it is
+  // connected; name, if set, is put in the tab's sessionStorage first.
   async function open(srv, name) {
     const ctx = await browser.newContext({ viewport: { width: 1200, height: 760 } });
     const page = await ctx.newPage();
     const errors = watch(page);
-    if (name) await ctx.addInitScript((n) => localStorage.setItem('switchboard.demo.name', n), name);
+    if (name) await ctx.addInitScript((n) => sessionStorage.getItem('switchboard.demo.name') || sessionStorage.setItem('switchboard.demo.name', n), name);
     await page.goto(srv.base + '/');
     await page.waitForFunction(() => document.getElementById('state').textContent === 'connected', null, { timeout: 15000 });
     return { page, ctx, errors };
@@ -83,7 +83,10 @@ describe('demo page', { skip: !!missing }, () => {
 
       // Restart the server on the same address: the pages say they are
       // reconnecting, with a countdown, then connected again, and chat on.
+      // Failed attempts update the one status line (the attempt count
+      // grows) and add nothing to the chat.
       const addr = srv.addr;
+      const lines = await ada.page.locator('#messages li').count();
       await srv.stop('SIGTERM');
       await ada.page.waitForFunction(() => /^(reconnecting in \d+ s|connecting)$/.test(document.getElementById('state').textContent), null, { timeout: 15000 });
       const seen = new Set();
@@ -94,20 +97,71 @@ describe('demo page', { skip: !!missing }, () => {
         await ada.page.waitForTimeout(20);
       }
       assert.ok(seen.has('reconnecting'), 'the page never showed "reconnecting in N s"');
+      await ada.page.waitForFunction(() => /attempt [3-9]/.test(document.getElementById('state-detail').textContent), null, { timeout: 30000 });
+      assert.equal(await ada.page.locator('#messages li').count(), lines, 'reconnect attempts added chat lines');
+      assert.equal(await ada.page.locator('#notice').isHidden(), true);
       srv = await startServer({ args: ['--listen', addr] });
       for (const p of [ada.page, grace.page]) await p.waitForFunction(() => document.getElementById('state').textContent === 'connected', null, { timeout: 30000 });
       await say(grace.page, 'Still here after the restart');
       await sees(ada.page, 'Still here after the restart');
 
-      // Kicked by the server API: the page stops and says why.
+      // Kicked by the server API: the page stops and says why, once, in
+      // one notice; its presence list is emptied; Rejoin brings it back.
+      await grace.page.waitForFunction(() => document.getElementById('count').textContent === '2', null, { timeout: 15000 });
+      const before = await grace.page.locator('#messages li').count();
       const user = (await text(grace.page, '#me')).replace(/^as /, '');
       await srv.api('POST', `/api/users/${user}/disconnect`);
-      await grace.page.waitForFunction(() => document.getElementById('state').textContent === 'closed: kicked (4006)', null, { timeout: 15000 });
+      await grace.page.waitForFunction(() => document.getElementById('state').textContent === 'disconnected', null, { timeout: 15000 });
+      assert.equal(await text(grace.page, '#state-detail'), 'kicked (4006)');
+      assert.equal(await grace.page.locator('#notice').isVisible(), true);
+      assert.match(await text(grace.page, '#notice-text'), /kicked/);
+      assert.equal(await grace.page.locator('#messages li').count(), before, 'the kick added chat lines besides the notice');
+      assert.equal(await grace.page.locator('#members li').count(), 0);
+      assert.equal(await text(grace.page, '#me'), '');
       await sees(ada.page, ' left');
+      await ada.page.waitForFunction(() => document.getElementById('count').textContent === '1', null, { timeout: 15000 });
+      await grace.page.click('#rejoin');
+      await grace.page.waitForFunction(() => document.getElementById('state').textContent === 'connected', null, { timeout: 15000 });
+      assert.equal(await grace.page.locator('#notice').isHidden(), true);
+      for (const p of [ada.page, grace.page]) await p.waitForFunction(() => document.getElementById('count').textContent === '2', null, { timeout: 15000 });
+      await say(grace.page, 'Back after the kick');
+      await sees(ada.page, 'Back after the kick');
 
       for (const p of [ada, grace]) assert.deepEqual(p.errors.filter((e) => !benign(e)), []);
       await ada.ctx.close();
       await grace.ctx.close();
+    } finally {
+      await srv.stop();
+    }
+  });
+
+  test('two tabs of one browser are two people with two names', async () => {
+    const srv = await startServer();
+    try {
+      // One context: the tabs share localStorage, as two tabs of one browser do.
+      const ctx = await browser.newContext({ viewport: { width: 1200, height: 760 } });
+      const tabs = [];
+      for (let i = 0; i < 2; i++) {
+        const page = await ctx.newPage();
+        const errors = watch(page);
+        await page.goto(srv.base + '/');
+        await page.waitForFunction(() => document.getElementById('state').textContent === 'connected', null, { timeout: 15000 });
+        tabs.push({ page, errors });
+      }
+      const [a, b] = await Promise.all(tabs.map((t) => t.page.inputValue('#name')));
+      assert.match(a, /^guest-\d+$/);
+      assert.notEqual(a, b, 'two tabs got the same name');
+      await say(tabs[0].page, 'from the first tab');
+      await say(tabs[1].page, 'from the second tab');
+      await sees(tabs[0].page, 'from the second tab');
+      assert.match(await text(tabs[0].page, '#messages'), new RegExp(`${b}: from the second tab`));
+      assert.match(await text(tabs[0].page, '#messages'), new RegExp(`${a} \\(you\\): from the first tab`));
+      // A reload keeps the tab's name.
+      await tabs[1].page.reload();
+      await tabs[1].page.waitForFunction(() => document.getElementById('state').textContent === 'connected', null, { timeout: 15000 });
+      assert.equal(await tabs[1].page.inputValue('#name'), b);
+      for (const t of tabs) assert.deepEqual(t.errors, []);
+      await ctx.close();
     } finally {
       await srv.stop();
     }
@@ -190,8 +244,9 @@ describe('demo page', { skip: !!missing }, () => {
       const page = await ctx.newPage();
       const errors = watch(page);
       await page.goto(srv.base + '/');
-      await page.waitForFunction(() => document.getElementById('state').textContent === 'closed: unauthorized (4001)', null, { timeout: 15000 });
-      assert.match(await text(page, '#messages'), /--allow-anonymous/);
+      await page.waitForFunction(() => document.getElementById('state').textContent === 'disconnected', null, { timeout: 15000 });
+      assert.equal(await text(page, '#state-detail'), 'unauthorized (4001)');
+      assert.match(await text(page, '#notice-text'), /--allow-anonymous/);
       assert.deepEqual(errors, []);
       await ctx.close();
     } finally {

@@ -41,6 +41,9 @@ type Engine struct {
 	presence [numShards]presenceShard
 	handler  atomic.Pointer[handlerBox]
 	closed   atomic.Bool
+	occMu    sync.Mutex
+	occ      map[string]*occupancyRoom // room -> nodes with members
+	occGen   uint64
 }
 
 type handlerBox struct{ h engine.Handler }

@@ -27,6 +27,8 @@ const (
 	flagEphemeral = 1 << 0
 	flagMarker    = 1 << 1
 	flagClaim     = 1 << 2
+	// flagExcludeSender: engine.Publication.ExcludeSender.
+	flagExcludeSender = 1 << 3
 )
 
 var errBadPayload = errors.New("nats: malformed publication payload")
@@ -51,6 +53,9 @@ func encodePublication(pub *engine.Publication, pos protocol.StreamPosition, cla
 	}
 	if claim != "" {
 		flags |= flagClaim
+	}
+	if pub.ExcludeSender {
+		flags |= flagExcludeSender
 	}
 	b := make([]byte, 0, 24+len(pos.Epoch)+len(pub.Type)+len(pub.UserID)+len(pub.ClientID)+len(claim)+len(pub.Data))
 	b = append(b, formatV1, flags)
@@ -122,11 +127,12 @@ func decodeRecord(b []byte) (record, error) {
 		rec.claim = c
 	}
 	pub := &engine.Publication{
-		Type:      typ,
-		UserID:    user,
-		ClientID:  client,
-		Time:      int64(ms),
-		Ephemeral: flags&flagEphemeral != 0,
+		Type:          typ,
+		UserID:        user,
+		ClientID:      client,
+		Time:          int64(ms),
+		Ephemeral:     flags&flagEphemeral != 0,
+		ExcludeSender: flags&flagExcludeSender != 0,
 	}
 	if len(rest) > 0 {
 		pub.Data = rest

@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-rt/switchboard/engine"
+	"github.com/switchboard-rt/switchboard/internal/natstest"
 	"github.com/switchboard-rt/switchboard/internal/testport"
 )
 
@@ -28,20 +29,7 @@ import (
 // skipped suite would pass silently).
 func testNATSURL(tb testing.TB) string {
 	tb.Helper()
-	url := os.Getenv("SWITCHBOARD_TEST_NATS")
-	if url == "" {
-		url = DefaultURL
-	}
-	nc, err := natsgo.Connect(url, natsgo.Timeout(2*time.Second))
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			tb.Fatalf("NATS is not reachable at %s and CI is set, so the NATS engine cannot be tested: %v", url, err)
-		}
-		tb.Skipf("NATS is not reachable at %s (%v): start one with "+
-			"`nats-server -a 127.0.0.1 -p 4222 -js -sd /tmp/nats` or set SWITCHBOARD_TEST_NATS", url, err)
-	}
-	nc.Close()
-	return url
+	return natstest.URL(tb)
 }
 
 // testPrefix is a prefix no other test or run uses.
@@ -83,20 +71,7 @@ func startEngine(tb testing.TB, e *Engine, h engine.Handler) {
 
 // deleteStreams removes e's streams (best effort).
 func deleteStreams(url string, e *Engine) {
-	nc, err := natsgo.Connect(url, natsgo.Timeout(2*time.Second))
-	if err != nil {
-		return
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for _, s := range []string{e.histStream, e.idemStream, e.presStream} {
-		_ = js.DeleteStream(ctx, s)
-	}
+	natstest.DeleteStreams(url, e.histStream, e.idemStream, e.presStream, "KV_"+e.banBucketName())
 }
 
 // waitFor polls cond for at most d.

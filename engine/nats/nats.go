@@ -182,6 +182,7 @@ type Engine struct {
 	stateGen atomic.Uint64         // bumped to make every cached room top stale
 	seed     maphash.Seed          // spreads rooms over state shards
 	presence localPresence
+	bans     banBucket // bans.go
 
 	janitor chan func(context.Context)
 

@@ -25,8 +25,9 @@ import (
 // DATA runs to the end. A text header keeps the Lua side to one string
 // concatenation; the binary body avoids escaping JSON data.
 const (
-	formatV1      = 'S'
-	flagEphemeral = 1 << 0
+	formatV1          = 'S'
+	flagEphemeral     = 1 << 0
+	flagExcludeSender = 1 << 1
 )
 
 var errBadPayload = errors.New("redis: malformed publication payload")
@@ -36,6 +37,9 @@ func appendBody(dst []byte, pub *engine.Publication) []byte {
 	var flags byte
 	if pub.Ephemeral {
 		flags |= flagEphemeral
+	}
+	if pub.ExcludeSender {
+		flags |= flagExcludeSender
 	}
 	dst = append(dst, flags)
 	dst = binary.AppendUvarint(dst, uint64(len(pub.Type)))
@@ -109,11 +113,12 @@ func decodePublication(s string) (*engine.Publication, error) {
 		return nil, errBadPayload
 	}
 	pub := &engine.Publication{
-		Type:      typ,
-		UserID:    user,
-		ClientID:  client,
-		Time:      ms,
-		Ephemeral: flags&flagEphemeral != 0,
+		Type:          typ,
+		UserID:        user,
+		ClientID:      client,
+		Time:          ms,
+		Ephemeral:     flags&flagEphemeral != 0,
+		ExcludeSender: flags&flagExcludeSender != 0,
 	}
 	if len(rest) > 0 {
 		pub.Data = []byte(rest)

@@ -2,17 +2,12 @@ package redis
 
 import (
 	"context"
-	"github.com/switchboard-rt/switchboard/engine/enginetest"
 	"testing"
 	"time"
 )
 
 func TestNodeStats(t *testing.T) {
-	prefix := testPrefix()
-	a := newTestEngine(t, Options{KeyPrefix: prefix})
-	startEngine(t, a, enginetest.NewRecorder())
-	b := newTestEngine(t, Options{KeyPrefix: prefix})
-	startEngine(t, b, enginetest.NewRecorder())
+	a, b := startPair(t, Options{})
 	ctx := context.Background()
 	if err := a.ReportNode(ctx, "node-a", []byte(`{"connections":3}`), time.Minute); err != nil {
 		t.Fatal(err)

@@ -191,6 +191,7 @@ func (e *Engine) refreshPresence(ctx context.Context) {
 		presenceAddScript.ExecMulti(cctx, c, execs[i:min(i+refreshBatch, len(execs))]...)
 		cancel()
 	}
+	e.refreshOccupancy(ctx, c)
 }
 
 // removeAllPresence removes this node's entries at Close, so other nodes

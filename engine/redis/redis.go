@@ -162,7 +162,9 @@ type Engine struct {
 	seed    maphash.Seed // spreads rooms over workers
 
 	presence localPresence
-	filled   atomic.Uint64 // events delivered from history to fill gaps
+	occMu    sync.Mutex
+	occupied map[string]string // room -> node, the rooms this engine's node has members in
+	filled   atomic.Uint64     // events delivered from history to fill gaps
 
 	runOnce   sync.Once
 	ctx       context.Context // cancelled by Close
@@ -247,6 +249,7 @@ func New(opts Options) (*Engine, error) {
 		e.pubCmd = "spublish"
 	}
 	e.presence.rooms = make(map[string]map[string]presenceEntry)
+	e.occupied = make(map[string]string)
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	return e, nil
 }

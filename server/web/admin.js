@@ -39,7 +39,11 @@ function connect() {
     if (m.type === 'welcome') {
       $('node').textContent = m.data.node;
       state.closeNames = m.data.close_codes || {};
+      // The dashboard shows only once the node has accepted this page
+      // (with the key, or from loopback when the node has none).
       $('key-form').hidden = true;
+      $('waiting').hidden = true;
+      $('dashboard').hidden = false;
       setStatus('live', 'live');
     } else if (m.type === 'snapshot') onSnapshot(m.data);
     else if (m.type === 'result') $('action').textContent = `disconnected ${m.data.connections} connection(s) of ${state.kicks[m.id]}`;
@@ -52,6 +56,8 @@ function connect() {
       setStatus(e.code === 4001 ? 'key needed' : 'refused', 'closed');
       $('key-why').textContent = e.reason;
       $('key-form').hidden = false;
+      $('waiting').hidden = true;
+      $('dashboard').hidden = true;
       return;
     }
     const wait = e.code === 1012 ? 1000 : 2000;

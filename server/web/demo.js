@@ -20,53 +20,108 @@ const sb = new Client((location.protocol === 'https:' ? 'wss://' : 'ws://') + lo
 window.demo = { sb, chat: () => chat, match: () => match };
 
 // ---- Connection state, in words ----
+//
+// One status line says where the connection stands: connecting,
+// connected, reconnecting in N s, or disconnected. Reconnect attempts
+// update it in place (with the attempt count and the last close code);
+// they add nothing to the chat. A close that ends the connection for good
+// (kicked, banned, refused) shows one notice with a Rejoin button, and the
+// presence list is cleared: this page is no longer in the room.
 
 let countdown;
+let attempt = 0;
 let lastClose;
-function showState(text, state) {
+function showState(text, state, detail = '') {
   $('state').textContent = text;
   $('state').dataset.state = state;
+  $('state-detail').textContent = detail;
+  // Who is here is only known while connected.
+  $('members').classList.toggle('stale', state !== 'open');
 }
 sb.on('state', ({ state }) => {
   clearInterval(countdown);
   if (state === 'open') showState('connected', state);
-  else if (state === 'connecting') showState('connecting', state);
-  else if (state === 'closing') showState('closing', state);
-  else if (state === 'closed') showState(lastClose ? `closed: ${lastClose.name} (${lastClose.code})` : 'closed', state);
+  else if (state === 'connecting') showState('connecting', state, attempt ? `attempt ${attempt + 1}` : '');
+  else if (state === 'closing') showState('disconnecting', state);
+  else if (state === 'closed') showState('disconnected', state, lastClose ? `${lastClose.name} (${lastClose.code})` : '');
   // 'reconnecting' is shown by the reconnecting event, which has the delay.
 });
-sb.on('reconnecting', ({ delay }) => {
+sb.on('reconnecting', ({ delay, attempt: n, code }) => {
+  attempt = n;
   const until = Date.now() + delay;
+  const detail = `attempt ${n + 1}; last close ${code}`;
   const tick = () => {
     const s = Math.ceil((until - Date.now()) / 1000);
-    if (s > 0) showState(`reconnecting in ${s} s`, 'reconnecting');
-    else if (navigator.onLine === false) showState('reconnecting when the network is back', 'reconnecting');
-    else showState('reconnecting', 'reconnecting');
+    if (s > 0) showState(`reconnecting in ${s} s`, 'reconnecting', detail);
+    else if (navigator.onLine === false) showState('reconnecting when the network is back', 'reconnecting', detail);
+    else showState('reconnecting', 'reconnecting', detail);
   };
   clearInterval(countdown);
   tick();
   countdown = setInterval(tick, 250);
 });
 sb.on('open', (info) => {
+  attempt = 0;
+  lastClose = undefined;
+  $('notice').hidden = true;
   $('me').textContent = 'as ' + info.user_id;
   renderMembers();
 });
+
+// What a final close means to the person at the page.
+function farewell(d) {
+  switch (d.code) {
+    case 4006:
+      return 'You were disconnected by the server (kicked by an administrator or the server API).';
+    case 4004:
+      return 'You are banned from this server for now, or sent too much too fast.';
+    case 4001:
+      return 'This server authenticates connections, and the demo has no token: start it with --allow-anonymous to try the demo.';
+    case 4003:
+      return 'The server closed the connection after repeated refusals.';
+    default:
+      return d.reconnectFailed
+        ? `The server could not be reached after ${attempt} attempts.`
+        : `The connection was closed: ${d.name} (${d.code})${d.reason ? ': ' + d.reason : ''}.`;
+  }
+}
+
 sb.on('close', (d) => {
   lastClose = d;
-  sys(`connection closed: ${d.name} (${d.code})${d.reason ? ': ' + d.reason : ''}`, d.reconnect ? 'sys' : 'err');
-  if (d.code === 4001) sys('This server authenticates connections, and the demo has no token: start it with --allow-anonymous to try the demo.', 'err');
+  if (d.reconnect) return; // the status line tells the attempts
+  $('notice-text').textContent = farewell(d);
+  $('notice').hidden = false;
+  $('me').textContent = '';
+  if (chat) chat.members.clear();
+  renderMembers();
 });
-sb.on('error', (e) => sys(`error ${e.code}: ${e.message}`, 'err'));
+sb.on('error', (e) => {
+  if (e.code === 'reconnect_failed' && lastClose) {
+    $('notice-text').textContent = farewell({ ...lastClose, reconnectFailed: true });
+    return;
+  }
+  // The error that ends the client repeats the close the notice explains.
+  if (sb.state === 'closed' && lastClose && !lastClose.reconnect) return;
+  sys(`error ${e.code}: ${e.message}`, 'err');
+});
+$('rejoin').addEventListener('click', () => {
+  $('notice').hidden = true;
+  attempt = 0;
+  lastClose = undefined;
+  sb.connect(); // the chat and the match are subscribed again on open
+});
 
 // ---- Chat ----
 
 const names = new Map(); // user id -> the name last seen in their messages
 let chat = null; // { room, sub, members: Map(connection id -> user id), ids: Set }
 
-let myName = localStorage.getItem('switchboard.demo.name');
+// The name is this tab's (sessionStorage): two tabs are two people.
+const nameStore = 'switchboard.demo.name';
+let myName = sessionStorage.getItem(nameStore);
 if (!myName) {
-  myName = 'guest-' + Math.floor(100 + Math.random() * 900);
-  localStorage.setItem('switchboard.demo.name', myName);
+  myName = 'guest-' + Math.floor(1000 + Math.random() * 9000);
+  sessionStorage.setItem(nameStore, myName);
 }
 $('name').value = myName;
 
@@ -198,7 +253,7 @@ $('join').addEventListener('submit', (e) => {
   const name = $('name').value.trim();
   if (name) {
     myName = name;
-    localStorage.setItem('switchboard.demo.name', name);
+    sessionStorage.setItem(nameStore, name);
   }
   const room = $('room').value.trim();
   if (room) joinChat(room);
@@ -351,6 +406,9 @@ $('key-form').addEventListener('submit', (e) => {
 });
 
 // ---- Start ----
+
+$('curl-example').textContent =
+  `curl -H 'Content-Type: application/json' -d '{"type":"commentary","data":{"minute":1,"text":"Hello"}}' ${location.origin}/api/broadcast/demo-match:1`;
 
 sb.connect();
 joinChat($('room').value.trim());

@@ -27,8 +27,11 @@ export async function browserBundle() {
   return { code, min: code.length, gzip: gzipSync(code).length };
 }
 
-/** moduleBundle builds the readable ESM build for Node and bundlers. */
-export async function moduleBundle() {
-  const res = await esbuild.build({ ...common, platform: 'neutral' });
+/**
+ * moduleBundle builds the readable build for Node and bundlers: ESM, or
+ * with format "cjs" the CommonJS entry for require().
+ */
+export async function moduleBundle(format = 'esm') {
+  const res = await esbuild.build({ ...common, platform: 'neutral', format });
   return res.outputFiles[0].contents;
 }

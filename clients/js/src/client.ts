@@ -72,6 +72,8 @@ export interface ConnectionInfo {
   node?: string;
   /** When the credentials expire (Unix ms); absent: never. */
   expires_at?: number;
+  /** The server sends {"type":"ping"} with every heartbeat (the client answers pong). */
+  json_ping?: boolean;
 }
 
 /** The `close` event: the connection ended. */
@@ -94,6 +96,20 @@ export interface ClientEvents {
   message: Envelope;
 }
 
+/** Options of Client.subscribe. */
+export interface SubscribeOptions<T = any> {
+  /** Gets every room event, like on('*'). */
+  handler?: (ev: Envelope<T>) => void;
+  /**
+   * Called for a subscription token (private rooms) before every subscribe
+   * of the room: the first, each one after a reconnect, and the renewal on
+   * subscription_expiring or after the server ended the subscription at the
+   * token's expiry. A failure, or a token the server refuses, ends the
+   * subscription: error event, then unsubscribed.
+   */
+  getToken?: (room: string) => string | Promise<string>;
+}
+
 /** The acknowledgement of a publish. */
 export interface Ack {
   event_id: string;
@@ -111,6 +127,11 @@ export interface PublishOptions extends RequestOptions {
   type?: string;
   /** Publish id; a re-send with the same id is not delivered twice. Default: generated. */
   id?: string;
+  /**
+   * Leave this connection out of the event: the rest of the room receives
+   * it and the ack still comes (the seeds' broadcast(..., exclude=websocket)).
+   */
+  excludeSelf?: boolean;
 }
 
 export interface HistoryOptions extends RequestOptions {
@@ -150,7 +171,7 @@ interface Req {
 // Server frames that answer a request by its id.
 const REPLY = /^(ack|error|subscribed|history_result|presence_result|rpc_result|refreshed)$/;
 // Server frames that are not room events.
-const CONTROL = /^(ack|error|subscribed|unsubscribed|history_result|presence_result|rpc_result|refreshed|pong|connection_established|disconnect|session_expiring)$/;
+const CONTROL = /^(ack|error|subscribed|unsubscribed|history_result|presence_result|rpc_result|refreshed|pong|connection_established|disconnect|session_expiring|subscription_expiring)$/;
 // Client event names that a frame type does not also use.
 const OWN = /^(open|close|error|state|reconnecting|message)$/;
 
@@ -248,17 +269,20 @@ export class Client extends Emitter<ClientEvents> {
   }
 
   /**
-   * subscribe joins room. The handler (optional) gets every room event;
-   * more can be added with on. Subscribing to a room already subscribed
-   * returns the same Subscription.
+   * subscribe joins room. The handler (optional, or options.handler) gets
+   * every room event; more can be added with on. options.getToken supplies
+   * subscription tokens for a private room. Subscribing to a room already
+   * subscribed returns the same Subscription. T types the events' data.
    */
-  subscribe(room: string, handler?: (ev: Envelope) => void): Subscription {
-    let s = this.subs.get(room);
+  subscribe<T = any>(room: string, handler?: ((ev: Envelope<T>) => void) | SubscribeOptions<T>): Subscription<T> {
+    const o: SubscribeOptions<T> = typeof handler == 'function' ? { handler } : handler || {};
+    let s = this.subs.get(room) as Subscription<T> | undefined;
     if (!s) {
-      this.subs.set(room, (s = new Subscription(this, room)));
+      this.subs.set(room, (s = new Subscription<T>(this, room)));
+      s.getToken = o.getToken;
       if (this.up) this.join(s);
-    }
-    if (handler) s.on('*', handler);
+    } else if (o.getToken) s.getToken = o.getToken;
+    if (o.handler) s.on('*', o.handler);
     return s;
   }
 
@@ -283,7 +307,7 @@ export class Client extends Emitter<ClientEvents> {
    * id; the server acknowledges that again without delivering it twice.
    */
   publish(room: string, data: unknown, opts: PublishOptions = {}): Promise<Ack> {
-    return this.req({ type: opts.type || 'message', id: opts.id, room, data }, 1, opts.timeout);
+    return this.req({ type: opts.type || 'message', id: opts.id, room, data, exclude_self: opts.excludeSelf || undefined }, 1, opts.timeout);
   }
 
   /** history reads a page of the room's stored events. */
@@ -421,6 +445,8 @@ export class Client extends Emitter<ClientEvents> {
     if (r) this.fin(r, t == 'error' ? err(d?.code, d?.message, m.id) : null, d);
     if (t == 'connection_established') this.opened(d);
     else if (t == 'pong') this.missed = 0;
+    else if (t == 'ping') this.ws!.send('{"type":"pong"}'); // a JSON heartbeat (json_ping)
+    else if ((t == 'subscription_expiring' || (t == 'unsubscribed' && !r && d?.code)) && m.room != null) this.expiring(m);
     else if (t == 'session_expiring') this.refresh(d);
     else if (t == 'disconnect') this.advice = d;
     else if (t == 'error' && !r) this.emit('error', err(d?.code, d?.message, d?.ref));
@@ -456,21 +482,58 @@ export class Client extends Emitter<ClientEvents> {
     this.emit('open', d);
   }
 
-  // join sends a subscribe for s, from its last event id if it has one.
-  private join(s: Subscription): void {
+  // join sends a subscribe for s, from its last event id if it has one,
+  // with a subscription token from its getToken if it has one. renew: s is
+  // subscribed and its token is being replaced.
+  private join(s: Subscription, renew = false): void {
+    const get = s.getToken;
+    if (!get) return this.sub(s, undefined, renew);
+    const ws = this.ws;
+    Promise.resolve(s.room)
+      .then(get)
+      .then(
+        // A token that comes after the connection changed is not used: the
+        // next connection_established asks for another.
+        (token) => this.ws == ws && this.up && this.subs.get(s.room) == s && this.sub(s, token, renew),
+        (e) => this.subs.get(s.room) == s && this.drop(s, err('token', `getToken failed for room ${s.room}: ${why(e)}`), renew),
+      );
+  }
+
+  private sub(s: Subscription, token: string | undefined, renew: boolean): void {
     const id = this.id();
-    const f = str({ type: 'subscribe', id, room: s.room, last_event_id: s.lastEventId });
+    const f = str({ type: 'subscribe', id, room: s.room, last_event_id: s.lastEventId, data: token != null ? { token } : undefined });
     const cb = (e: SwitchboardError | null, d: SubscribedData) => {
       if (this.subs.get(s.room) != s) return;
-      if (!e) return s.subscribed(d);
-      this.subs.delete(s.room);
-      s.state = 'unsubscribed';
-      s.emit('error', e);
-      s.ko(e);
-      s.emit('unsubscribed');
+      if (!e) return s.subscribed(d, renew);
+      this.drop(s, e, renew);
     };
     this.reqs.set(id, { f, id, k: 2, s: true, cb });
     this.ws!.send(f);
+  }
+
+  // drop ends s after a refusal or a failed getToken. A refused renewal
+  // leaves the server's subscription until the old token expires: leave it.
+  private drop(s: Subscription, e: SwitchboardError, renew: boolean): void {
+    this.subs.delete(s.room);
+    s.state = 'unsubscribed';
+    if (renew && this.up) this.ws!.send(str({ type: 'unsubscribe', room: s.room }));
+    s.emit('error', e);
+    s.ko(e);
+    s.emit('unsubscribed');
+  }
+
+  // expiring handles the subscription token's expiry: subscription_expiring
+  // (renew it) and the server's own unsubscribed at expiry (subscribe again
+  // with a new token, recovering what was missed, or end the subscription).
+  private expiring(m: Envelope): void {
+    const s = this.subs.get(m.room!);
+    if (!s || s.state != 'subscribed') return;
+    if (m.type == 'subscription_expiring') {
+      if (s.getToken) this.join(s, true);
+    } else if (s.getToken) {
+      s.state = 'subscribing';
+      this.join(s);
+    } else this.drop(s, err(m.data?.code || 'subscription_expired', m.data?.message || `the server ended the subscription to ${s.room}`), false);
   }
 
   // refresh answers session_expiring: a new token from getToken, sent as

@@ -8,6 +8,8 @@ export interface Envelope<D = any> {
   ts?: number;
   user_id?: string;
   last_event_id?: string;
+  /** On a publish: leave the sending connection out of the event. */
+  exclude_self?: boolean;
 }
 
 /**
@@ -39,13 +41,15 @@ type Fn = (arg: any) => void;
  * Emitter is a small typed event emitter. A handler that throws does not
  * break the client: the exception is re-thrown from a microtask, so it
  * still reaches the console or the process's uncaught-exception handler.
+ * M maps the named events to their argument; any other name is a frame
+ * type, whose handler gets an E.
  */
-export class Emitter<M> {
+export class Emitter<M, E = Envelope> {
   private h = new Map<string, Set<Fn>>();
 
   /** on adds a handler and returns a function that removes it. */
   on<K extends keyof M & string>(event: K, fn: (arg: M[K]) => void): () => void;
-  on(event: string, fn: (ev: Envelope) => void): () => void;
+  on(event: string, fn: (ev: E) => void): () => void;
   on(event: string, fn: Fn): () => void {
     let s = this.h.get(event);
     if (!s) this.h.set(event, (s = new Set()));

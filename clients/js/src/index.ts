@@ -10,6 +10,7 @@ export type {
   Ack,
   RequestOptions,
   PublishOptions,
+  SubscribeOptions,
   HistoryOptions,
   HistoryPage,
   PresenceInfo,

@@ -18,6 +18,11 @@ export interface SubscribedData {
   replayed?: number;
   /** True after a reconnect, false for the first subscribe. */
   resubscribed: boolean;
+  /**
+   * When the subscription token it was made with expires (Unix ms); absent
+   * without a token, or for a token without an expiry.
+   */
+  expires_at?: number;
 }
 
 /** Events of a Subscription, besides one per room event type. */
@@ -35,9 +40,11 @@ export type SubscriptionState = 'subscribing' | 'subscribed' | 'unsubscribed';
  * the client subscribes again with the last event id seen, so the server
  * replays what was missed, and drops any event already seen. Listen with
  * on(type) for one event type ("message", "user_joined", ...) or with
- * on('*') (or the handler given to subscribe) for all of them.
+ * on('*') (or the handler given to subscribe) for all of them. T is the
+ * type of the room events' data (subscribe<T>()); it is not checked at run
+ * time.
  */
-export class Subscription extends Emitter<SubscriptionEvents> {
+export class Subscription<T = any> extends Emitter<SubscriptionEvents, Envelope<T>> {
   state: SubscriptionState = 'subscribing';
   /**
    * The id of the newest event seen ("EPOCH-OFFSET"), or the room's
@@ -47,6 +54,9 @@ export class Subscription extends Emitter<SubscriptionEvents> {
   lastEventId?: string;
   /** Resolves with the first `subscribed` answer; rejects if refused. */
   readonly ready: Promise<SubscribedData>;
+  /** When the current subscription token expires (Unix ms), if it does. */
+  expiresAt?: number;
+  /** @internal */ getToken?: (room: string) => string | Promise<string>;
   /** @internal */ ok!: (d: SubscribedData) => void;
   /** @internal */ ko!: (e: SwitchboardError) => void;
   private epoch?: string;
@@ -85,8 +95,14 @@ export class Subscription extends Emitter<SubscriptionEvents> {
     this.client.unsubscribe(this);
   }
 
-  /** @internal: the server's `subscribed` answer. */
-  subscribed(d: SubscribedData): void {
+  /**
+   * @internal: the server's `subscribed` answer. A renewal (a subscribe
+   * with a new token while subscribed) changes nothing the app must hear
+   * of, unless events were lost.
+   */
+  subscribed(d: SubscribedData, renew = false): void {
+    this.expiresAt = d.expires_at;
+    if (renew && d.recovered !== false) return;
     // With recovered true the replayed events follow and move the position
     // themselves; otherwise the room's position is where we stand now.
     if (d.recovered !== true) this.seen(d.position);

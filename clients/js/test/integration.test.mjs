@@ -140,6 +140,27 @@ describe('against the Go server', { skip: !bin }, () => {
     await waitFor(() => a.state === 'closed', 'a to close');
   });
 
+  test('publish with excludeSelf: the rest of the room gets it, the sender only its ack', async () => {
+    const a = mk(srv.url);
+    const b = mk(srv.url);
+    const sa = a.subscribe('chat:excl');
+    const sb = b.subscribe('chat:excl');
+    const ga = collect(sa);
+    const gb = collect(sb);
+    a.connect();
+    b.connect();
+    await sa.ready;
+    await sb.ready;
+    const quiet = await a.publish('chat:excl', { n: 1 }, { excludeSelf: true });
+    assert.match(quiet.event_id, /^[a-z0-9]+-1$/);
+    // A plain publish after it: once a has this one, the first one would
+    // have arrived before it (one room's events come in order).
+    const loud = await sa.publish({ n: 2 });
+    await waitFor(() => gb.length === 2 && ga.length === 1, 'b to get both events and a the second');
+    assert.deepEqual(gb.map((e) => e.id), [quiet.event_id, loud.event_id]);
+    assert.deepEqual(ga.map((e) => e.id), [loud.event_id]);
+  });
+
   test('auth frame to a server without auth: error bad_request (already authenticated), the connection stays open', async () => {
     const c = mk(srv.url, { token: 'tok' });
     const err = next(c, 'error');

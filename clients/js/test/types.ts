@@ -30,3 +30,21 @@ export async function example(): Promise<void> {
   c.close(1000, 'bye');
   void [ready, page.events[0]?.id, who.clients, sum + 1, ok, closeInfo(1012).reconnect, c.state];
 }
+
+interface Chat {
+  text: string;
+}
+
+// subscribe<T>: the room's events carry data of type T; options with getToken.
+export function typedRooms(c: Client): void {
+  const chat = c.subscribe<Chat>('chat:typed', (ev) => ev.data?.text.toUpperCase());
+  chat.on('message', (ev) => ev.data?.text.length);
+  // @ts-expect-error: Chat has no field nope
+  chat.on('message', (ev) => ev.data?.nope);
+  const priv = c.subscribe<Chat>('secret:1', { getToken: async (room) => room + '-token', handler: (ev) => ev.data?.text });
+  priv.on('subscribed', (d) => d.expires_at ?? 0);
+  const at: number | undefined = priv.expiresAt;
+  // @ts-expect-error: getToken must return a string
+  c.subscribe('secret:2', { getToken: () => 1 });
+  void at;
+}

@@ -1,0 +1,49 @@
+package redis
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/switchboard-rt/switchboard/engine/enginetest"
+)
+
+// startPair starts two engines on one fresh key prefix: two nodes.
+func startPair(t *testing.T, opts Options) (*Engine, *Engine) {
+	t.Helper()
+	opts.KeyPrefix = testPrefix()
+	a := newTestEngine(t, opts)
+	startEngine(t, a, enginetest.NewRecorder())
+	b := newTestEngine(t, opts)
+	startEngine(t, b, enginetest.NewRecorder())
+	return a, b
+}
+
+func TestOccupancy(t *testing.T) {
+	a, b := startPair(t, Options{})
+	enginetest.CheckOccupancy(t, a, b)
+}
+
+// TestOccupancyOfACrashedNode: a node that stops refreshing its entry
+// drops out after the presence TTL, so the room can be occupied again; a
+// live node's refresh keeps it in.
+func TestOccupancyOfACrashedNode(t *testing.T) {
+	ttl := time.Second
+	live, other := startPair(t, Options{PresenceTTL: ttl})
+	ctx := context.Background()
+	if ch, err := live.Occupy(ctx, "occ:live", "live"); err != nil || !ch.Changed {
+		t.Fatalf("occupy: %+v %v", ch, err)
+	}
+	// "crashed" occupies through the script directly: no engine refreshes it.
+	c, _ := other.redis()
+	if err := occupyScript.Exec(ctx, c, other.occupancyKeys("occ:dead"), []string{"crashed", ms(ttl), ms(generationTTL)}).Error(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * ttl)
+	if ch, err := other.Occupy(ctx, "occ:dead", "other"); err != nil || !ch.Changed || ch.Generation != 2 {
+		t.Errorf("occupy after the crashed node expired: %+v %v, want a change to generation 2", ch, err)
+	}
+	if ch, err := other.Occupy(ctx, "occ:live", "other"); err != nil || ch.Changed {
+		t.Errorf("occupy beside a live, refreshing node: %+v %v, want no change", ch, err)
+	}
+}
