@@ -34,12 +34,18 @@ func TestDirectWriteAfterClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer syscall.Close(pair[1])
-	if pair[0] != old { // usually it is: the lowest free number
-		if err := syscall.Dup3(pair[0], old, 0); err != nil {
+	// near goes on the old number (usually one of the pair already has it:
+	// the lowest free number); far is the end the test reads.
+	near, far := pair[0], pair[1]
+	if far == old {
+		near, far = far, near
+	}
+	defer syscall.Close(far)
+	if near != old {
+		if err := syscall.Dup3(near, old, 0); err != nil {
 			t.Fatal(err)
 		}
-		syscall.Close(pair[0])
+		syscall.Close(near)
 	}
 	defer syscall.Close(old)
 
@@ -47,7 +53,7 @@ func TestDirectWriteAfterClose(t *testing.T) {
 		t.Errorf("write after close wrote %d bytes", n)
 	}
 	buf := make([]byte, 16)
-	if n, err := syscall.Read(pair[1], buf); n > 0 {
+	if n, err := syscall.Read(far, buf); n > 0 {
 		t.Errorf("the socket that reused the number got %q from the closed connection", buf[:n])
 	} else if err != syscall.EAGAIN {
 		t.Errorf("read: %d, %v (want EAGAIN: nothing sent)", n, err)
