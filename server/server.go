@@ -18,7 +18,6 @@ import (
 	"net/netip"
 	"net/url"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -248,9 +247,8 @@ func (c *Config) fill() {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.MaxConnections == 0 {
-		var lim syscall.Rlimit
-		if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim) == nil && lim.Cur > fileReserve*2 {
-			c.MaxConnections = int(lim.Cur) - fileReserve
+		if lim, ok := openFileLimit(); ok && lim > fileReserve*2 {
+			c.MaxConnections = int(lim) - fileReserve
 		}
 	}
 }
