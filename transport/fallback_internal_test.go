@@ -27,7 +27,7 @@ func TestFlushWithoutDescriptor(t *testing.T) {
 	if err := opts.fill(); err != nil {
 		t.Fatal(err)
 	}
-	h := &Handler{opts: opts, hub: hb, meter: hb.Meter(), log: opts.Logger}
+	h := &WSHandler{opts: opts, hub: hb, meter: hb.Meter(), log: opts.Logger}
 	h.flushers = newFlushPool(ctx, 2, 1)
 
 	raw, peer := tcpPair(t)
