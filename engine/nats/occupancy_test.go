@@ -25,32 +25,18 @@ func TestOccupancyMemoryStorage(t *testing.T) {
 func TestOccupancyOfACrashedNode(t *testing.T) {
 	ttl := time.Second
 	live, other, _, _ := twoNodes(t, Options{PresenceTTL: ttl})
-	ctx := context.Background()
-	if ch, err := live.Occupy(ctx, "occ:live", "live"); err != nil || !ch.Changed {
-		t.Fatalf("occupy: %+v %v", ch, err)
-	}
-	// "crashed" is written into the record directly: no engine refreshes it.
-	kv, err := other.bucket(ctx, &other.occ, "room occupancy", occBucketConfig(other))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec, _ := json.Marshal(occRecord{Generation: 1, Nodes: map[string]int64{"crashed": time.Now().Add(ttl).UnixMilli()}})
-	if _, err := kv.Put(ctx, token("occ:dead"), rec); err != nil {
-		t.Fatal(err)
-	}
-	if ch, err := other.Occupy(ctx, "occ:dead", "other"); err != nil || ch.Changed {
-		t.Errorf("occupy beside the crashed node before it expired: %+v %v, want no change", ch, err)
-	}
-	if _, err := other.Vacate(ctx, "occ:dead", "other"); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(3 * ttl)
-	if ch, err := other.Occupy(ctx, "occ:dead", "other"); err != nil || !ch.Changed || ch.Generation != 2 {
-		t.Errorf("occupy after the crashed node expired: %+v %v, want a change to generation 2", ch, err)
-	}
-	if ch, err := other.Occupy(ctx, "occ:live", "other"); err != nil || ch.Changed {
-		t.Errorf("occupy beside a live, refreshing node: %+v %v, want no change", ch, err)
-	}
+	enginetest.CheckOccupancyExpiry(t, live, other, ttl, func(room string) {
+		// "crashed" is written into the record directly: no engine refreshes it.
+		ctx := context.Background()
+		kv, err := other.bucket(ctx, &other.occ, "room occupancy", occBucketConfig(other))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, _ := json.Marshal(occRecord{Generation: 1, Nodes: map[string]int64{"crashed": time.Now().Add(ttl).UnixMilli()}})
+		if _, err := kv.Put(ctx, token(room), rec); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
 
 // TestOccupancyCoreOnly: without JetStream there is nowhere to count.
