@@ -31,6 +31,7 @@ test: vet fmt-check lint node-deps unit js browser
 
 vet:
 	$(GO) vet ./...
+	$(GO) vet -tags bench ./cmd/switchboard/
 
 fmt-check:
 	@out="$$(gofmt -l .)"; \
@@ -38,6 +39,7 @@ fmt-check:
 
 lint:
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) -tags bench ./cmd/switchboard/
 
 # The Node packages the Go tests use too: the SDK bundle embedded in the
 # demo (a test checks it is fresh), the Node example, the browser tests.
@@ -51,6 +53,8 @@ node-deps:
 
 unit: node-deps
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+	@# The load tool's command is the -tags bench build (cmd/switchboard/bench.go).
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -tags bench ./cmd/switchboard/
 
 js: node-deps
 	cd clients/js && npm test
@@ -58,9 +62,11 @@ js: node-deps
 browser: node-deps
 	cd e2e/browser && npm test
 
-## build: bin/switchboard
+## build: bin/switchboard, and bin/switchboard-bench (the same command with
+## the load tool, -tags bench), which `switchboard bench` runs
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/switchboard ./cmd/switchboard
+	$(GO) build -tags bench -ldflags "-X main.version=$(VERSION)" -o bin/switchboard-bench ./cmd/switchboard
 
 ## run: a node on :8080 with the demo page at http://localhost:8080
 run:
