@@ -960,15 +960,9 @@ func TestCompression(t *testing.T) {
 // TestDedupeAtSeam feeds events straight into the router: events at or
 // before the last position of the same epoch are dropped.
 func TestDedupeAtSeam(t *testing.T) {
-	c := New("ws://127.0.0.1:1/ws", nil)
-	defer c.Close()
-	rec := newRecorder()
-	s := &Subscription{c: c, room: "r", handler: rec.handle, active: true, haveLast: true, last: protocol.StreamPosition{Epoch: "e", Offset: 5}}
-	c.subs["r"] = s
+	c, s, rec, route := routerSub(t, protocol.StreamPosition{Epoch: "e", Offset: 5})
 	for _, id := range []string{"e-4", "e-5", "e-6", "e-6", "e-7", "f-1", "f-1", "f-2", ""} {
-		c.mu.Lock()
-		c.routeLocked(&protocol.Envelope{Type: "message", ID: id, Room: "r"})
-		c.mu.Unlock()
+		route(&protocol.Envelope{Type: "message", ID: id, Room: "r"})
 	}
 	ev := rec.wait(t, "5 events", func(ev []Event) bool { return len(ev) >= 5 })
 	var got []string
@@ -985,10 +979,58 @@ func TestDedupeAtSeam(t *testing.T) {
 	// An inactive subscription (re-subscribing) gets nothing.
 	c.mu.Lock()
 	s.active = false
-	c.routeLocked(&protocol.Envelope{Type: "message", ID: "f-3", Room: "r"})
 	c.mu.Unlock()
+	route(&protocol.Envelope{Type: "message", ID: "f-3", Room: "r"})
 	if n := len(rec.snapshot()); n != 5 {
 		t.Errorf("inactive subscription got an event")
+	}
+}
+
+// routerSub returns a client that is not connected with an active
+// subscription to room "r" at last, its recorder, and a function that
+// feeds an envelope into the client's router.
+func routerSub(t *testing.T, last protocol.StreamPosition) (*Client, *Subscription, *recorder, func(*protocol.Envelope)) {
+	c := New("ws://127.0.0.1:1/ws", nil)
+	t.Cleanup(func() { c.Close() })
+	rec := newRecorder()
+	s := &Subscription{c: c, room: "r", handler: rec.handle, active: true, haveLast: true, last: last}
+	c.subs["r"] = s
+	return c, s, rec, func(env *protocol.Envelope) {
+		c.mu.Lock()
+		c.routeLocked(env)
+		c.mu.Unlock()
+	}
+}
+
+// TestStreamGapNotice feeds a stream_gap notice into the router: the
+// handler gets a RecoveryFailed notice in stream order, and the position
+// moves past the missing events (older ones are dropped, a reconnect
+// recovers from there).
+func TestStreamGapNotice(t *testing.T) {
+	c, s, rec, route := routerSub(t, protocol.StreamPosition{Epoch: "a", Offset: 5})
+	route(&protocol.Envelope{Type: "message", ID: "a-6", Room: "r"})
+	route(&protocol.Envelope{Type: protocol.TypeStreamGap, Room: "r", Data: json.RawMessage(`{"after":"a-6","until":"b-200","reason":"stream_lost"}`), TS: 7})
+	route(&protocol.Envelope{Type: "message", ID: "b-150", Room: "r"}) // covered by the gap: not news
+	route(&protocol.Envelope{Type: "message", ID: "b-201", Room: "r"})
+	route(&protocol.Envelope{Type: protocol.TypeStreamGap, Room: "r", Data: json.RawMessage(`{"after":"b-201","reason":"unavailable"}`)})
+	route(&protocol.Envelope{Type: "message", ID: "b-230", Room: "r"})
+	ev := rec.wait(t, "4 events and 2 notices", func(ev []Event) bool { return len(ev) >= 5 })
+	var got []string
+	for _, e := range ev {
+		got = append(got, fmt.Sprintf("%s %s %v", e.Type, e.ID, e.RecoveryFailed))
+	}
+	want := []string{"message a-6 false", "stream_gap b-200 true", "message b-201 false", "stream_gap  true", "message b-230 false"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("handler got %q, want %q", got, want)
+	}
+	if string(ev[1].Data) != `{"after":"a-6","until":"b-200","reason":"stream_lost"}` || ev[1].Room != "r" || ev[1].TS != 7 {
+		t.Errorf("notice = %+v", ev[1])
+	}
+	c.mu.Lock()
+	last := s.last
+	c.mu.Unlock()
+	if last != (protocol.StreamPosition{Epoch: "b", Offset: 230}) {
+		t.Errorf("position after the notices: %v, want b-230 (sent as last_event_id on a reconnect)", last)
 	}
 }
 

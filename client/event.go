@@ -35,6 +35,11 @@ type Event struct {
 	// event can have) and ID set to the position live delivery resumes
 	// after; it comes in stream order, after the last event received
 	// before the gap.
+	//
+	// The same notice with Type "stream_gap" comes on a live subscription
+	// when the server could not deliver some events (its broker evicted
+	// them or lost its data); Data is {after, until, reason} and ID is
+	// until, when known.
 	RecoveryFailed bool `json:"recovery_failed,omitempty"`
 }
 

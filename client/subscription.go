@@ -203,6 +203,10 @@ func (c *Client) routeLocked(env *protocol.Envelope) {
 	if !s.active || s.leaving {
 		return
 	}
+	if env.Type == protocol.TypeStreamGap {
+		c.gapLocked(s, env)
+		return
+	}
 	if env.ID != "" {
 		if p, ok := protocol.ParseEventID(env.ID); ok {
 			if s.haveLast && p.Epoch == s.last.Epoch && p.Offset <= s.last.Offset {
@@ -213,5 +217,31 @@ func (c *Client) routeLocked(env *protocol.Envelope) {
 		}
 	}
 	h, ev := s.handler, eventOf(env)
+	c.disp.push(func() { h(ev) })
+}
+
+// streamGapData is the data of `stream_gap`.
+type streamGapData struct {
+	After  string `json:"after"`
+	Until  string `json:"until"`
+	Reason string `json:"reason"`
+}
+
+// gapLocked applies a `stream_gap` notice: events of the room could not be
+// delivered on this live subscription. The position moves past them, so
+// the events that follow are in order (and a reconnect recovers from
+// there), and the handler gets a RecoveryFailed notice.
+func (c *Client) gapLocked(s *Subscription, env *protocol.Envelope) {
+	var d streamGapData
+	_ = json.Unmarshal(env.Data, &d)
+	ev := eventOf(env)
+	ev.RecoveryFailed = true
+	if p, ok := protocol.ParseEventID(d.Until); ok {
+		ev.ID = d.Until
+		if !s.haveLast || p.Epoch != s.last.Epoch || p.Offset > s.last.Offset {
+			s.last, s.haveLast = p, true
+		}
+	}
+	h := s.handler
 	c.disp.push(func() { h(ev) })
 }

@@ -102,7 +102,35 @@ type Handler interface {
 	// HandleControl delivers a node-to-node command published with
 	// PublishControl, on every node including the sender.
 	HandleControl(data []byte)
+	// HandleGap tells that events of room, which this node subscribed,
+	// could not be delivered: they were evicted from history before a gap
+	// could be filled, the stream was lost (its epoch changed), or history
+	// could not be read. It comes in the room's delivery order: events
+	// delivered after it follow the gap.
+	HandleGap(room string, gap Gap)
 }
+
+// Gap is a stretch of a room's stream that an engine could not deliver.
+type Gap struct {
+	// After is the last position delivered (or known) before the gap;
+	// Epoch "" when the room had no stream.
+	After protocol.StreamPosition
+	// Until is the last missing position: delivery goes on with the event
+	// after it. When Until.Epoch differs from After.Epoch the stream was
+	// lost, and any events of After's epoch after After are missing too.
+	// Epoch "" means unknown: everything up to the next delivered event.
+	Until protocol.StreamPosition
+	// Reason says why, one of the Gap* constants.
+	Reason string
+}
+
+// Gap reasons.
+const (
+	GapEvicted     = "evicted"     // history no longer holds the events (size, TTL, or off)
+	GapStreamLost  = "stream_lost" // the stream was lost: a new epoch
+	GapUnavailable = "unavailable" // history could not be read
+	GapTooMany     = "too_many"    // more missed events than one fill delivers
+)
 
 // Engine carries events between nodes and keeps room streams.
 //
@@ -114,6 +142,9 @@ type Handler interface {
 //     1 in a new epoch. The epoch changes only when the stream is lost.
 //   - A node receives publications only for rooms it has subscribed and not
 //     unsubscribed since.
+//   - An event of a subscribed room that the engine cannot deliver to this
+//     node (evicted before a gap could be filled, lost with the broker's
+//     data) is declared with Handler.HandleGap, never skipped silently.
 //
 // All methods are safe for concurrent use.
 type Engine interface {

@@ -627,6 +627,48 @@ func appendInt(b []byte, v int64) []byte { return strconv.AppendInt(b, v, 10) }
 
 func itoa(v int) string { return strconv.Itoa(v) }
 
+// HandleGap tells the room's members that events are missing from what
+// they receive: a stream_gap event, in stream order, so that they reload
+// the room's state. A member whose subscription started at or after the
+// gap's end missed nothing and is skipped.
+func (eh *engineHandler) HandleGap(room string, gap engine.Gap) {
+	h := (*Hub)(eh)
+	d := gapData(gap)
+	h.log.Warn("hub: events could not be delivered; members told to resync", "room", room,
+		"after", d.After, "until", d.Until, "reason", d.Reason)
+	r := h.lookupRoom(room)
+	if r == nil {
+		return
+	}
+	data, _ := json.Marshal(d) // strings only: cannot fail
+	f := protocol.NewFrame(protocol.Encode(&protocol.Envelope{Type: protocol.TypeStreamGap, Room: room, Data: data, TS: time.Now().UnixMilli()}))
+	n := r.fanoutGap(f, gap.Until)
+	h.stats.messagesOut.Add(uint64(n))
+}
+
+// StreamGapData is the data of a stream_gap event.
+type StreamGapData struct {
+	// After is the id of the last event delivered before the gap, "" if
+	// none is known.
+	After string `json:"after,omitempty"`
+	// Until is the id of the last missing event: the events that follow
+	// come after it. "" when unknown: everything before the next event.
+	Until string `json:"until,omitempty"`
+	// Reason is one of evicted, stream_lost, unavailable, too_many.
+	Reason string `json:"reason"`
+}
+
+func gapData(gap engine.Gap) StreamGapData {
+	d := StreamGapData{Reason: gap.Reason}
+	if gap.After.Epoch != "" {
+		d.After = gap.After.EventID()
+	}
+	if gap.Until.Epoch != "" {
+		d.Until = gap.Until.EventID()
+	}
+	return d
+}
+
 func (eh *engineHandler) HandleControl(data []byte) {
 	h := (*Hub)(eh)
 	var cmd control

@@ -272,6 +272,7 @@ func TestClientErrors(t *testing.T) {
 		{"wrong field type", `{"type":"subscribe","id":"w","room":5}`, protocol.ErrBadRequest, "w"},
 		{"missing type", `{"id":"t"}`, protocol.ErrBadRequest, "t"},
 		{"server-only type", `{"type":"subscribed","id":"so","room":"r"}`, protocol.ErrUnknownType, "so"},
+		{"stream_gap from a client", `{"type":"stream_gap","id":"sg","room":"r","data":{}}`, protocol.ErrUnknownType, "sg"},
 		{"auth when authenticated", `{"type":"auth","id":"au","data":{"token":"x"}}`, protocol.ErrBadRequest, "au"},
 		{"publish without room", `{"type":"message","id":"m"}`, protocol.ErrBadRequest, "m"},
 		{"publish to invalid room", `{"type":"message","id":"m2","room":"bad room"}`, protocol.ErrInvalidRoom, "m2"},

@@ -277,6 +277,8 @@ func (ah *asyncHandler) HandlePublication(room string, pub *engine.Publication) 
 
 func (ah *asyncHandler) HandleControl(data []byte) { ah.h.HandleControl(data) }
 
+func (ah *asyncHandler) HandleGap(room string, gap engine.Gap) { ah.h.HandleGap(room, gap) }
+
 func (a *asyncEngine) setHold(v bool) {
 	a.mu.Lock()
 	a.hold = v

@@ -61,11 +61,32 @@ func (r *room) fanout(f *protocol.Frame, pos protocol.StreamPosition, skip strin
 		if skip != "" && m.c.id == skip || m.seen(pos) {
 			continue
 		}
-		if m.buffering.Load() && m.park(pos, f) {
+		if m.send(pos, f) {
 			n++
-			continue
 		}
-		if m.c.sink.Send(f) {
+	}
+	r.mu.RUnlock()
+	return n
+}
+
+// send queues f, or parks it while the member's history is replayed.
+func (m *member) send(pos protocol.StreamPosition, f *protocol.Frame) bool {
+	if m.buffering.Load() && m.park(pos, f) {
+		return true
+	}
+	return m.c.sink.Send(f)
+}
+
+// fanoutGap queues a stream_gap notice whose last missing position is
+// until to every member whose subscription started before it.
+func (r *room) fanoutGap(f *protocol.Frame, until protocol.StreamPosition) int {
+	n := 0
+	r.mu.RLock()
+	for _, m := range r.members {
+		if st := m.start.Load(); until.Epoch != "" && st != nil && st.Epoch == until.Epoch && st.Offset >= until.Offset {
+			continue // subscribed after the gap: its own read covered it
+		}
+		if m.send(until, f) {
 			n++
 		}
 	}

@@ -53,6 +53,9 @@ const (
 	TypeHistoryResult         = "history_result"
 	TypePresenceResult        = "presence_result"
 	TypeRefreshed             = "refreshed"
+	// TypeStreamGap tells a room's members that events of the room could
+	// not be delivered to them (protocol.md section 4).
+	TypeStreamGap = "stream_gap"
 
 	// TypeSubscriptionExpiring warns that a room's subscription token
 	// expires soon (data.expires_at): subscribe again with a new one.
@@ -68,7 +71,7 @@ var serverOnly = map[string]bool{
 	TypeUnsubscribed: true, TypeAck: true, TypeError: true, TypeDisconnect: true,
 	TypeUserJoined: true, TypeUserLeft: true, TypeSessionExpiring: true, TypeRPCResult: true,
 	TypeHistoryResult: true, TypePresenceResult: true, TypeRefreshed: true,
-	TypeSubscriptionExpiring: true,
+	TypeSubscriptionExpiring: true, TypeStreamGap: true,
 }
 
 // clientRequests are reserved types a client sends as requests.

@@ -163,7 +163,7 @@ func TestIsReserved(t *testing.T) {
 			t.Errorf("%q: IsReserved=%v IsServerOnly=%v, want true,false", typ, IsReserved(typ), IsServerOnly(typ))
 		}
 	}
-	for _, typ := range []string{TypeConnectionEstablished, TypePong, TypeSubscribed, TypeUnsubscribed, TypeAck, TypeError, TypeDisconnect, TypeUserJoined, TypeUserLeft, TypeSessionExpiring, TypeRPCResult} {
+	for _, typ := range []string{TypeConnectionEstablished, TypePong, TypeSubscribed, TypeUnsubscribed, TypeAck, TypeError, TypeDisconnect, TypeUserJoined, TypeUserLeft, TypeSessionExpiring, TypeRPCResult, TypeStreamGap} {
 		if !IsReserved(typ) || !IsServerOnly(typ) {
 			t.Errorf("%q: IsReserved=%v IsServerOnly=%v, want true,true", typ, IsReserved(typ), IsServerOnly(typ))
 		}

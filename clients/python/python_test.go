@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -64,6 +65,11 @@ func runPython(t *testing.T, dir string, env []string, args ...string) string {
 	return out.String()
 }
 
+var (
+	okLine    = regexp.MustCompile(`(?m)^OK\r?$`)
+	okSkipped = regexp.MustCompile(`(?m)^OK \(skipped=\d+\)\r?$`)
+)
+
 // TestPythonSDK: every test in clients/python/tests against a real node:
 // the server API client (publish, batches, idempotency keys, history,
 // presence, sends, disconnects, typed errors for 401, 403, 400, 404,
@@ -88,7 +94,13 @@ func TestPythonSDK(t *testing.T) {
 		"SWITCHBOARD_JWT_SECRET=" + jwtSecret,
 	}, "-m", "unittest", "discover", "-v", "-s", "tests", "-t", ".")
 	t.Logf("%s", out)
-	if !strings.Contains(out, "\nOK") || strings.Contains(out, "skipped") && os.Getenv("CI") != "" {
+	// unittest's summary is "OK", or "OK (skipped=N)" with skips (a test
+	// name may contain "skipped" too, so read the summary line only).
+	switch {
+	case okLine.MatchString(out):
+	case okSkipped.MatchString(out) && os.Getenv("CI") == "":
+		t.Logf("some Python tests skipped (they must run under CI=true)")
+	default:
 		t.Errorf("unittest did not end in OK without skips")
 	}
 }

@@ -6,8 +6,8 @@
 // are in docs/benchmarks.md.
 //
 // Redis is the one at SWITCHBOARD_TEST_REDIS (default 127.0.0.1:6379);
-// redis-server and nginx must be installed for the tests that start their
-// own. Missing services skip the tests, except when CI is set: then they
+// redis-server, nats-server and nginx must be installed for the tests that
+// start their own. Missing services skip the tests, except when CI is set: then they
 // fail, so that a CI run cannot pass without testing anything.
 package cluster_test
 
@@ -494,22 +494,30 @@ func (r *redisServer) start() {
 	if err := r.cmd.Start(); err != nil {
 		r.t.Fatalf("start redis-server: %v", err)
 	}
+	r.done = waitListening(r.t, "redis-server", r.cmd, r.addr(), r.log)
+}
+
+// waitListening waits until the started cmd accepts connections on addr,
+// failing the test if it exits or does not within startTimeout. The
+// channel it returns is closed when cmd has exited.
+func waitListening(tb testing.TB, name string, cmd *exec.Cmd, addr string, log *logFile) chan struct{} {
+	tb.Helper()
 	done := make(chan struct{})
-	r.done = done
-	go func(cmd *exec.Cmd) { _ = cmd.Wait(); close(done) }(r.cmd)
+	go func() { _ = cmd.Wait(); close(done) }()
 	deadline := time.Now().Add(startTimeout)
 	for time.Now().Before(deadline) {
-		if c, err := net.DialTimeout("tcp", r.addr(), time.Second); err == nil {
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 			c.Close()
-			return
+			return done
 		}
 		select {
 		case <-done:
-			r.t.Fatalf("redis-server exited at start; its log:\n%s", r.log.tail(4000))
+			tb.Fatalf("%s exited at start; its log:\n%s", name, log.tail(4000))
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	r.t.Fatalf("redis-server did not listen on %s within %s; its log:\n%s", r.addr(), startTimeout, r.log.tail(4000))
+	tb.Fatalf("%s did not listen on %s within %s; its log:\n%s", name, addr, startTimeout, log.tail(4000))
+	return done
 }
 
 // kill ends redis-server at once (SIGKILL).

@@ -208,6 +208,16 @@ func (r *recorder) HandlePublication(room string, pub *engine.Publication) {
 	r.pubs[room] = append(r.pubs[room], *pub)
 }
 
+// HandleGap implements engine.Handler. The suite injects no faults, so a
+// gap is a lost event.
+func (r *recorder) HandleGap(room string, gap engine.Gap) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.broken == "" {
+		r.broken = fmt.Sprintf("room %q: gap declared after %v until %v (%s) with no fault injected", room, gap.After, gap.Until, gap.Reason)
+	}
+}
+
 func (r *recorder) HandleControl(data []byte) {
 	r.mu.Lock()
 	r.controls = append(r.controls, bytes.Clone(data))

@@ -12,11 +12,14 @@ import (
 type Recorder struct {
 	mu       sync.Mutex
 	pubs     map[string][]*engine.Publication
+	gaps     map[string][]engine.Gap
 	controls [][]byte
 }
 
 // NewRecorder returns an empty Recorder.
-func NewRecorder() *Recorder { return &Recorder{pubs: map[string][]*engine.Publication{}} }
+func NewRecorder() *Recorder {
+	return &Recorder{pubs: map[string][]*engine.Publication{}, gaps: map[string][]engine.Gap{}}
+}
 
 // HandlePublication implements engine.Handler.
 func (r *Recorder) HandlePublication(room string, pub *engine.Publication) {
@@ -30,6 +33,20 @@ func (r *Recorder) HandleControl(data []byte) {
 	r.mu.Lock()
 	r.controls = append(r.controls, bytes.Clone(data))
 	r.mu.Unlock()
+}
+
+// HandleGap implements engine.Handler.
+func (r *Recorder) HandleGap(room string, gap engine.Gap) {
+	r.mu.Lock()
+	r.gaps[room] = append(r.gaps[room], gap)
+	r.mu.Unlock()
+}
+
+// Gaps returns the gaps declared in room so far.
+func (r *Recorder) Gaps(room string) []engine.Gap {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]engine.Gap(nil), r.gaps[room]...)
 }
 
 // Get returns room's publications so far, in delivery order.

@@ -43,6 +43,7 @@ type nopHandler struct{ n atomic.Int64 }
 
 func (h *nopHandler) HandlePublication(string, *engine.Publication) { h.n.Add(1) }
 func (h *nopHandler) HandleControl([]byte)                          {}
+func (h *nopHandler) HandleGap(string, engine.Gap)                  {}
 
 func pub(n int) *engine.Publication {
 	return &engine.Publication{Type: "message", Data: json.RawMessage(`{"n":` + itoa(n) + `}`)}

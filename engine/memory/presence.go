@@ -2,10 +2,10 @@ package memory
 
 import (
 	"context"
-	"sort"
 	"sync"
 
 	"github.com/switchboard-rt/switchboard/engine"
+	"github.com/switchboard-rt/switchboard/engine/internal/broker"
 )
 
 // presenceRoom is one room's presence: entries by connection, and a count
@@ -89,12 +89,7 @@ func (e *Engine) PresenceList(ctx context.Context, room string) ([]engine.Client
 		}
 	}
 	sh.mu.Unlock()
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].UserID != out[j].UserID {
-			return out[i].UserID < out[j].UserID
-		}
-		return out[i].ConnectionID < out[j].ConnectionID
-	})
+	broker.SortPresence(out)
 	return out, nil
 }
 

@@ -24,6 +24,7 @@ type countingHandler struct{ n atomic.Int64 }
 
 func (h *countingHandler) HandlePublication(string, *engine.Publication) { h.n.Add(1) }
 func (h *countingHandler) HandleControl([]byte)                          {}
+func (h *countingHandler) HandleGap(string, engine.Gap)                  {}
 
 // BenchmarkPublish measures events/s: with JetStream one conditional
 // append per event (plus a reread when another publisher got there first,

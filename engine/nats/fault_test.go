@@ -172,4 +172,14 @@ func TestServerLosesData(t *testing.T) {
 	if got := rec.Get("room")[3]; got.Position != res.Position {
 		t.Errorf("delivered %+v, want %+v", got.Position, res.Position)
 	}
+	// The node cannot know what of the old stream it missed: it says so.
+	gaps := rec.Gaps("room")
+	if len(gaps) != 1 || gaps[0].After != last.Position {
+		t.Fatalf("declared gaps %+v, want one after %+v", gaps, last.Position)
+	}
+	g := gaps[0]
+	lost := g.Reason == engine.GapStreamLost && g.Until == protocol.StreamPosition{Epoch: res.Position.Epoch}
+	if !lost && g.Reason != engine.GapUnavailable {
+		t.Errorf("declared %+v, want stream_lost until %s-0 (or unavailable, if the stream was read before it was recreated)", g, res.Position.Epoch)
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-rt/switchboard/engine"
+	"github.com/switchboard-rt/switchboard/engine/internal/broker"
 	"github.com/switchboard-rt/switchboard/protocol"
 )
 
@@ -111,7 +112,7 @@ func (e *Engine) claimKey(ctx context.Context, b *connBox, room, hsubj string, s
 				}
 			case stPending:
 				if now.UnixMilli() < rec.At+e.claimLease().Milliseconds() {
-					if !sleepCtx(ctx, claimPoll) {
+					if !broker.SleepCtx(ctx, claimPoll) {
 						return nil, nil, ctx.Err()
 					}
 					continue

@@ -49,7 +49,6 @@ import (
 	"fmt"
 	"hash/maphash"
 	"regexp"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,6 +57,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-rt/switchboard/engine"
+	"github.com/switchboard-rt/switchboard/engine/internal/broker"
 )
 
 // Options configure the NATS engine. The zero value connects to a local
@@ -138,14 +138,9 @@ const (
 	// defaultIdempotencyTTL is the dedup window when PublishOptions leave
 	// it 0 (as in the memory engine).
 	defaultIdempotencyTTL = 2 * time.Minute
-	minPresenceTTL        = time.Second
 	// maxCASAttempts bounds how often one Publish rereads a room's top
 	// because another publisher appended first.
 	maxCASAttempts = 1000
-	// fillBatch is how many events one read fetches while filling a gap in
-	// delivery; maxFill caps a whole fill.
-	fillBatch = 500
-	maxFill   = 100_000
 	// resyncConcurrency bounds the gap fills running after a reconnect.
 	resyncConcurrency = 8
 	// janitorQueue bounds pending background chores (trims, consumer
@@ -169,8 +164,7 @@ type Engine struct {
 	histPrefix, roomPrefix, idemPrefix, presPrefix, controlSubj string
 	histStream, idemStream, presStream                          string
 
-	epochBase string
-	epochSeq  atomic.Uint64
+	epochs *broker.Epochs
 
 	conn    atomic.Pointer[connBox] // nil until Run connected
 	handler engine.Handler
@@ -219,11 +213,9 @@ func New(opts Options) (*Engine, error) {
 	if !prefixRE.MatchString(opts.Prefix) {
 		return nil, fmt.Errorf("nats: Prefix %q: use 1 to 64 letters, digits, '-' or '_'", opts.Prefix)
 	}
-	if opts.PresenceTTL == 0 {
-		opts.PresenceTTL = DefaultPresenceTTL
-	}
-	if opts.PresenceTTL < minPresenceTTL {
-		return nil, fmt.Errorf("nats: PresenceTTL %s is below the minimum %s", opts.PresenceTTL, minPresenceTTL)
+	var err error
+	if opts.PresenceTTL, err = broker.PresenceTTL("nats", opts.PresenceTTL, DefaultPresenceTTL); err != nil {
+		return nil, err
 	}
 	if opts.PositionTTL == 0 {
 		opts.PositionTTL = DefaultPositionTTL
@@ -259,7 +251,7 @@ func New(opts Options) (*Engine, error) {
 		return nil, errors.New("nats: TLSCertFile and TLSKeyFile go together")
 	}
 	if opts.NodeID == "" {
-		opts.NodeID = randomBase36(8)
+		opts.NodeID = broker.RandomBase36(8)
 	}
 	p := opts.Prefix
 	e := &Engine{
@@ -272,7 +264,7 @@ func New(opts Options) (*Engine, error) {
 		histStream:  "SWITCHBOARD_" + p,
 		idemStream:  "SWITCHBOARD_" + p + "_IDEM",
 		presStream:  "SWITCHBOARD_" + p + "_PRESENCE",
-		epochBase:   randomBase36(10),
+		epochs:      broker.NewEpochs(),
 		rooms:       make(map[string]*roomSub),
 		janitor:     make(chan func(context.Context), janitorQueue),
 		seed:        maphash.MakeSeed(),
@@ -401,7 +393,7 @@ func (e *Engine) dial(deadline time.Time) (*natsgo.Conn, error) {
 		if time.Now().Add(wait).After(deadline) {
 			return nil, fmt.Errorf("nats: connect to %s: %w", e.opts.URL, err)
 		}
-		if !sleepCtx(e.ctx, wait) {
+		if !broker.SleepCtx(e.ctx, wait) {
 			return nil, fmt.Errorf("nats: connect to %s: %w (last error: %w)", e.opts.URL, e.ctx.Err(), err)
 		}
 		wait = min(2*wait, time.Second)
@@ -616,41 +608,13 @@ func (e *Engine) sweepLoop() {
 	}
 }
 
-// newEpoch returns an epoch candidate unique to this call: a random base
-// per engine and a counter. Epochs must never repeat for a room, or a
-// client's position in a lost stream could be taken for one in the new.
-func (e *Engine) newEpoch() string {
-	return e.epochBase + strconv.FormatUint(e.epochSeq.Add(1), 36)
-}
-
-// randomBase36 returns n random characters of [a-z0-9] (epochs must be in
-// that alphabet, see protocol.ParseEventID).
-func randomBase36(n int) string {
-	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	for i := range b {
-		b[i] = alphabet[int(b[i])%len(alphabet)]
-	}
-	return string(b)
-}
+// newEpoch returns an epoch candidate unique to this call.
+func (e *Engine) newEpoch() string { return e.epochs.Next() }
 
 func randomID() string {
 	var b [12]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
-}
-
-// sleepCtx sleeps d; false if ctx ended first.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 // apiErrorCode returns the JetStream error code in err, or 0.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-rt/switchboard/engine"
+	"github.com/switchboard-rt/switchboard/engine/internal/broker"
 )
 
 // Presence lives in a memory stream with one subject per entry,
@@ -170,12 +170,7 @@ func (e *Engine) PresenceList(ctx context.Context, room string) ([]engine.Client
 			out = append(out, engine.ClientInfo{UserID: r.UserID, ConnectionID: r.ConnectionID, Info: r.Info})
 		}
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].UserID != out[j].UserID {
-			return out[i].UserID < out[j].UserID
-		}
-		return out[i].ConnectionID < out[j].ConnectionID
-	})
+	broker.SortPresence(out)
 	if len(out) == 0 {
 		return nil, nil
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-rt/switchboard/engine"
+	"github.com/switchboard-rt/switchboard/engine/internal/broker"
 	"github.com/switchboard-rt/switchboard/protocol"
 )
 
@@ -24,12 +25,10 @@ type roomSub struct {
 
 	mu  sync.Mutex
 	sub *natsgo.Subscription // nil once unsubscribed
-	// The last position handed to the handler (or the room's top when
-	// subscribed), to drop what a gap fill already delivered and to find
-	// gaps (messages dropped or missed while disconnected). JetStream mode
-	// only. Epoch "" with known set: the room had no messages.
-	known bool
-	pos   protocol.StreamPosition
+	// The delivery position (JetStream mode only): drops what a gap fill
+	// already delivered, fills or declares gaps (messages dropped or missed
+	// while disconnected).
+	tr broker.Tracker
 }
 
 // Subscribe implements engine.Engine. It returns after the server
@@ -93,9 +92,7 @@ func (e *Engine) baseline(ctx context.Context, b *connBox, rs *roomSub) {
 		pos = rec.pub.Position
 	}
 	rs.mu.Lock()
-	if !rs.known {
-		rs.known, rs.pos = true, pos
-	}
+	rs.tr.Baseline(pos)
 	rs.mu.Unlock()
 }
 
@@ -150,92 +147,36 @@ func (e *Engine) onRoomMsg(rs *roomSub, m *natsgo.Msg) {
 	}
 	if rec.marker {
 		// The room got its epoch: events of it are new from offset 1.
-		if rs.known && rs.pos.Epoch == "" {
-			rs.pos = rec.pub.Position
-		}
+		rs.tr.Marker(rec.pub.Position)
 		return
 	}
 	e.deliver(rs, rec.pub)
 }
 
 // deliver hands a live event to the handler, first filling from history
-// any gap between the last delivered event and this one. rs.mu is held.
+// (or declaring) any gap between the last delivered event and this one.
+// rs.mu is held.
 func (e *Engine) deliver(rs *roomSub, pub *engine.Publication) {
 	if pub.Ephemeral || e.opts.CoreOnly {
 		e.handler.HandlePublication(rs.room, pub)
 		return
 	}
-	p := pub.Position
-	switch {
-	case rs.known && p.Epoch == rs.pos.Epoch:
-		if p.Offset <= rs.pos.Offset {
-			return // already delivered by a gap fill
-		}
-		if p.Offset > rs.pos.Offset+1 {
-			e.fill(rs, rs.pos, &p)
-		}
-	case rs.known:
-		// A stream we have seen nothing of (a new epoch, or a room that
-		// had none when subscribed) starts at 1 for us.
-		if p.Offset > 1 {
-			e.fill(rs, protocol.StreamPosition{Epoch: p.Epoch}, &p)
-		}
-	}
-	if rs.known && p.Epoch == rs.pos.Epoch && p.Offset <= rs.pos.Offset {
-		return
-	}
-	rs.known, rs.pos = true, p
-	e.handler.HandlePublication(rs.room, pub)
+	rs.tr.Live(e.ctx, e.fillRoom(rs), pub)
 }
 
-// fill delivers rs's events after from, read from the stream: up to (not
-// including) stop when set, else all. When the gap cannot be filled
-// (history trimmed or expired, the stream lost) it gives up: delivery
-// continues from stop, or from the stream's top. rs.mu is held.
-func (e *Engine) fill(rs *roomSub, from protocol.StreamPosition, stop *protocol.StreamPosition) {
-	b := e.conn.Load()
-	if b == nil || b.js == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(e.ctx, e.opts.OpTimeout)
-	defer cancel()
-	giveUp := func(latest protocol.StreamPosition) {
-		if stop != nil {
-			latest = protocol.StreamPosition{Epoch: stop.Epoch, Offset: stop.Offset - 1}
-		}
-		if latest.Epoch != "" {
-			rs.known, rs.pos = true, latest
-		}
-	}
-	pos, retried := from, false
-	for n := 0; n < maxFill; {
-		res, err := e.history(ctx, b, rs.room, engine.HistoryQuery{Since: pos, Limit: fillBatch}, -1, 0, false)
-		if err != nil {
-			giveUp(protocol.StreamPosition{})
-			return
-		}
-		if !res.Complete {
-			if stop == nil && !retried && res.Latest.Epoch != "" && res.Latest.Epoch != pos.Epoch {
-				// The stream restarted while we were away: all of it is new.
-				pos, retried = protocol.StreamPosition{Epoch: res.Latest.Epoch}, true
-				continue
+// fillRoom is what rs's tracker needs for a fill: the room's stream read
+// without a size or TTL bound. A room the server lost gets its new epoch
+// from the read (create), so a declared gap names where the new stream
+// starts.
+func (e *Engine) fillRoom(rs *roomSub) *broker.Room {
+	return &broker.Room{Name: rs.room, Handler: e.handler, Timeout: e.opts.OpTimeout,
+		Read: func(ctx context.Context, q engine.HistoryQuery) (engine.HistoryResult, error) {
+			b := e.conn.Load()
+			if b == nil || b.js == nil {
+				return engine.HistoryResult{}, errors.New("nats: not connected")
 			}
-			giveUp(res.Latest)
-			return
-		}
-		for _, pub := range res.Publications {
-			if stop != nil && (pub.Position.Epoch != stop.Epoch || pub.Position.Offset >= stop.Offset) {
-				return
-			}
-			rs.known, rs.pos = true, pub.Position
-			e.handler.HandlePublication(rs.room, pub)
-			n++
-		}
-		if len(res.Publications) < fillBatch {
-			return
-		}
-		pos = rs.pos
-	}
+			return e.history(ctx, b, rs.room, q, -1, 0, true)
+		}}
 }
 
 // resyncAll fills, for every subscribed room, what was published while the
@@ -264,14 +205,10 @@ func (e *Engine) resyncAll() {
 			defer func() { <-sem; wg.Done() }()
 			rs.mu.Lock()
 			defer rs.mu.Unlock()
-			if rs.sub == nil || !rs.known || e.ctx.Err() != nil {
+			if rs.sub == nil || e.ctx.Err() != nil {
 				return
 			}
-			from := rs.pos
-			if from.Epoch == "" {
-				from.Epoch = "-" // matches no epoch: fill learns the current one
-			}
-			e.fill(rs, from, nil)
+			rs.tr.Resync(e.ctx, e.fillRoom(rs))
 		}()
 	}
 	wg.Wait()

@@ -25,6 +25,7 @@ type countingHandler struct{ n atomic.Int64 }
 
 func (h *countingHandler) HandlePublication(string, *engine.Publication) { h.n.Add(1) }
 func (h *countingHandler) HandleControl([]byte)                          {}
+func (h *countingHandler) HandleGap(string, engine.Gap)                  {}
 
 // BenchmarkPublish measures events/s through Redis: one Lua script (offset,
 // history append, PUBLISH) per event, from many goroutines at once.

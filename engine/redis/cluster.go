@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 
 	"github.com/redis/rueidis"
+
+	"github.com/switchboard-rt/switchboard/engine/internal/broker"
 )
 
 // clusterSub is the subscriber for Redis Cluster. A room's channel lives
@@ -75,7 +77,7 @@ func (s *clusterSub) run(ctx context.Context, ready chan<- struct{}) {
 		if up.Swap(false) {
 			b.reset()
 		}
-		sleepCtx(ctx, b.next())
+		broker.SleepCtx(ctx, b.next())
 	}
 }
 
@@ -164,7 +166,7 @@ func (s *clusterSub) roomLoop(ctx context.Context, rs *roomSub, confirmed chan s
 			failed <- err
 			return
 		}
-		sleepCtx(ctx, b.next())
+		broker.SleepCtx(ctx, b.next())
 	}
 }
 

@@ -97,51 +97,114 @@ func TestRedisRestart(t *testing.T) {
 	}
 }
 
+// pubsubOutage is two engines on a private Redis, a subscribed to "room"
+// and holding its first 3 events, and the means to keep a's pub/sub
+// connection down while b publishes: the ACL change keeps a from
+// resubscribing until up, so the gap is certain.
+type pubsubOutage struct {
+	t      *testing.T
+	r      *privateRedis
+	a, b   *Engine
+	ra     *enginetest.Recorder
+	policy engine.PublishOptions
+	epoch  string
+}
+
+func newPubsubOutage(t *testing.T, historySize int) *pubsubOutage {
+	r := startPrivateRedis(t)
+	o := &pubsubOutage{t: t, r: r, ra: enginetest.NewRecorder(),
+		a:      newTestEngine(t, Options{Addr: r.addr(), KeyPrefix: "f:", NodeID: "a"}),
+		b:      newTestEngine(t, Options{Addr: r.addr(), KeyPrefix: "f:", NodeID: "b"}),
+		policy: engine.PublishOptions{History: engine.HistoryPolicy{Size: historySize}}}
+	startEngine(t, o.a, o.ra)
+	startEngine(t, o.b, enginetest.NewRecorder())
+	mustNoErr(t, o.a.Subscribe(context.Background(), "room"), "subscribe")
+	o.publish(3)
+	waitFor(t, 5*time.Second, "the first events", func() bool { return o.ra.Count("room") == 3 })
+	return o
+}
+
+// publish publishes n events to the room through b.
+func (o *pubsubOutage) publish(n int) {
+	for i := 0; i < n; i++ {
+		res, err := o.b.Publish(context.Background(), "room", &engine.Publication{Type: "m"}, o.policy)
+		mustNoErr(o.t, err, "publish")
+		o.epoch = res.Position.Epoch
+	}
+}
+
+// down cuts a's pub/sub connection and keeps it from resubscribing.
+func (o *pubsubOutage) down() {
+	_, err := o.r.do("ACL", "SETUSER", "default", "-subscribe")
+	mustNoErr(o.t, err, "acl")
+	_, err = o.r.do("CLIENT", "KILL", "TYPE", "pubsub")
+	mustNoErr(o.t, err, "client kill")
+	waitFor(o.t, faultWait, "Ready to report the lost pub/sub connection", func() bool { return o.a.Ready(context.Background()) != nil })
+}
+
+// up lets a resubscribe.
+func (o *pubsubOutage) up() {
+	_, err := o.r.do("ACL", "SETUSER", "default", "+subscribe")
+	mustNoErr(o.t, err, "acl")
+}
+
 // TestGapFilledAfterReconnect: events published while a node's pub/sub
 // connection is down (Redis keeps the data) reach it after it reconnects,
-// from history, each once and in order. The ACL change keeps the node
-// from resubscribing until the events are published, so the gap is
-// certain.
+// from history, each once and in order.
 func TestGapFilledAfterReconnect(t *testing.T) {
-	r := startPrivateRedis(t)
-	a := newTestEngine(t, Options{Addr: r.addr(), KeyPrefix: "f:", NodeID: "a"})
-	b := newTestEngine(t, Options{Addr: r.addr(), KeyPrefix: "f:", NodeID: "b"})
-	ra := enginetest.NewRecorder()
-	startEngine(t, a, ra)
-	startEngine(t, b, enginetest.NewRecorder())
-	ctx := context.Background()
-	policy := engine.PublishOptions{History: engine.HistoryPolicy{Size: 1000}}
-	mustNoErr(t, a.Subscribe(ctx, "room"), "subscribe")
-	var epoch string
-	publish := func(n int) {
-		for i := 0; i < n; i++ {
-			res, err := b.Publish(ctx, "room", &engine.Publication{Type: "m"}, policy)
-			mustNoErr(t, err, "publish")
-			epoch = res.Position.Epoch
-		}
-	}
-	publish(3)
-	waitFor(t, 5*time.Second, "the first events", func() bool { return ra.Count("room") == 3 })
-
-	_, err := r.do("ACL", "SETUSER", "default", "-subscribe")
-	mustNoErr(t, err, "acl")
-	_, err = r.do("CLIENT", "KILL", "TYPE", "pubsub")
-	mustNoErr(t, err, "client kill")
-	waitFor(t, faultWait, "Ready to report the lost pub/sub connection", func() bool { return a.Ready(ctx) != nil })
-	publish(50) // a is not subscribed now
-	if n := ra.Count("room"); n != 3 {
+	o := newPubsubOutage(t, 1000)
+	o.down()
+	o.publish(50) // a is not subscribed now
+	if n := o.ra.Count("room"); n != 3 {
 		t.Fatalf("a got %d events while unsubscribed", n)
 	}
-	_, err = r.do("ACL", "SETUSER", "default", "+subscribe")
-	mustNoErr(t, err, "acl")
-	waitFor(t, faultWait, "the missed events", func() bool { return ra.Count("room") >= 53 })
-	publish(2) // live again, after the filled ones
-	waitFor(t, 5*time.Second, "the live events", func() bool { return ra.Count("room") >= 55 })
+	o.up()
+	waitFor(t, faultWait, "the missed events", func() bool { return o.ra.Count("room") >= 53 })
+	o.publish(2) // live again, after the filled ones
+	waitFor(t, 5*time.Second, "the live events", func() bool { return o.ra.Count("room") >= 55 })
 	time.Sleep(50 * time.Millisecond) // let any wrong extra delivery land
-	checkOffsets(t, ra.Get("room"), epoch, 55)
-	if n := a.filled.Load(); n != 50 {
+	checkOffsets(t, o.ra.Get("room"), o.epoch, 55)
+	if n := o.a.filled.Load(); n != 50 {
 		t.Errorf("filled %d events from history, want the 50 missed", n)
 	}
+	if g := o.ra.Gaps("room"); len(g) != 0 {
+		t.Errorf("declared gaps %+v although history held every missed event", g)
+	}
+}
+
+// TestGapEvictedAfterReconnect: more events than the history keeps are
+// published while a node's pub/sub connection is down. After it
+// reconnects the node delivers what history still holds and declares the
+// rest (HandleGap) before it: nothing is skipped without notice.
+func TestGapEvictedAfterReconnect(t *testing.T) {
+	o := newPubsubOutage(t, 20)
+	o.down()
+	// Offsets 4..503. Redis trims the history approximately (whole stream
+	// nodes of 100 entries), so it keeps the newest 20 to about 120.
+	o.publish(500)
+	o.up()
+	last := func() uint64 { got := o.ra.Get("room"); return got[len(got)-1].Position.Offset }
+	waitFor(t, faultWait, "the retained events", func() bool { return last() == 503 })
+	o.publish(1)
+	waitFor(t, 5*time.Second, "the live event", func() bool { return last() == 504 })
+	time.Sleep(50 * time.Millisecond) // let any wrong extra delivery land
+	got := o.ra.Get("room")
+	first := got[3].Position.Offset // the oldest event history still held
+	checkOffsets(t, got[:3], o.epoch, 3)
+	for i, p := range got[3:] {
+		if p.Position != (protocol.StreamPosition{Epoch: o.epoch, Offset: first + uint64(i)}) {
+			t.Fatalf("delivered %+v after the gap, want %d: every retained event once, in order", p.Position, first+uint64(i))
+		}
+	}
+	if first <= 4 || first > 504-20 || last() != 504 {
+		t.Errorf("after the gap: offsets %d..%d, want the retained tail of 4..503 (history 20, trimmed approximately), then 504", first, last())
+	}
+	gaps := o.ra.Gaps("room")
+	wantGap := engine.Gap{After: protocol.StreamPosition{Epoch: o.epoch, Offset: 3}, Until: protocol.StreamPosition{Epoch: o.epoch, Offset: first - 1}, Reason: engine.GapEvicted}
+	if len(gaps) != 1 || gaps[0] != wantGap {
+		t.Errorf("declared gaps %+v, want %+v", gaps, wantGap)
+	}
+	t.Logf("history held %d..503 of 4..503; declared 4..%d", first, first-1)
 }
 
 // TestReconnectChaos kills the pub/sub connections again and again while

@@ -4,13 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"sort"
 	"sync"
 	"time"
 
 	"github.com/redis/rueidis"
 
 	"github.com/switchboard-rt/switchboard/engine"
+	"github.com/switchboard-rt/switchboard/engine/internal/broker"
 )
 
 // Presence lives in three keys per room (see scripts.go): the entries, a
@@ -119,12 +119,7 @@ func (e *Engine) PresenceList(ctx context.Context, room string) ([]engine.Client
 		}
 		out = append(out, engine.ClientInfo{UserID: r.UserID, ConnectionID: r.ConnectionID, Info: r.Info})
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].UserID != out[j].UserID {
-			return out[i].UserID < out[j].UserID
-		}
-		return out[i].ConnectionID < out[j].ConnectionID
-	})
+	broker.SortPresence(out)
 	if len(out) == 0 {
 		return nil, nil
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/switchboard-rt/switchboard/engine"
+	"github.com/switchboard-rt/switchboard/engine/internal/broker"
 	"github.com/switchboard-rt/switchboard/protocol"
 )
 
@@ -39,11 +40,9 @@ type roomSub struct {
 	worker        int
 	active        atomic.Bool
 
-	// Delivery state, touched only by the room's worker goroutine: the
-	// last position handed to the handler, to drop duplicates and detect
-	// gaps after a reconnect.
-	state posState
-	pos   protocol.StreamPosition
+	// Delivery position, touched only by the room's worker goroutine:
+	// drops duplicates and fills (or declares) gaps after a reconnect.
+	tr broker.Tracker
 
 	// resyncPending: a resync item is on its way to the worker.
 	resyncPending atomic.Bool
@@ -55,21 +54,12 @@ type roomSub struct {
 	done   chan struct{}
 }
 
-type posState uint8
-
-const (
-	posUnknown posState = iota // nothing known: take the next event as it comes
-	posNone                    // the room had no stream when subscribed: every event is new
-	posKnown                   // pos was delivered (or was the top when subscribed)
-)
-
 // item is one unit of work for a delivery worker.
 type item struct {
-	kind  itemKind
-	rs    *roomSub
-	msg   string
-	pos   protocol.StreamPosition
-	state posState
+	kind itemKind
+	rs   *roomSub
+	msg  string
+	pos  protocol.StreamPosition // itemBaseline: Epoch "" if the room had no stream
 }
 
 type itemKind uint8
@@ -155,104 +145,29 @@ func (e *Engine) handle(it item) {
 		}
 		e.deliver(it.rs, pub)
 	case itemBaseline:
-		if it.rs.state == posUnknown {
-			it.rs.state, it.rs.pos = it.state, it.pos
-		}
+		it.rs.tr.Baseline(it.pos)
 	case itemResync:
 		it.rs.resyncPending.Store(false)
 		if !it.rs.active.Load() {
 			return
 		}
-		switch it.rs.state {
-		case posKnown:
-			e.fill(it.rs, it.rs.pos, nil)
-		case posNone:
-			// No event seen, and there was no stream when subscribed: all
-			// of the current epoch is new. "-" never matches an epoch, so
-			// fill learns the current one.
-			e.fill(it.rs, protocol.StreamPosition{Epoch: "-"}, nil)
-		}
+		e.filled.Add(uint64(it.rs.tr.Resync(e.ctx, e.fillRoom(it.rs))))
 	}
 }
 
 // deliver hands a live event to the handler, first filling from history
-// any gap between the last delivered event and this one.
+// (or declaring) any gap between the last delivered event and this one.
 func (e *Engine) deliver(rs *roomSub, pub *engine.Publication) {
-	if pub.Ephemeral {
-		e.handler.HandlePublication(rs.room, pub)
-		return
-	}
-	p := pub.Position
-	switch {
-	case rs.state == posKnown && p.Epoch == rs.pos.Epoch:
-		if p.Offset <= rs.pos.Offset {
-			return // already delivered by a gap fill
-		}
-		if p.Offset > rs.pos.Offset+1 {
-			e.fill(rs, rs.pos, &p)
-		}
-	case rs.state == posKnown || rs.state == posNone:
-		// A stream we have seen nothing of (new epoch, or a room that had
-		// no stream when subscribed) should start at 1 for us.
-		if p.Offset > 1 {
-			e.fill(rs, protocol.StreamPosition{Epoch: p.Epoch}, &p)
-		}
-	}
-	if rs.state == posKnown && p.Epoch == rs.pos.Epoch && p.Offset <= rs.pos.Offset {
-		return
-	}
-	rs.state, rs.pos = posKnown, p
-	e.handler.HandlePublication(rs.room, pub)
+	e.filled.Add(uint64(rs.tr.Live(e.ctx, e.fillRoom(rs), pub)))
 }
 
-// fill delivers rs's events after from, read from history: up to (not
-// including) stop when set, else all. When the gap cannot be filled
-// (history off or evicted, Redis lost the stream) it gives up: delivery
-// continues from stop, or from the stream's top.
-func (e *Engine) fill(rs *roomSub, from protocol.StreamPosition, stop *protocol.StreamPosition) {
-	ctx, cancel := context.WithTimeout(e.ctx, opTimeout)
-	defer cancel()
-	giveUp := func(latest protocol.StreamPosition) {
-		if stop != nil {
-			latest = protocol.StreamPosition{Epoch: stop.Epoch, Offset: stop.Offset - 1}
-		}
-		if latest.Epoch != "" {
-			rs.state, rs.pos = posKnown, latest
-		}
-	}
-	pos, retried := from, false
-	for n := 0; n < maxFill; {
-		res, err := e.history(ctx, rs.room, engine.HistoryQuery{Since: pos, Limit: fillBatch}, -1, 0)
-		if err != nil {
-			giveUp(protocol.StreamPosition{})
-			return
-		}
-		if !res.Complete {
-			if stop == nil && !retried && res.Latest.Epoch != pos.Epoch {
-				// The stream restarted while we were away: all of it is new.
-				pos, retried = protocol.StreamPosition{Epoch: res.Latest.Epoch}, true
-				continue
-			}
-			giveUp(res.Latest)
-			return
-		}
-		for _, pub := range res.Publications {
-			if stop != nil && (pub.Position.Epoch != stop.Epoch || pub.Position.Offset >= stop.Offset) {
-				return
-			}
-			rs.state, rs.pos = posKnown, pub.Position
-			e.handler.HandlePublication(rs.room, pub)
-			e.filled.Add(1)
-			n++
-		}
-		if len(res.Publications) < fillBatch {
-			if stop == nil && res.Latest.Epoch == pos.Epoch && rs.state != posKnown {
-				rs.state, rs.pos = posKnown, res.Latest
-			}
-			return
-		}
-		pos = rs.pos
-	}
+// fillRoom is what rs's tracker needs for a fill: history read without a
+// size or TTL bound.
+func (e *Engine) fillRoom(rs *roomSub) *broker.Room {
+	return &broker.Room{Name: rs.room, Handler: e.handler, Timeout: opTimeout,
+		Read: func(ctx context.Context, q engine.HistoryQuery) (engine.HistoryResult, error) {
+			return e.history(ctx, rs.room, q, -1, 0)
+		}}
 }
 
 // Subscribe implements engine.Engine. It returns after Redis confirmed
@@ -298,10 +213,10 @@ func (e *Engine) baseline(ctx context.Context, rs *roomSub) {
 	if err != nil || len(vals) != 2 {
 		return
 	}
-	it := item{kind: itemBaseline, rs: rs, state: posNone}
+	it := item{kind: itemBaseline, rs: rs}
 	if epoch, err := vals[0].ToString(); err == nil && epoch != "" {
 		off, _ := vals[1].AsUint64() // a missing offset is 0
-		it.state, it.pos = posKnown, protocol.StreamPosition{Offset: off, Epoch: epoch}
+		it.pos = protocol.StreamPosition{Offset: off, Epoch: epoch}
 	}
 	e.enqueue(rs.worker, it)
 }
@@ -393,7 +308,7 @@ func (s *connSub) run(ctx context.Context, ready chan<- struct{}) {
 			s.mu.Lock()
 			s.err = err
 			s.mu.Unlock()
-			sleepCtx(ctx, b.next())
+			broker.SleepCtx(ctx, b.next())
 			continue
 		}
 		b.reset()
@@ -416,7 +331,7 @@ func (s *connSub) run(ctx context.Context, ready chan<- struct{}) {
 		s.mu.Unlock()
 		conn.release()
 		if ctx.Err() == nil {
-			sleepCtx(ctx, b.next())
+			broker.SleepCtx(ctx, b.next())
 		}
 	}
 }

@@ -9,7 +9,8 @@
 // connection on which it subscribes to the rooms that have local members
 // and to one control channel; when the connection breaks the engine
 // reconnects with backoff, resubscribes everything, and fills any gap in a
-// room's stream from history before delivering live events again.
+// room's stream from history before delivering live events again; what
+// history no longer holds is declared to the Handler (HandleGap).
 //
 // Delivery to the Handler runs on a few worker goroutines, each room always
 // on the same one, so a room's events arrive in stream order and never
@@ -43,6 +44,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/switchboard-rt/switchboard/engine"
+	"github.com/switchboard-rt/switchboard/engine/internal/broker"
 	"github.com/switchboard-rt/switchboard/protocol"
 )
 
@@ -113,10 +115,6 @@ const (
 	// defaultIdempotencyTTL is the dedup window when PublishOptions leave
 	// it 0 (the same as the memory engine).
 	defaultIdempotencyTTL = 2 * time.Minute
-	// minPresenceTTL keeps the refresh period (TTL/3) long enough that a
-	// refresh round (one pipelined script call per entry) ends before the
-	// next.
-	minPresenceTTL = time.Second
 	// subscribeBatch is how many channels one SUBSCRIBE carries when the
 	// engine resubscribes after a reconnect: big enough to make a thousand
 	// rooms a couple of round trips, small enough not to stall Redis.
@@ -126,10 +124,6 @@ const (
 	// its client-output-buffer-limit for pubsub, then it disconnects us and
 	// we resubscribe and fill the gap from history).
 	workerQueue = 1024
-	// fillBatch is how many events one history read fetches while filling
-	// a gap after a reconnect; maxFill caps a whole fill.
-	fillBatch = 500
-	maxFill   = 100_000
 	// opTimeout bounds background Redis calls (gap fills, presence
 	// refresh, resubscribe) that have no caller context.
 	opTimeout = 10 * time.Second
@@ -147,8 +141,7 @@ type Engine struct {
 	pubCmd    string // "publish" or "spublish"
 
 	controlChan string
-	epochBase   string        // random, this engine's; see newEpoch
-	epochSeq    atomic.Uint64 // counter behind epochBase
+	epochs      *broker.Epochs
 
 	client  atomic.Pointer[clientBox] // nil until Run connected
 	handler engine.Handler
@@ -187,11 +180,9 @@ func New(opts Options) (*Engine, error) {
 	if opts.KeyPrefix == "" {
 		opts.KeyPrefix = DefaultKeyPrefix
 	}
-	if opts.PresenceTTL == 0 {
-		opts.PresenceTTL = DefaultPresenceTTL
-	}
-	if opts.PresenceTTL < minPresenceTTL {
-		return nil, fmt.Errorf("redis: PresenceTTL %s is below the minimum %s", opts.PresenceTTL, minPresenceTTL)
+	var err error
+	if opts.PresenceTTL, err = broker.PresenceTTL("redis", opts.PresenceTTL, DefaultPresenceTTL); err != nil {
+		return nil, err
 	}
 	if opts.PositionTTL == 0 {
 		opts.PositionTTL = DefaultPositionTTL
@@ -233,7 +224,7 @@ func New(opts Options) (*Engine, error) {
 		}
 	}
 	if opts.NodeID == "" {
-		opts.NodeID = randomBase36(8)
+		opts.NodeID = broker.RandomBase36(8)
 	}
 	e := &Engine{
 		opts:        opts,
@@ -241,7 +232,7 @@ func New(opts Options) (*Engine, error) {
 		cluster:     len(opts.ClusterAddrs) > 0,
 		pubCmd:      "publish",
 		controlChan: opts.KeyPrefix + "control",
-		epochBase:   randomBase36(10),
+		epochs:      broker.NewEpochs(),
 		rooms:       make(map[string]*roomSub),
 		seed:        maphash.MakeSeed(),
 	}
@@ -374,7 +365,7 @@ func dialWithRetry(ctx context.Context, co rueidis.ClientOption, deadline time.T
 		if time.Now().Add(d).After(deadline) {
 			return nil, fmt.Errorf("redis: connect to %v: %w", co.InitAddress, err)
 		}
-		if !sleepCtx(ctx, d) {
+		if !broker.SleepCtx(ctx, d) {
 			return nil, fmt.Errorf("redis: connect to %v: %w (last error: %w)", co.InitAddress, ctx.Err(), err)
 		}
 	}
@@ -399,12 +390,8 @@ func (e *Engine) key(room, suffix string) string {
 
 func (e *Engine) channel(room string) string { return e.opts.KeyPrefix + "{" + room + "}" }
 
-// newEpoch returns an epoch candidate unique to this call: a random base
-// per engine and a counter. Epochs must never repeat for a room, or a
-// client's position in a lost stream could be taken for one in the new.
-func (e *Engine) newEpoch() string {
-	return e.epochBase + strconv.FormatUint(e.epochSeq.Add(1), 36)
-}
+// newEpoch returns an epoch candidate unique to this call.
+func (e *Engine) newEpoch() string { return e.epochs.Next() }
 
 func ms(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
 
@@ -628,18 +615,6 @@ func (b *backoff) next() time.Duration {
 
 func (b *backoff) reset() { b.d = 0 }
 
-// sleepCtx sleeps d; false if ctx ended first.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
 // clientName makes a CLIENT SETNAME value from the node id: Redis refuses
 // names with spaces or control characters, and would fail the connection.
 func clientName(node string) string {
@@ -648,18 +623,6 @@ func clientName(node string) string {
 		if c <= ' ' || c > '~' {
 			b[i] = '_'
 		}
-	}
-	return string(b)
-}
-
-// randomBase36 returns n random characters of [a-z0-9] (epochs must be in
-// that alphabet, see protocol.ParseEventID).
-func randomBase36(n int) string {
-	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	for i := range b {
-		b[i] = alphabet[int(b[i])%len(alphabet)]
 	}
 	return string(b)
 }

@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -306,24 +307,30 @@ func TestGapFill(t *testing.T) {
 		live   uint64 // deliver the stored event at this offset live; 0 = resync
 		expect []uint64
 	}
+	const (
+		known   = iota // the tracker's baseline is offset from
+		none           // the room had no stream when subscribed
+		unknown        // no baseline
+	)
 	tests := []struct {
 		name    string
-		state   posState
-		from    uint64 // rs.pos offset for posKnown
-		oldEp   bool   // rs.pos in an epoch the stream no longer has
+		state   int
+		from    uint64 // the baseline's offset when known
+		oldEp   bool   // the baseline is in an epoch the stream no longer has
 		history bool
 		steps   []step
+		gaps    []string // declared: "AFTER-OFFSET..UNTIL-OFFSET REASON"
 	}{
-		{"gap before a live event", posKnown, 1, false, true, []step{{5, []uint64{2, 3, 4, 5}}, {5, nil}, {6, []uint64{6}}}},
-		{"no gap", posKnown, 4, false, true, []step{{5, []uint64{5}}}},
-		{"duplicate after fill", posKnown, 1, false, true, []step{{3, []uint64{2, 3}}, {2, nil}, {3, nil}}},
-		{"resync after reconnect", posKnown, 2, false, true, []step{{0, []uint64{3, 4, 5, 6}}, {6, nil}}},
-		{"room had no stream", posNone, 0, false, true, []step{{3, []uint64{1, 2, 3}}}},
-		{"resync, room had no stream", posNone, 0, false, true, []step{{0, []uint64{1, 2, 3, 4, 5, 6}}}},
-		{"stream lost while away", posKnown, 9, true, true, []step{{0, []uint64{1, 2, 3, 4, 5, 6}}}},
-		{"new epoch seen live", posKnown, 9, true, true, []step{{2, []uint64{1, 2}}}},
-		{"unknown baseline takes events as they come", posUnknown, 0, false, true, []step{{4, []uint64{4}}, {6, []uint64{5, 6}}}},
-		{"history off: deliver without filling", posKnown, 1, false, false, []step{{4, []uint64{4}}, {5, []uint64{5}}}},
+		{"gap before a live event", known, 1, false, true, []step{{5, []uint64{2, 3, 4, 5}}, {5, nil}, {6, []uint64{6}}}, nil},
+		{"no gap", known, 4, false, true, []step{{5, []uint64{5}}}, nil},
+		{"duplicate after fill", known, 1, false, true, []step{{3, []uint64{2, 3}}, {2, nil}, {3, nil}}, nil},
+		{"resync after reconnect", known, 2, false, true, []step{{0, []uint64{3, 4, 5, 6}}, {6, nil}}, nil},
+		{"room had no stream", none, 0, false, true, []step{{3, []uint64{1, 2, 3}}}, nil},
+		{"resync, room had no stream", none, 0, false, true, []step{{0, []uint64{1, 2, 3, 4, 5, 6}}}, nil},
+		{"stream lost while away", known, 9, true, true, []step{{0, []uint64{1, 2, 3, 4, 5, 6}}}, []string{"9..0 stream_lost"}},
+		{"new epoch seen live", known, 9, true, true, []step{{2, []uint64{1, 2}}}, []string{"9..0 stream_lost"}},
+		{"unknown baseline takes events as they come", unknown, 0, false, true, []step{{4, []uint64{4}}, {6, []uint64{5, 6}}}, nil},
+		{"history off: deliver and declare", known, 1, false, false, []step{{4, []uint64{4}}, {5, []uint64{5}}}, []string{"1..3 evicted"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -344,13 +351,17 @@ func TestGapFill(t *testing.T) {
 				mustNoErr(t, c.Do(ctx, c.B().Del().Key(e.key(room, ":h")).Build()).Error(), "del history")
 			}
 			// Not registered in e.rooms: only this goroutine touches rs.
-			rs := &roomSub{room: room, channel: e.channel(room), state: tt.state}
+			rs := &roomSub{room: room, channel: e.channel(room)}
 			rs.active.Store(true)
-			if tt.state == posKnown {
-				rs.pos = protocol.StreamPosition{Offset: tt.from, Epoch: epoch}
+			switch tt.state {
+			case known:
+				p := protocol.StreamPosition{Offset: tt.from, Epoch: epoch}
 				if tt.oldEp {
-					rs.pos.Epoch = "gone"
+					p.Epoch = "gone"
 				}
+				rs.tr.Baseline(p)
+			case none:
+				rs.tr.Baseline(protocol.StreamPosition{})
 			}
 			var want []uint64
 			for _, s := range tt.steps {
@@ -373,6 +384,13 @@ func TestGapFill(t *testing.T) {
 				if p.Position.Epoch != epoch || p.Type != "m" {
 					t.Errorf("delivered %+v, want a stored event of epoch %q", p, epoch)
 				}
+			}
+			var gaps []string
+			for _, g := range rec.Gaps(room) {
+				gaps = append(gaps, fmt.Sprintf("%d..%d %s", g.After.Offset, g.Until.Offset, g.Reason))
+			}
+			if fmt.Sprint(gaps) != fmt.Sprint(tt.gaps) {
+				t.Errorf("declared gaps %v, want %v", gaps, tt.gaps)
 			}
 		})
 	}

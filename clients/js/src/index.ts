@@ -18,7 +18,7 @@ export type {
   WebSocketConstructor,
 } from './client';
 export { Subscription } from './subscription';
-export type { SubscribedData, SubscriptionEvents, SubscriptionState } from './subscription';
+export type { SubscribedData, SubscriptionEvents, SubscriptionState, GapData } from './subscription';
 export { SwitchboardError, Emitter } from './emitter';
 export type { Envelope } from './emitter';
 export { closeInfo, closeCodes, backoffDelay } from './codes';

@@ -25,9 +25,25 @@ export interface SubscribedData {
   expires_at?: number;
 }
 
+/**
+ * The data of a `stream_gap` notice: events of the room could not be
+ * delivered (protocol.md section 4). Reload the room's state; the events
+ * that follow come after `until`.
+ */
+export interface GapData {
+  /** The last event id delivered before the gap, if known. */
+  after?: string;
+  /** The last missing event id; absent when unknown. */
+  until?: string;
+  /** evicted, stream_lost, unavailable or too_many. */
+  reason: string;
+}
+
 /** Events of a Subscription, besides one per room event type. */
 export interface SubscriptionEvents {
   subscribed: SubscribedData;
+  /** Events were lost for good on a live subscription: reload the room's state. */
+  gap: GapData;
   unsubscribed: void;
   error: SwitchboardError;
 }
@@ -117,7 +133,12 @@ export class Subscription<T = any> extends Emitter<SubscriptionEvents, Envelope<
    * newest one seen in the same epoch: a duplicate at the reconnect seam.
    */
   deliver(ev: Envelope): boolean {
-    if (ev.id && !this.seen(ev.id)) return false;
+    if (ev.type == 'stream_gap') {
+      // Skip past what is gone, so the events after it are in order.
+      const d = (ev.data || {}) as GapData;
+      if (d.until) this.seen(d.until);
+      this.emit('gap', d);
+    } else if (ev.id && !this.seen(ev.id)) return false;
     this.emit('*', ev);
     this.emit(ev.type, ev);
     return true;

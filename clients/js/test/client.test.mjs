@@ -562,6 +562,32 @@ describe('subscriptions', () => {
     assert.equal(WS.last.sent[0].last_event_id, 'new-4');
   });
 
+  test('stream_gap: surfaced as gap, and the position skips past the missing events', (t) => {
+    const { c, WS } = connected(t, { initialDelay: 10 });
+    const got = [];
+    const gaps = [];
+    const sub = c.subscribe('r', (ev) => got.push(ev.type == 'stream_gap' ? 'gap' : ev.id));
+    sub.on('gap', (d) => gaps.push(d));
+    WS.last.frame({ type: 'subscribed', id: WS.last.sent[0].id, room: 'r', data: { position: 'a-0' } });
+    WS.last.frame({ type: 'message', id: 'a-1', room: 'r' });
+    // The server's broker lost the stream; b-1..b-200 are gone, b-201 on follow.
+    WS.last.frame({ type: 'stream_gap', room: 'r', data: { after: 'a-1', until: 'b-200', reason: 'stream_lost' }, ts: 1 });
+    WS.last.frame({ type: 'message', id: 'b-150', room: 'r' }); // before until: not news
+    WS.last.frame({ type: 'message', id: 'b-201', room: 'r' });
+    assert.deepEqual(gaps, [{ after: 'a-1', until: 'b-200', reason: 'stream_lost' }]);
+    assert.deepEqual(got, ['a-1', 'gap', 'b-201']);
+    // An unknown end keeps the position; the next event is taken.
+    WS.last.frame({ type: 'stream_gap', room: 'r', data: { after: 'b-201', reason: 'unavailable' } });
+    WS.last.frame({ type: 'message', id: 'b-230', room: 'r' });
+    assert.equal(gaps[1].until, undefined);
+    assert.equal(sub.lastEventId, 'b-230');
+    // A reconnect recovers from after the gap, not from before it.
+    WS.last.closeWith(1006);
+    t.mock.timers.tick(10);
+    WS.last.establish();
+    assert.equal(WS.last.sent[0].last_event_id, 'b-230');
+  });
+
   test('offsets compare as numbers, not strings', (t) => {
     const { c, WS } = connected(t);
     const got = [];
