@@ -61,6 +61,7 @@ func TestImportRules(t *testing.T) {
 		{"engine/memory", false, []string{"hub", "transport", "api", "server", "net/http"}, "engines know nothing of connections"},
 		{"engine/redis", false, []string{"hub", "transport", "api", "server", "net/http"}, "engines know nothing of connections"},
 		{"engine/nats", false, []string{"hub", "transport", "api", "server"}, "engines know nothing of connections"},
+		{"engine/internal/broker", false, []string{"hub", "transport", "api", "server", "engine/redis", "engine/nats"}, "the brokers' shared gap-fill sits below them"},
 		{"hub", false, []string{"net/http", "engine/memory", "engine/redis", "engine/nats", "transport", "api", "server"}, "the hub knows nothing of HTTP and gets its engine from its Options"},
 		{"transport", false, []string{"engine/memory", "engine/redis", "engine/nats", "api", "server"}, "the transport talks to the hub only"},
 		{"api", true, []string{"engine", "engine/memory", "engine/redis", "engine/nats", "transport"}, "the API reaches the engine only through the hub"},
