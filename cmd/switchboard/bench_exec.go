@@ -8,7 +8,9 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 )
 
 // The load tool (internal/loadtest and the Go client it drives) is not
@@ -46,10 +48,31 @@ func findBench(self string, lookPath func(string) (string, error)) (string, erro
 }
 
 // runBench runs exe's bench command with args and returns its exit status.
+// SIGINT and SIGTERM are passed on rather than ending this process first,
+// so the run stops its server and workers and reports before the shell
+// gets its prompt back.
 func runBench(exe string, args []string, stdout, stderr io.Writer) int {
 	cmd := exec.Command(exe, append([]string{"bench"}, args...)...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, stdout, stderr
-	err := cmd.Run()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	err := cmd.Start()
+	if err == nil {
+		done := make(chan struct{})
+		go func() {
+			for {
+				select {
+				case s := <-sigs:
+					_ = cmd.Process.Signal(s)
+				case <-done:
+					return
+				}
+			}
+		}()
+		err = cmd.Wait()
+		close(done)
+	}
 	var exit *exec.ExitError
 	switch {
 	case err == nil:
