@@ -646,6 +646,17 @@ func TestNginxProxy(t *testing.T) {
 		}
 	}
 
+	// The /sse location passes events unbuffered and keeps streams open.
+	sseLoc := regexp.MustCompile(`(?s)location = /sse \{(.*?)\n    \}`).FindSubmatch(conf)
+	if sseLoc == nil {
+		t.Fatal("no `location = /sse` block")
+	}
+	for _, h := range []string{"proxy_buffering off;", "proxy_read_timeout 3600s;", "proxy_http_version 1.1;"} {
+		if !bytes.Contains(sseLoc[1], []byte(h)) {
+			t.Errorf("the /sse location lacks %q", h)
+		}
+	}
+
 	nginx, err := exec.LookPath("nginx")
 	if err != nil {
 		_, err = os.Stat("/usr/sbin/nginx")
@@ -773,6 +784,7 @@ http {
 	next("connection_established")
 	_ = c.WriteJSON(map[string]string{"type": "subscribe", "id": "s", "room": "match:1"})
 	next("subscribed")
+	sse := openSSEThrough(t, front, "match:1")
 	req, _ := http.NewRequest("POST", "http://"+n.addr+"/api/broadcast/match:1", strings.NewReader(`{"type":"score_update","data":{"home":1,"away":0}}`))
 	req.Header.Set("Content-Type", "application/json")
 	pr, err := http.DefaultClient.Do(req)
@@ -785,6 +797,11 @@ http {
 	}
 	_ = c.WriteJSON(map[string]any{"type": "message", "id": "m1", "room": "match:1", "data": map[string]string{"text": "through nginx"}})
 	next("ack")
+	// The SSE stream through nginx got the same event, with its id, as it
+	// came (not held in a proxy buffer).
+	if ev := sse.next(t, "score_update"); !strings.Contains(ev.data, `"home":1`) || !strings.HasPrefix(ev.id, "") || ev.id == "" {
+		t.Errorf("SSE through nginx: %+v", ev)
+	}
 
 	// The admin socket passes too, and the keyless dashboard refuses it
 	// because it came through a proxy.
@@ -812,4 +829,83 @@ http {
 	if !errors.As(err, &ce) || ce.Code != 1012 {
 		t.Errorf("drain through nginx: %v, want close 1012", err)
 	}
+	if ev := sse.next(t, "disconnect"); !strings.Contains(ev.data, `"code":1012`) {
+		t.Errorf("SSE drain through nginx: %+v", ev)
+	}
+}
+
+// sseThrough is an SSE stream read line by line.
+type sseThrough struct {
+	resp *http.Response
+	br   *bufio.Reader
+}
+
+type sseEv struct{ id, event, data string }
+
+// openSSEThrough opens GET /sse?room=room at addr and checks the proxy
+// passed the stream's headers.
+func openSSEThrough(t *testing.T, addr, room string) *sseThrough {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/sse?room=" + room)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("SSE through nginx: %s %v", resp.Status, resp.Header)
+	}
+	return &sseThrough{resp: resp, br: bufio.NewReader(resp.Body)}
+}
+
+// next returns the next event named typ, reading at most 50 events and for
+// at most wait.
+func (s *sseThrough) next(t *testing.T, typ string) sseEv {
+	t.Helper()
+	type res struct {
+		ev  sseEv
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		var ev sseEv
+		for n := 0; n < 50; {
+			line, err := s.br.ReadString('\n')
+			if err != nil {
+				ch <- res{err: err}
+				return
+			}
+			line = strings.TrimSuffix(line, "\n")
+			if line == "" {
+				if ev.data != "" {
+					n++
+					if ev.event == typ {
+						ch <- res{ev: ev}
+						return
+					}
+				}
+				ev = sseEv{}
+				continue
+			}
+			f, v, _ := strings.Cut(line, ": ")
+			switch f {
+			case "id":
+				ev.id = v
+			case "event":
+				ev.event = v
+			case "data":
+				ev.data = v
+			}
+		}
+		ch <- res{err: fmt.Errorf("no %s event in 50", typ)}
+	}()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			t.Fatalf("SSE through nginx, waiting for %s: %v", typ, r.err)
+		}
+		return r.ev
+	case <-time.After(wait):
+		t.Fatalf("SSE through nginx: no %s within %v", typ, wait)
+	}
+	return sseEv{}
 }

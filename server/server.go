@@ -260,6 +260,7 @@ type Server struct {
 	cfg Config
 	Hub *hub.Hub
 	WS  *transport.Handler
+	SSE *transport.SSEHandler // GET /sse
 	// Webhooks is the webhook sender, nil without webhook URLs.
 	Webhooks *webhook.Sender
 	serving  atomic.Bool // Serve has started (and will close Webhooks)
@@ -433,7 +434,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, Hub: h, WS: ws, Webhooks: hooksOut, log: cfg.Logger}
+	s := &Server{cfg: cfg, Hub: h, WS: ws, SSE: transport.NewSSEHandler(ws, transport.SSEOptions{}), Webhooks: hooksOut, log: cfg.Logger}
 	if hooksOut != nil {
 		context.AfterFunc(ctx, func() {
 			if !s.serving.Load() {
@@ -445,6 +446,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	mux := http.NewServeMux()
 	mux.Handle(cfg.WSPath, ws)
+	mux.Handle("/sse", s.SSE)
 	if cfg.EchoPath != "" {
 		mux.Handle(cfg.EchoPath, transport.EchoHandler(cfg.Logger))
 	}

@@ -120,20 +120,15 @@ func (c *conn) enqueue(it item) bool {
 		c.mu.Unlock()
 		return false
 	}
-	if len(c.queue) >= o.QueueMaxMessages || c.qbytes+size > o.QueueMaxBytes {
-		if o.SlowConsumerPolicy != PolicyDropOldest || size > o.QueueMaxBytes {
-			c.mu.Unlock()
-			c.t.meter.SlowConsumer()
-			c.closeWith(protocol.NewDisconnect(protocol.CloseSlowConsumer, "outbound queue full"), true)
-			return false
-		}
-		dropped := 0
-		for len(c.queue) > 0 && (len(c.queue) >= o.QueueMaxMessages || c.qbytes+size > o.QueueMaxBytes) {
-			c.qbytes -= c.queue[0].size()
-			c.queue[0] = item{}
-			c.queue = c.queue[1:]
-			dropped++
-		}
+	q, qbytes, dropped, ok := makeRoom(o, c.queue, c.qbytes, size, item.size)
+	if !ok {
+		c.mu.Unlock()
+		c.t.meter.SlowConsumer()
+		c.closeWith(protocol.NewDisconnect(protocol.CloseSlowConsumer, "outbound queue full"), true)
+		return false
+	}
+	if dropped > 0 {
+		c.queue, c.qbytes = q, qbytes
 		c.t.meter.QueueDrop(dropped)
 	}
 	c.queue = append(c.queue, it)

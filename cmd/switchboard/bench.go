@@ -117,6 +117,7 @@ func benchRun(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&memprofile, "memprofile", "", "spawned server: write a heap profile at the measuring point to this file")
 	fs.BoolVar(&withFloor, "floor", false, "also measure the floor (bare writes to as many connections) and print the ratio")
 	fs.BoolVar(&asJSON, "json", false, "print the result as JSON")
+	fs.StringVar(&s.Transport, "transport", loadtest.TransportWebSocket, "how subscribers connect: websocket, or sse (GET /sse; the publisher stays on WebSocket)")
 	if code, ok := parseBenchFlags(fs, args, stderr); !ok {
 		return code
 	}

@@ -231,12 +231,12 @@ func TestReadFrame(t *testing.T) {
 }
 
 func TestWorkerConfigArgsRoundTrip(t *testing.T) {
-	c := workerConfig{URL: "ws://127.0.0.1:1/ws", Conns: 5, First: 10, Rooms: 2, LocalIP: "127.0.0.3", DialConcurrency: 4, Timeout: time.Minute}
+	c := workerConfig{URL: "ws://127.0.0.1:1/ws", Conns: 5, First: 10, Rooms: 2, LocalIP: "127.0.0.3", DialConcurrency: 4, Timeout: time.Minute, Transport: TransportSSE}
 	got, err := parseWorkerConfig(c.args())
 	if err != nil || got != c {
 		t.Errorf("round trip: %+v, %v", got, err)
 	}
-	bad := [][]string{{"--conns", "1"}, {"--url", "ws://x", "--rooms", "0"}, {"--url", "ws://x", "--nope"}}
+	bad := [][]string{{"--conns", "1"}, {"--url", "ws://x", "--rooms", "0"}, {"--url", "ws://x", "--nope"}, {"--url", "ws://x", "--transport", "carrier-pigeon"}}
 	for _, args := range bad {
 		if _, err := parseWorkerConfig(args); err == nil {
 			t.Errorf("parseWorkerConfig(%q) succeeded", args)

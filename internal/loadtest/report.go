@@ -17,7 +17,11 @@ func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
 // WriteText prints a run's figures for people.
 func (r *Result) WriteText(w io.Writer) {
-	fmt.Fprintf(w, "== %s: %d subscribers, %d room(s), ", r.Name, r.Subs, r.Rooms)
+	fmt.Fprintf(w, "== %s: %d subscribers", r.Name, r.Subs)
+	if r.Transport != "" && r.Transport != TransportWebSocket {
+		fmt.Fprintf(w, " over %s", r.Transport)
+	}
+	fmt.Fprintf(w, ", %d room(s), ", r.Rooms)
 	if r.Idle() {
 		fmt.Fprintf(w, "idle for %s, %d worker(s)\n", r.Duration, r.Workers)
 	} else {

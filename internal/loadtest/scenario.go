@@ -72,16 +72,21 @@ type Scenario struct {
 	Timeout time.Duration
 	// Log receives progress lines and the children's diagnostics.
 	Log io.Writer
+	// Transport is how subscribers connect: TransportWebSocket (default)
+	// or TransportSSE (GET /sse?room=... on URL's host; the publisher
+	// still uses a WebSocket).
+	Transport string
 }
 
 // Result is what a scenario measured. Durations are in nanoseconds in JSON.
 type Result struct {
-	Name     string        `json:"name"`
-	Subs     int           `json:"subs"`
-	Rooms    int           `json:"rooms"`
-	Rate     float64       `json:"rate"`
-	Duration time.Duration `json:"duration"`
-	Workers  int           `json:"workers"`
+	Name      string        `json:"name"`
+	Transport string        `json:"transport"`
+	Subs      int           `json:"subs"`
+	Rooms     int           `json:"rooms"`
+	Rate      float64       `json:"rate"`
+	Duration  time.Duration `json:"duration"`
+	Workers   int           `json:"workers"`
 
 	Connected      int     `json:"connected"`
 	ConnectFailed  int     `json:"connect_failed"`
@@ -167,6 +172,9 @@ func (s *Scenario) fill() error {
 	if s.Log == nil {
 		s.Log = io.Discard
 	}
+	if s.Transport == "" {
+		s.Transport = TransportWebSocket
+	}
 	switch {
 	case s.Subs < 1:
 		return errors.New("bench: need at least one subscriber")
@@ -176,6 +184,8 @@ func (s *Scenario) fill() error {
 		return errors.New("bench: rate x duration is less than one publish")
 	case s.Rate > 100000:
 		return errors.New("bench: rate above 100,000 publishes/s")
+	case s.Transport != TransportWebSocket && s.Transport != TransportSSE:
+		return fmt.Errorf("bench: transport %q is not %s or %s", s.Transport, TransportWebSocket, TransportSSE)
 	case s.Rooms > s.Subs:
 		return errors.New("bench: more rooms than subscribers")
 	case s.Server == nil && s.URL == "":
@@ -197,7 +207,7 @@ func Run(ctx context.Context, s Scenario) (*Result, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.Timeout)
 	defer cancel()
-	res := &Result{Name: s.Name, Subs: s.Subs, Rooms: s.Rooms, Rate: s.Rate, Duration: s.Duration, ServerPID: s.ServerPID}
+	res := &Result{Name: s.Name, Transport: s.Transport, Subs: s.Subs, Rooms: s.Rooms, Rate: s.Rate, Duration: s.Duration, ServerPID: s.ServerPID}
 
 	var srv *runningServer
 	if s.Server != nil {
@@ -251,7 +261,7 @@ func Run(ctx context.Context, s Scenario) (*Result, error) {
 		first := k * s.Subs / nw
 		cfg := workerConfig{
 			URL: s.URL, Conns: (k+1)*s.Subs/nw - first, First: first, Rooms: s.Rooms,
-			DialConcurrency: s.DialConcurrency, Timeout: s.Timeout,
+			DialConcurrency: s.DialConcurrency, Timeout: s.Timeout, Transport: s.Transport,
 		}
 		if s.LocalIPs {
 			cfg.LocalIP = "127.0.0." + strconv.Itoa(k+2)

@@ -26,6 +26,7 @@ type workerConfig struct {
 	LocalIP         string        // source address, "" for the kernel's choice
 	DialConcurrency int           // handshakes in flight
 	Timeout         time.Duration // the worker ends itself after this
+	Transport       string        // "websocket" (default) or "sse" (GET /sse on the same host)
 }
 
 func (c workerConfig) args() []string {
@@ -33,6 +34,7 @@ func (c workerConfig) args() []string {
 		"--url", c.URL, "--conns", strconv.Itoa(c.Conns), "--first", strconv.Itoa(c.First),
 		"--rooms", strconv.Itoa(c.Rooms), "--local-ip", c.LocalIP,
 		"--dial-concurrency", strconv.Itoa(c.DialConcurrency), "--timeout", c.Timeout.String(),
+		"--transport", c.Transport,
 	}
 }
 
@@ -47,6 +49,7 @@ func parseWorkerConfig(args []string) (workerConfig, error) {
 	fs.StringVar(&c.LocalIP, "local-ip", "", "")
 	fs.IntVar(&c.DialConcurrency, "dial-concurrency", 64, "")
 	fs.DurationVar(&c.Timeout, "timeout", 5*time.Minute, "")
+	fs.StringVar(&c.Transport, "transport", TransportWebSocket, "")
 	if err := fs.Parse(args); err != nil {
 		return c, fmt.Errorf("bench worker: %w", err)
 	}
@@ -55,6 +58,8 @@ func parseWorkerConfig(args []string) (workerConfig, error) {
 		return c, errors.New("bench worker: --conns, --rooms, --dial-concurrency and --timeout must be positive")
 	case c.URL == "":
 		return c, errors.New("bench worker: --url is required")
+	case c.Transport != TransportWebSocket && c.Transport != TransportSSE:
+		return c, fmt.Errorf("bench worker: --transport %q is not %s or %s", c.Transport, TransportWebSocket, TransportSSE)
 	}
 	return c, nil
 }
@@ -99,7 +104,8 @@ type workerReport struct {
 
 // sub is one subscriber connection.
 type sub struct {
-	c    *wsConn
+	c    *wsConn // nil for an SSE subscriber
+	sse  *sseSub
 	room int
 	// next is the sequence number expected next; only the reader uses it.
 	next       uint32
@@ -230,7 +236,11 @@ func (w *worker) connect(ctx context.Context) phaseEvent {
 				subs[i] = s
 				// Read at once: the server's heartbeat pings start now,
 				// and a slow connect phase must not make it miss pongs.
-				go w.read(s)
+				if s.sse != nil {
+					go w.readSSE(s)
+				} else {
+					go w.read(s)
+				}
 			}
 		})
 	}
@@ -249,6 +259,9 @@ var establishedPrefix = []byte(`{"type":"connection_established"`)
 
 // open connects subscriber i (worker-local).
 func (w *worker) open(ctx context.Context, d *net.Dialer, i int) (*sub, error) {
+	if w.cfg.Transport == TransportSSE {
+		return w.openSSE(ctx, d, i)
+	}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	c, err := dialWS(ctx, d, w.host, w.path)
@@ -285,6 +298,9 @@ func (w *worker) subscribe(ctx context.Context, timeout time.Duration) phaseEven
 	start := time.Now()
 	failed := 0
 	for _, s := range w.subs {
+		if s.sse != nil {
+			continue // subscribed by its request
+		}
 		msg := `{"type":"subscribe","id":"s","room":"` + roomName(s.room) + `"}`
 		if err := s.c.write(opText, []byte(msg)); err != nil {
 			failed++
@@ -472,6 +488,10 @@ func (w *worker) report(ctx context.Context, expected []uint64, drain time.Durat
 // closeAll resets every connection: no close handshake, no TIME_WAIT.
 func (w *worker) closeAll() {
 	for _, s := range w.subs {
+		if s.sse != nil {
+			s.sse.close()
+			continue
+		}
 		s.c.closeWS(0, true)
 	}
 }
