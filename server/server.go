@@ -18,7 +18,6 @@ import (
 	"net/netip"
 	"net/url"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -248,9 +247,8 @@ func (c *Config) fill() {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.MaxConnections == 0 {
-		var lim syscall.Rlimit
-		if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim) == nil && lim.Cur > fileReserve*2 {
-			c.MaxConnections = int(lim.Cur) - fileReserve
+		if lim, ok := openFileLimit(); ok && lim > fileReserve*2 {
+			c.MaxConnections = int(lim) - fileReserve
 		}
 	}
 }
@@ -351,7 +349,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("server: %w", err)
 		}
 		if _, ok := cfg.Engine.(engine.Occupancy); !ok && (hooksOut.Wants(webhook.RoomOccupied) || hooksOut.Wants(webhook.RoomVacated)) {
-			cfg.Logger.Warn("webhooks: room.occupied and room.vacated are not sent with this engine (memory and redis send them)", "engine", cfg.EngineName)
+			cfg.Logger.Warn("webhooks: room.occupied and room.vacated are not sent with this engine (memory, redis and nats send them)", "engine", cfg.EngineName)
 		}
 		hooks = hooksOut.Hooks(hooks)
 	}

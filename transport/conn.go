@@ -2,7 +2,6 @@ package transport
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -11,9 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
-	"unsafe"
 
 	"github.com/klauspost/compress/flate"
 	"github.com/lxzan/gws"
@@ -65,26 +62,6 @@ type conn struct {
 	// connection, during a write.
 	sockMu sync.RWMutex
 	fd     int
-}
-
-// initFD finds the socket descriptor for direct writes. Only a plain
-// non-blocking socket qualifies: a blocking one would stall a pool worker.
-func (c *conn) initFD() {
-	c.fd = -1
-	sc, ok := c.raw.(syscall.Conn)
-	if !ok {
-		return
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return
-	}
-	_ = rc.Control(func(fd uintptr) {
-		flags, _, errno := syscall.Syscall(syscall.SYS_FCNTL, fd, syscall.F_GETFL, 0)
-		if errno == 0 && flags&syscall.O_NONBLOCK != 0 {
-			c.fd = int(fd)
-		}
-	})
 }
 
 // closeRaw closes the socket once no direct write is using it. Every close
@@ -173,99 +150,6 @@ func (c *conn) kick() {
 	c.mu.Unlock()
 	if start {
 		c.startFlush()
-	}
-}
-
-// flushPool is a few long-lived goroutines that flush connections whose
-// sockets have room, so a fan-out to N connections starts no goroutine per
-// recipient. A connection whose write cannot finish at once, or that is
-// closing, gets a flush goroutine of its own, as before.
-type flushPool struct {
-	ch      chan *conn
-	stopped atomic.Bool
-}
-
-// A connection is in the pool's queue at most once (it is submitted only
-// when its flush starts, and again only after a worker took it), so a queue
-// as long as the connection limit never overflows. Without a limit it holds
-// minFlushQueue, and past that a connection gets its own flush goroutine;
-// it holds at most maxFlushQueue (8 bytes each).
-const (
-	minFlushQueue = 16384
-	maxFlushQueue = 1 << 22
-)
-
-// newFlushPool starts workers goroutines serving up to conns connections.
-func newFlushPool(ctx context.Context, workers, conns int) *flushPool {
-	p := &flushPool{ch: make(chan *conn, min(max(conns, minFlushQueue), maxFlushQueue))}
-	for range workers {
-		go p.run(ctx)
-	}
-	return p
-}
-
-func (p *flushPool) submit(c *conn) {
-	if !p.stopped.Load() {
-		select {
-		case p.ch <- c:
-			if p.stopped.Load() {
-				p.drain() // the workers may be gone: nobody else would
-			}
-			return
-		default:
-		}
-	}
-	go c.flush()
-}
-
-// run is one pool worker. While connections are waiting it takes them with
-// a plain receive; only an empty queue costs a select with the context.
-// The bytes written are counted locally and added to the shared counter
-// when the queue is empty (or every 256 flushes), not once per write: that
-// one counter's cache line would otherwise move between the workers' CPUs
-// on every write.
-func (p *flushPool) run(ctx context.Context) {
-	var bufs [][]byte
-	var m hub.Meter
-	pending, calls, flushes := 0, 0, 0
-	for {
-		var c *conn
-		select {
-		case c = <-p.ch:
-		default:
-			if calls > 0 {
-				m.Written(pending, calls)
-				pending, calls, flushes = 0, 0, 0
-			}
-			select {
-			case c = <-p.ch:
-			case <-ctx.Done():
-				p.stopped.Store(true)
-				p.drain()
-				return
-			}
-		}
-		var n int
-		bufs, n = c.flushFast(bufs)
-		if n > 0 {
-			m, pending, calls = c.t.meter, pending+n, calls+1
-		}
-		if flushes++; flushes >= 256 && calls > 0 {
-			m.Written(pending, calls)
-			pending, calls, flushes = 0, 0, 0
-		}
-	}
-}
-
-// drain gives every waiting connection a flush goroutine of its own.
-func (p *flushPool) drain() {
-	for {
-		select {
-		case c := <-p.ch:
-			go c.flush()
-		default:
-			return
-		}
 	}
 }
 
@@ -443,67 +327,6 @@ func (c *conn) flush() {
 			return
 		}
 	}
-}
-
-// tryWritev makes one non-blocking writev of bufs and returns the bytes
-// written: 0 when the socket is full, broken or closed, or is not a plain
-// socket, which leaves it all to the blocking write.
-//
-// It writes to the descriptor itself rather than through the net.Conn's
-// RawConn: that path's lock and poller bookkeeping, the scheduler's
-// system-call hand-off (see writev) and the pool's select measured about 9%
-// of the server's CPU in fan-out (docs/benchmarks.md), and a non-blocking
-// write never needs the poller.
-func (c *conn) tryWritev(bufs [][]byte) int {
-	c.sockMu.RLock()
-	n := 0
-	if c.fd >= 0 {
-		n = max(writev(c.fd, bufs), 0)
-	}
-	c.sockMu.RUnlock()
-	return n
-}
-
-// maxIovec is the most buffers one writev takes (the kernel's UIO_MAXIOV).
-const maxIovec = 1024
-
-// writev writes bufs to the non-blocking socket fd with one system call
-// and returns the bytes written, or -1 (EAGAIN, or an error that the
-// blocking write after it reports). The call is a raw one (no hand-off of
-// the scheduler's P): a write to a non-blocking socket never waits, it
-// only copies into the socket buffer.
-func writev(fd int, bufs [][]byte) int {
-	// On the stack up to 64 frames per call (1 KiB); more, which only an
-	// overloaded node queues, allocates.
-	var iov [64]syscall.Iovec
-	v := iov[:0]
-	for _, b := range bufs {
-		if len(v) == maxIovec {
-			break
-		}
-		if len(b) > 0 {
-			v = append(v, syscall.Iovec{Base: &b[0]})
-			v[len(v)-1].SetLen(len(b))
-		}
-	}
-	if len(v) == 0 {
-		return 0
-	}
-	if len(v) == 1 {
-		// The common case at low rates. write(2) measured about 2% less
-		// server CPU per delivery than a one-buffer writev(2) (1,000
-		// subscribers x 100/s, two alternating pairs of runs).
-		n, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(v[0].Base)), uintptr(v[0].Len))
-		if errno != 0 {
-			return -1
-		}
-		return int(n)
-	}
-	n, _, errno := syscall.RawSyscall(syscall.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&v[0])), uintptr(len(v)))
-	if errno != 0 {
-		return -1
-	}
-	return int(n)
 }
 
 // maxSpareCap keeps a burst's large batch slice from staying with an idle

@@ -1,7 +1,10 @@
+//go:build linux
+
+// Direct writes to the descriptor exist only on Linux (rawwrite_linux.go).
+
 package transport
 
 import (
-	"net"
 	"syscall"
 	"testing"
 	"time"
@@ -12,25 +15,7 @@ import (
 // socket opened. The test puts another socket on exactly that number and
 // checks that a late write reaches nothing.
 func TestDirectWriteAfterClose(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		accepted <- c
-	}()
-	peer, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-	raw := <-accepted
-	if raw == nil {
-		t.Fatal("accept failed")
-	}
+	raw, peer := tcpPair(t)
 	c := &conn{raw: raw}
 	c.initFD()
 	if c.fd < 0 {
@@ -49,12 +34,18 @@ func TestDirectWriteAfterClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer syscall.Close(pair[1])
-	if pair[0] != old { // usually it is: the lowest free number
-		if err := syscall.Dup2(pair[0], old); err != nil {
+	// near goes on the old number (usually one of the pair already has it:
+	// the lowest free number); far is the end the test reads.
+	near, far := pair[0], pair[1]
+	if far == old {
+		near, far = far, near
+	}
+	defer syscall.Close(far)
+	if near != old {
+		if err := syscall.Dup3(near, old, 0); err != nil {
 			t.Fatal(err)
 		}
-		syscall.Close(pair[0])
+		syscall.Close(near)
 	}
 	defer syscall.Close(old)
 
@@ -62,7 +53,7 @@ func TestDirectWriteAfterClose(t *testing.T) {
 		t.Errorf("write after close wrote %d bytes", n)
 	}
 	buf := make([]byte, 16)
-	if n, err := syscall.Read(pair[1], buf); n > 0 {
+	if n, err := syscall.Read(far, buf); n > 0 {
 		t.Errorf("the socket that reused the number got %q from the closed connection", buf[:n])
 	} else if err != syscall.EAGAIN {
 		t.Errorf("read: %d, %v (want EAGAIN: nothing sent)", n, err)

@@ -1,3 +1,7 @@
+//go:build linux
+
+// Direct writes to the descriptor exist only on Linux (rawwrite_linux.go).
+
 package transport
 
 import (

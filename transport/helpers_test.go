@@ -351,7 +351,7 @@ func rawRequestProto(t *testing.T, addr, method, path, proto string, hdr http.He
 		d.Control = func(_, _ string, c syscall.RawConn) error {
 			var serr error
 			err := c.Control(func(fd uintptr) {
-				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, rcvbuf)
+				serr = setRcvBuf(fd, rcvbuf)
 			})
 			return errors.Join(err, serr)
 		}

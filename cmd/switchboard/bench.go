@@ -298,7 +298,10 @@ func benchServer(args []string, stderr io.Writer) int {
 	defer stop()
 	if memprofile != "" {
 		usr1 := make(chan os.Signal, 1)
-		signal.Notify(usr1, syscall.SIGUSR1)
+		if err := notifyProfile(usr1); err != nil {
+			fmt.Fprintf(stderr, "switchboard bench server: %v\n", err)
+			return 2
+		}
 		defer signal.Stop(usr1)
 		go func() {
 			for {

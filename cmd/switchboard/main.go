@@ -58,8 +58,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "config":
 		return configCmd(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
-		fmt.Fprintln(stdout, "switchboard", versionString())
-		return 0
+		return versionCmd(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		usage(stdout)
 		return 0
@@ -85,13 +84,8 @@ Run 'switchboard serve -h' for the serve flags.
 }
 
 func versionString() string {
-	if version != "" {
-		return version
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	return "dev"
+	bi, _ := debug.ReadBuildInfo()
+	return versionOf(bi)
 }
 
 // serveFlags binds the serve flags to cfg and returns the set.
@@ -115,6 +109,7 @@ func serveFlags(cfg *server.Config, logLevel, logFormat *string) *flag.FlagSet {
 	fs.IntVar(&cfg.MaxRoomsPerClient, "max-rooms-per-connection", 128, "subscriptions allowed per connection")
 	fs.BoolVar(&cfg.NoEcho, "no-echo", false, "do not send clients their own publications")
 	fs.BoolVar(&cfg.NoJoinLeave, "no-join-leave", false, "do not send user_joined/user_left events")
+	fs.IntVar(&cfg.JoinLeaveRate, "join-leave-rate", hub.DefaultJoinLeaveRate, "user_joined/user_left announcements one room sends at once per second (burst twice that); beyond it they are held and sent together each second; -1: no limit")
 	fs.IntVar(&cfg.HistorySize, "history-size", 100, "events kept per room for recovery; -1 turns history off")
 	fs.DurationVar(&cfg.HistoryTTL, "history-ttl", hub.DefaultHistoryTTL, "how long room events are kept for recovery; 0: no time limit (events leave by --history-size only)")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", server.DefaultDrainTimeout, "graceful shutdown deadline")

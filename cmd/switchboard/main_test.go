@@ -60,8 +60,8 @@ func TestRunCommands(t *testing.T) {
 			}
 		})
 	}
-	if _, out, _ := runCmd("version"); strings.Count(out, "\n") != 1 || len(strings.Fields(out)) != 2 {
-		t.Errorf("version prints %q, want one line \"switchboard VERSION\"", out)
+	if _, out, _ := runCmd("version"); strings.Count(out, "\n") != 1 || !strings.HasPrefix(out, "switchboard "+versionString()+" (") {
+		t.Errorf("version prints %q, want one line \"switchboard VERSION (...)\"", out)
 	}
 }
 

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -46,9 +45,7 @@ func startChild(ctx context.Context, exe, name, role string, args []string, log 
 	var out io.ReadCloser
 	if exe != "" {
 		cmd := exec.Command(exe, append([]string{"bench", role}, args...)...)
-		// Die with the coordinator even if it is killed: no orphaned
-		// workers holding thousands of connections.
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		cmd.SysProcAttr = dieWithParent()
 		cmd.Stderr = log
 		in, err := cmd.StdinPipe()
 		if err != nil {

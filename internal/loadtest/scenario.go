@@ -22,7 +22,6 @@ import (
 	"os"
 	"strconv"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/switchboard-rt/switchboard/client"
@@ -389,7 +388,7 @@ func Run(ctx context.Context, s Scenario) (*Result, error) {
 	end := sample()
 	res.ClientCPU, res.OtherLoad = load.stop()
 	if srv != nil && s.Server.ProfileSignal {
-		srv.signal(syscall.SIGUSR1)
+		srv.requestProfile()
 		time.Sleep(2 * time.Second) // the heap profile is written after a GC
 	}
 	res.RSSEnd, res.ServerThreads = end.RSS, end.Threads

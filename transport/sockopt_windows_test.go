@@ -1,0 +1,7 @@
+package transport_test
+
+import "syscall"
+
+func setRcvBuf(fd uintptr, n int) error {
+	return syscall.SetsockoptInt(syscall.Handle(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, n)
+}
