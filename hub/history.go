@@ -147,6 +147,11 @@ type PresenceInfo struct {
 	Members []engine.ClientInfo `json:"members,omitempty"`
 }
 
+// ErrClosed is returned, wrapped, by calls that reach the engine after it
+// was closed: the node is shutting down. It is engine.ErrClosed, so that
+// the hub's callers (api) need not know the engine.
+var ErrClosed = engine.ErrClosed
+
 // ErrPresenceDisabled is returned for rooms whose namespace has no presence.
 var ErrPresenceDisabled = errors.New("presence is off for this room")
 
