@@ -43,6 +43,7 @@ test: vet fmt-check lint cross release-check node-deps unit js browser
 
 vet:
 	$(GO) vet ./...
+	$(GO) vet -tags bench ./cmd/switchboard/
 
 fmt-check:
 	@out="$$(gofmt -l .)"; \
@@ -50,6 +51,7 @@ fmt-check:
 
 lint:
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) -tags bench ./cmd/switchboard/
 
 # The Node packages the Go tests use too: the SDK bundle embedded in the
 # demo (a test checks it is fresh), the Node example, the browser tests.
@@ -60,7 +62,8 @@ cross:
 	@for p in $(CROSS_PLATFORMS); do \
 		echo "== $$p"; \
 		CGO_ENABLED=0 GOOS=$${p%/*} GOARCH=$${p#*/} $(GO) build -trimpath ./... && \
-		CGO_ENABLED=0 GOOS=$${p%/*} GOARCH=$${p#*/} $(GO) vet -trimpath ./... || exit 1; \
+		CGO_ENABLED=0 GOOS=$${p%/*} GOARCH=$${p#*/} $(GO) vet -trimpath ./... && \
+		CGO_ENABLED=0 GOOS=$${p%/*} GOARCH=$${p#*/} $(GO) vet -trimpath -tags bench ./cmd/switchboard/ || exit 1; \
 	done
 
 node-deps:
@@ -72,6 +75,8 @@ node-deps:
 
 unit: node-deps
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+	@# The load tool's command is the -tags bench build (cmd/switchboard/bench.go).
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -tags bench ./cmd/switchboard/
 
 js: node-deps
 	cd clients/js && npm test
@@ -79,9 +84,11 @@ js: node-deps
 browser: node-deps
 	cd e2e/browser && npm test
 
-## build: bin/switchboard
+## build: bin/switchboard, and bin/switchboard-bench (the same command with
+## the load tool, -tags bench), which `switchboard bench` runs
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/switchboard ./cmd/switchboard
+	$(GO) build -tags bench -ldflags "$(LDFLAGS)" -o bin/switchboard-bench ./cmd/switchboard
 
 ## release: RELEASE_DIR (dist/) with switchboard_V_OS_ARCH.tar.gz for
 ## RELEASE_PLATFORMS, the npm tarball of clients/js and SHA256SUMS; V is

@@ -92,7 +92,7 @@ type env struct {
 // presence) and its API, with key as the only key ("" for none).
 func newEnv(t *testing.T, key string) *env {
 	t.Helper()
-	h, err := hub.New(hub.Options{Namespaces: map[string]hub.Namespace{
+	h, err := hub.New(hub.Options{Engine: memory.New(memory.Options{}), Namespaces: map[string]hub.Namespace{
 		"nohist": {History: &engine.HistoryPolicy{}, NoPresence: true},
 	}})
 	if err != nil {
@@ -403,7 +403,7 @@ func TestNoKeyLoopbackOnly(t *testing.T) {
 }
 
 func TestKeys(t *testing.T) {
-	h, err := hub.New(hub.Options{})
+	h, err := hub.New(hub.Options{Engine: memory.New(memory.Options{})})
 	if err != nil {
 		t.Fatal(err)
 	}

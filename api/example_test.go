@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/switchboard-rt/switchboard/api"
+	"github.com/switchboard-rt/switchboard/engine/memory"
 	"github.com/switchboard-rt/switchboard/hub"
 )
 
@@ -15,7 +16,7 @@ import (
 func ExampleNew() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	h, err := hub.New(hub.Options{})
+	h, err := hub.New(hub.Options{Engine: memory.New(memory.Options{})})
 	if err != nil {
 		panic(err)
 	}

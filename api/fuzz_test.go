@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"testing"
 
+	"github.com/switchboard-rt/switchboard/engine/memory"
 	"github.com/switchboard-rt/switchboard/hub"
 )
 
@@ -19,7 +20,7 @@ var fuzzMethods = []string{http.MethodGet, http.MethodPost, http.MethodDelete, h
 // status) and nothing may panic or fail with 5xx: the memory engine cannot
 // fail, so a 5xx is a parser letting bad input through.
 func FuzzAPI(f *testing.F) {
-	h, err := hub.New(hub.Options{})
+	h, err := hub.New(hub.Options{Engine: memory.New(memory.Options{})})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/switchboard-rt/switchboard/engine"
 	"github.com/switchboard-rt/switchboard/hub"
 	"github.com/switchboard-rt/switchboard/protocol"
 )
@@ -75,7 +74,7 @@ func hubError(err error) *apiError {
 		return errorf(http.StatusBadRequest, pe.Code, "%s", pe.Message)
 	case errors.Is(err, hub.ErrHistoryDisabled), errors.Is(err, hub.ErrPresenceDisabled):
 		return errorf(http.StatusBadRequest, protocol.ErrNotImplemented, "%v", err)
-	case errors.Is(err, engine.ErrClosed):
+	case errors.Is(err, hub.ErrClosed):
 		return errorf(http.StatusServiceUnavailable, codeUnavailable, "the node is shutting down: %v", err)
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return errorf(http.StatusServiceUnavailable, codeUnavailable, "the engine did not answer in time: %v", err)
@@ -515,7 +514,7 @@ func (h *Handler) presence(w http.ResponseWriter, r *http.Request) *apiError {
 	if !countsOnly {
 		out.Members = info.Members
 		if info.Members == nil {
-			out.Members = []engine.ClientInfo{}
+			out.Members = []any{} // [] in JSON, as the members would be
 		}
 	}
 	writeJSON(w, http.StatusOK, out)

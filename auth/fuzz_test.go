@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/switchboard-rt/switchboard/auth"
+	"github.com/switchboard-rt/switchboard/engine/memory"
 	"github.com/switchboard-rt/switchboard/hub"
 	"github.com/switchboard-rt/switchboard/protocol"
 )
@@ -43,7 +44,7 @@ func FuzzAuthFrame(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	h, err := hub.New(hub.Options{Auth: hub.AuthOptions{Authenticator: j, Timeout: time.Hour}})
+	h, err := hub.New(hub.Options{Engine: memory.New(memory.Options{}), Auth: hub.AuthOptions{Authenticator: j, Timeout: time.Hour}})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -229,3 +229,11 @@ type Occupancy interface {
 	Occupy(ctx context.Context, room, node string) (OccupancyChange, error)
 	Vacate(ctx context.Context, room, node string) (OccupancyChange, error)
 }
+
+// Local is implemented by engines that do no I/O, so a call cannot hang
+// (the memory engine). The hub bounds every other engine's calls with a
+// timeout, and spares a local one that timer on the publish path. An engine
+// that wraps a local one and may block should answer false.
+type Local interface {
+	Local() bool
+}

@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -104,6 +105,9 @@ func TestSubscribeHistoryFailureLeavesNoMembership(t *testing.T) {
 // context ends.
 type hangEngine struct{ *memory.Engine }
 
+// Local: a hanging engine is not local, so the hub bounds its calls.
+func (hangEngine) Local() bool { return false }
+
 func (hangEngine) Publish(ctx context.Context, room string, pub *engine.Publication, opts engine.PublishOptions) (engine.PublishResult, error) {
 	<-ctx.Done()
 	return engine.PublishResult{}, ctx.Err()
@@ -128,5 +132,13 @@ func TestEngineCallsAreBounded(t *testing.T) {
 	errs := errorsOf(t, s)
 	if len(errs) != 1 || errs[0].Code != protocol.ErrInternal || errs[0].Ref != "m1" {
 		t.Fatalf("errors = %+v, want one internal error for m1", errs)
+	}
+}
+
+// TestNewRequiresEngine: the hub does not pick an engine itself; the
+// caller (server) builds one.
+func TestNewRequiresEngine(t *testing.T) {
+	if _, err := New(Options{}); err == nil || !strings.Contains(err.Error(), "Engine is required") {
+		t.Fatalf("New without an engine: err = %v, want one naming Options.Engine", err)
 	}
 }

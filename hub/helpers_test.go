@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-rt/switchboard/engine/memory"
 	"github.com/switchboard-rt/switchboard/protocol"
 )
 
@@ -139,9 +140,13 @@ func decodeData[T any](t *testing.T, m msg) T {
 	return v
 }
 
-// newHub returns a running hub on a fresh memory engine.
+// newHub returns a running hub, on a fresh memory engine unless opts
+// names one.
 func newHub(t testing.TB, opts Options) *Hub {
 	t.Helper()
+	if opts.Engine == nil {
+		opts.Engine = memory.New(memory.Options{})
+	}
 	h, err := New(opts)
 	if err != nil {
 		t.Fatalf("New: %v", err)

@@ -109,6 +109,11 @@ func (c *Client) history(ctx context.Context, env *protocol.Envelope) {
 	c.sendEnvelope(&protocol.Envelope{Type: protocol.TypeHistoryResult, ID: env.ID, Room: env.Room, Data: protocol.EncodeData(page)})
 }
 
+// ErrClosed is returned, wrapped, by calls that reach the engine after it
+// was closed: the node is shutting down. It is engine.ErrClosed, so that
+// the hub's callers (api) need not know the engine.
+var ErrClosed = engine.ErrClosed
+
 // requestError turns a hub error into the `error` event a client gets.
 func requestError(err error, ref string) *protocol.Error {
 	var pe *protocol.Error

@@ -27,7 +27,6 @@ import (
 	"time"
 
 	"github.com/switchboard-rt/switchboard/engine"
-	"github.com/switchboard-rt/switchboard/engine/memory"
 	"github.com/switchboard-rt/switchboard/protocol"
 )
 
@@ -62,10 +61,12 @@ type ConnectOptions struct {
 	JSONPing bool
 }
 
-// Options configure a Hub. The zero value works: in-memory engine, history
-// of 100 events for 5 minutes per room, echo on, join/leave events on.
+// Options configure a Hub. Engine is required; the other zero values work:
+// history of 100 events for 5 minutes per room, echo on, join/leave events
+// on.
 type Options struct {
-	// Engine carries events and keeps streams. Default: a new memory engine.
+	// Engine carries events and keeps streams. Required: the caller builds
+	// it (server does, from its config; engine/memory for one node).
 	Engine engine.Engine
 	// Logger receives the hub's logs. Default: discard.
 	Logger *slog.Logger
@@ -213,8 +214,8 @@ type Hub struct {
 	bans     map[string]time.Time // user -> banned until
 	rpcMu    sync.RWMutex
 	rpc      map[string]RPCHandler
-	// localEngine is set for the in-memory engine, whose calls need no
-	// timeout.
+	// localEngine is set for an engine.Local engine (memory), whose calls
+	// need no timeout.
 	localEngine bool
 	jl          *joinLeaveLimiter
 }
@@ -233,7 +234,7 @@ type connShard struct {
 // New returns a hub. It does not start the engine; call Run.
 func New(opts Options) (*Hub, error) {
 	if opts.Engine == nil {
-		opts.Engine = memory.New(memory.Options{})
+		return nil, errors.New("hub: Options.Engine is required (engine/memory for one node)")
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -294,7 +295,9 @@ func New(opts Options) (*Hub, error) {
 	}
 	h.opts = opts
 	h.jl = newJoinLeaveLimiter(h, opts)
-	_, h.localEngine = opts.Engine.(*memory.Engine)
+	if l, ok := opts.Engine.(engine.Local); ok {
+		h.localEngine = l.Local()
+	}
 	h.bans = make(map[string]time.Time)
 	h.rpc = make(map[string]RPCHandler)
 	h.registerBuiltinRPC()
@@ -365,8 +368,8 @@ func (h *Hub) Ready(ctx context.Context) error {
 	return h.eng.Ready(ctx)
 }
 
-// engineContext bounds an engine call made on a client's behalf. The
-// in-memory engine does no I/O and cannot hang, so it gets no timer: a
+// engineContext bounds an engine call made on a client's behalf. A local
+// engine (engine.Local, the memory engine) does no I/O and cannot hang, so it gets no timer: a
 // single node's publish path stays free of one allocation set per message.
 func (h *Hub) engineContext() (context.Context, context.CancelFunc) {
 	if h.localEngine {

@@ -99,20 +99,9 @@ func mountAdmin(ctx context.Context, mux *http.ServeMux, h *hub.Hub, ws *transpo
 	mux.Handle("GET /admin/ws", a)
 }
 
+// adminFile serves one of the dashboard's files; it is never stored.
 func adminFile(name, contentType string) http.Handler {
-	b, err := adminFiles.ReadFile(name)
-	if err != nil {
-		panic("server: embedded file " + name + " is missing: " + err.Error()) // a build defect, caught by every test
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hdr := w.Header()
-		hdr.Set("Content-Type", contentType)
-		hdr.Set("Content-Security-Policy", demoPageCSP)
-		hdr.Set("X-Content-Type-Options", "nosniff")
-		hdr.Set("Referrer-Policy", "no-referrer")
-		hdr.Set("Cache-Control", "no-store")
-		_, _ = w.Write(b)
-	})
+	return staticFile(adminFiles, name, contentType, "no-store")
 }
 
 // ServeHTTP upgrades /admin/ws after the checks a handshake can answer

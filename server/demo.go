@@ -4,7 +4,6 @@ import (
 	"context"
 	"embed"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"strconv"
 	"sync"
@@ -55,17 +54,22 @@ type demo struct {
 	step map[string]int // next script step per match
 }
 
+// demoFile serves one of the demo's files; the browser revalidates it.
+func demoFile(name, contentType string) http.Handler {
+	return staticFile(demoFiles, name, contentType, "no-cache")
+}
+
 // mountDemo adds the demo page, its assets, the SDK bundle and the publish
 // button's endpoint to mux.
 func mountDemo(mux *http.ServeMux, h *hub.Hub, apiHandler *api.Handler, apiKey bool) {
 	d := &demo{hub: h, keyed: apiKey, api: apiHandler, step: map[string]int{},
 		bucket: tokenBucket{rate: demoPublishRate, burst: demoPublishBurst}}
-	mux.Handle("GET /{$}", staticFile("web/index.html", "text/html; charset=utf-8"))
-	mux.Handle("GET /demo/demo.js", staticFile("web/demo.js", "text/javascript; charset=utf-8"))
-	mux.Handle("GET /demo/demo.css", staticFile("web/demo.css", "text/css; charset=utf-8"))
+	mux.Handle("GET /{$}", demoFile("web/index.html", "text/html; charset=utf-8"))
+	mux.Handle("GET /demo/demo.js", demoFile("web/demo.js", "text/javascript; charset=utf-8"))
+	mux.Handle("GET /demo/demo.css", demoFile("web/demo.css", "text/css; charset=utf-8"))
 	// The SDK's ESM browser bundle, where its README says a page without a
 	// bundler finds it.
-	mux.Handle("GET /switchboard.min.js", staticFile("web/switchboard.min.js", "text/javascript; charset=utf-8"))
+	mux.Handle("GET /switchboard.min.js", demoFile("web/switchboard.min.js", "text/javascript; charset=utf-8"))
 	var publish http.Handler = http.HandlerFunc(d.publish)
 	if apiKey {
 		publish = apiHandler.Protect(publish)
@@ -74,23 +78,6 @@ func mountDemo(mux *http.ServeMux, h *hub.Hub, apiHandler *api.Handler, apiKey b
 	mux.HandleFunc("/demo/matches/{id}/next", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", http.MethodPost)
 		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed here (allowed: POST)")
-	})
-}
-
-// staticFile serves one embedded file with the demo's security headers.
-func staticFile(name, contentType string) http.Handler {
-	b, err := demoFiles.ReadFile(name)
-	if err != nil {
-		panic(fmt.Sprintf("server: embedded file %s is missing: %v", name, err)) // a build defect, caught by every test
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hdr := w.Header()
-		hdr.Set("Content-Type", contentType)
-		hdr.Set("Content-Security-Policy", demoPageCSP)
-		hdr.Set("X-Content-Type-Options", "nosniff")
-		hdr.Set("Referrer-Policy", "no-referrer")
-		hdr.Set("Cache-Control", "no-cache")
-		_, _ = w.Write(b)
 	})
 }
 

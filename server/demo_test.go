@@ -87,6 +87,9 @@ func TestDemoAssets(t *testing.T) {
 			if !strings.Contains(csp, "script-src 'self'") || strings.Contains(csp, "unsafe-inline") || hdr.Get("X-Content-Type-Options") != "nosniff" {
 				t.Errorf("headers: CSP %q, nosniff %q", csp, hdr.Get("X-Content-Type-Options"))
 			}
+			if hdr.Get("Cache-Control") != "no-cache" || hdr.Get("Referrer-Policy") != "no-referrer" {
+				t.Errorf("headers: Cache-Control %q, Referrer-Policy %q", hdr.Get("Cache-Control"), hdr.Get("Referrer-Policy"))
+			}
 			if tt.path == "/switchboard.min.js" && !bytes.Equal(body, sdk) {
 				t.Error("served SDK bundle differs from server/web/switchboard.min.js")
 			}

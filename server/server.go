@@ -349,7 +349,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("server: %w", err)
 		}
 		if _, ok := cfg.Engine.(engine.Occupancy); !ok && (hooksOut.Wants(webhook.RoomOccupied) || hooksOut.Wants(webhook.RoomVacated)) {
-			cfg.Logger.Warn("webhooks: room.occupied and room.vacated are not sent with this engine (memory and redis send them)", "engine", cfg.EngineName)
+			cfg.Logger.Warn("webhooks: room.occupied and room.vacated are not sent with this engine (memory, redis and nats send them)", "engine", cfg.EngineName)
 		}
 		hooks = hooksOut.Hooks(hooks)
 	}

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/switchboard-rt/switchboard/engine/memory"
 	"github.com/switchboard-rt/switchboard/hub"
 	"github.com/switchboard-rt/switchboard/protocol"
 )
@@ -35,7 +36,7 @@ func BenchmarkSendFlush(b *testing.B) {
 }
 
 func benchSendFlush(b *testing.B, n int) {
-	hb, err := hub.New(hub.Options{NoJoinLeave: true, NoPresence: true})
+	hb, err := hub.New(hub.Options{Engine: memory.New(memory.Options{}), NoJoinLeave: true, NoPresence: true})
 	if err != nil {
 		b.Fatal(err)
 	}

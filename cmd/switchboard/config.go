@@ -67,6 +67,10 @@ func loadConfig(name string, args []string, getenv func(string) string, stderr i
 			return nil, err
 		}
 	}
+	// 0 would quietly mean the hub's default: refuse it rather than guess.
+	if o.cfg.JoinLeaveRate == 0 {
+		return nil, errors.New("--join-leave-rate (join_leave_rate, SWITCHBOARD_JOIN_LEAVE_RATE) is 0: give announcements per second per room, or -1 for no limit")
+	}
 	return o, nil
 }
 

@@ -109,6 +109,7 @@ func serveFlags(cfg *server.Config, logLevel, logFormat *string) *flag.FlagSet {
 	fs.IntVar(&cfg.MaxRoomsPerClient, "max-rooms-per-connection", 128, "subscriptions allowed per connection")
 	fs.BoolVar(&cfg.NoEcho, "no-echo", false, "do not send clients their own publications")
 	fs.BoolVar(&cfg.NoJoinLeave, "no-join-leave", false, "do not send user_joined/user_left events")
+	fs.IntVar(&cfg.JoinLeaveRate, "join-leave-rate", hub.DefaultJoinLeaveRate, "user_joined/user_left announcements one room sends at once per second (burst twice that); beyond it they are held and sent together each second; -1: no limit")
 	fs.IntVar(&cfg.HistorySize, "history-size", 100, "events kept per room for recovery; -1 turns history off")
 	fs.DurationVar(&cfg.HistoryTTL, "history-ttl", hub.DefaultHistoryTTL, "how long room events are kept for recovery; 0: no time limit (events leave by --history-size only)")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", server.DefaultDrainTimeout, "graceful shutdown deadline")

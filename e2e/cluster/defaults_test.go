@@ -23,7 +23,7 @@ func natsPrefix(tb testing.TB, u string) string {
 	_, _ = rand.Read(b)
 	p := "sbe2e_" + hex.EncodeToString(b)
 	tb.Cleanup(func() {
-		natstest.DeleteStreams(u, "SWITCHBOARD_"+p, "SWITCHBOARD_"+p+"_IDEM", "SWITCHBOARD_"+p+"_PRESENCE", "KV_SWITCHBOARD_"+p+"_BANS")
+		natstest.DeleteStreams(u, "SWITCHBOARD_"+p, "SWITCHBOARD_"+p+"_IDEM", "SWITCHBOARD_"+p+"_PRESENCE", "KV_SWITCHBOARD_"+p+"_BANS", "KV_SWITCHBOARD_"+p+"_OCC")
 	})
 	return p
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-rt/switchboard/internal/natstest"
 	"github.com/switchboard-rt/switchboard/protocol"
 	"github.com/switchboard-rt/switchboard/webhook"
 )
@@ -107,8 +108,29 @@ func count(ev []webhook.Event, typ, room string) int {
 func TestWebhooksAcrossNodes(t *testing.T) {
 	t.Parallel()
 	rc := newHookReceiver(t, "new-secret-0123456789", 3)
-	nodes := startCluster(t, 2, "--webhook-url", rc.url, "--webhook-secret", "old-secret-0123456789,new-secret-0123456789",
-		"--webhook-publications", "chat", "--webhook-batch-delay", "20ms", "--webhook-batch-size", "7")
+	webhooksAcrossNodes(t, rc, startCluster(t, 2, webhookArgs(rc)...))
+}
+
+// TestWebhooksAcrossNATSNodes is TestWebhooksAcrossNodes on the NATS
+// engine, whose occupancy is a key-value bucket.
+func TestWebhooksAcrossNATSNodes(t *testing.T) {
+	t.Parallel()
+	rc := newHookReceiver(t, "new-secret-0123456789", 3)
+	u := natstest.URL(t)
+	cfg := nodeConfig{args: append([]string{"--engine", "nats", "--nats-url", u, "--nats-prefix", natsPrefix(t, u)}, webhookArgs(rc)...)}
+	nodes := []*node{launchNode(t, "n1", cfg), launchNode(t, "n2", cfg)}
+	for _, n := range nodes {
+		n.waitReady(startTimeout)
+	}
+	webhooksAcrossNodes(t, rc, nodes)
+}
+
+func webhookArgs(rc *hookReceiver) []string {
+	return []string{"--webhook-url", rc.url, "--webhook-secret", "old-secret-0123456789,new-secret-0123456789",
+		"--webhook-publications", "chat", "--webhook-batch-delay", "20ms", "--webhook-batch-size", "7"}
+}
+
+func webhooksAcrossNodes(t *testing.T, rc *hookReceiver, nodes []*node) {
 	const room, perNode = "chat:hooks", 15
 	for round := range 2 { // two occupied periods: the generation moves on
 		var wg sync.WaitGroup

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/switchboard-rt/switchboard/engine"
 )
@@ -102,4 +103,24 @@ func changed(r [2]res) int {
 		}
 	}
 	return n
+}
+
+// CheckOccupancyExpiry checks that a node that stops refreshing its entry
+// drops out after the presence ttl, so the room can be occupied again,
+// while a live node's refresh keeps it in. crash(room) must put a node that
+// no engine refreshes into room, as the room's generation 1.
+func CheckOccupancyExpiry(t *testing.T, live, other engine.Occupancy, ttl time.Duration, crash func(room string)) {
+	t.Helper()
+	ctx := context.Background()
+	if ch, err := live.Occupy(ctx, "occ:live", "live"); err != nil || !ch.Changed {
+		t.Fatalf("occupy: %+v %v", ch, err)
+	}
+	crash("occ:dead")
+	time.Sleep(3 * ttl)
+	if ch, err := other.Occupy(ctx, "occ:dead", "other"); err != nil || !ch.Changed || ch.Generation != 2 {
+		t.Errorf("occupy after the crashed node expired: %+v %v, want a change to generation 2", ch, err)
+	}
+	if ch, err := other.Occupy(ctx, "occ:live", "other"); err != nil || ch.Changed {
+		t.Errorf("occupy beside a live, refreshing node: %+v %v, want no change", ch, err)
+	}
 }

@@ -334,6 +334,9 @@ func (e *Engine) PublishControl(ctx context.Context, data []byte) error {
 }
 
 // Ready implements engine.Engine.
+// Local reports true: the memory engine does no I/O (engine.Local).
+func (e *Engine) Local() bool { return true }
+
 func (e *Engine) Ready(ctx context.Context) error {
 	if e.closed.Load() {
 		return engine.ErrClosed

@@ -23,8 +23,9 @@ import (
 
 var _ engine.BanStore = (*Engine)(nil)
 
-// banBucket is the engine's handle on the bucket, made on first use.
-type banBucket struct {
+// kvBucket is the engine's handle on a key-value bucket, made on first
+// use (bans here, room occupancy in occupancy.go).
+type kvBucket struct {
 	mu sync.Mutex
 	kv jetstream.KeyValue
 }
@@ -34,46 +35,50 @@ func (e *Engine) banBucketName() string { return e.histStream + "_BANS" }
 // banKV returns the bucket, creating it if needed. Core-only mode has no
 // JetStream and so no shared bans.
 func (e *Engine) banKV(ctx context.Context) (jetstream.KeyValue, error) {
+	return e.bucket(ctx, &e.bans, "bans", jetstream.KeyValueConfig{Bucket: e.banBucketName(), Description: "Switchboard bans"})
+}
+
+// bucket returns h's bucket, creating it with cfg (history 1, the
+// engine's storage and replicas) if needed. what names it in errors.
+func (e *Engine) bucket(ctx context.Context, h *kvBucket, what string, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	b, err := e.box()
 	if err != nil {
 		return nil, err
 	}
 	if b.js == nil {
-		return nil, fmt.Errorf("nats: bans across nodes need JetStream (core-only mode): %w", errors.ErrUnsupported)
+		return nil, fmt.Errorf("nats: %s across nodes need JetStream (core-only mode): %w", what, errors.ErrUnsupported)
 	}
-	e.bans.mu.Lock()
-	defer e.bans.mu.Unlock()
-	if e.bans.kv != nil {
-		return e.bans.kv, nil
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.kv != nil {
+		return h.kv, nil
 	}
-	storage := jetstream.FileStorage
+	cfg.History = 1
+	cfg.Storage = jetstream.FileStorage
 	if e.opts.MemoryStorage {
-		storage = jetstream.MemoryStorage
+		cfg.Storage = jetstream.MemoryStorage
 	}
+	cfg.Replicas = e.opts.Replicas
 	ctx, cancel := e.opCtx(ctx)
 	defer cancel()
-	kv, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      e.banBucketName(),
-		Description: "Switchboard bans",
-		History:     1,
-		Storage:     storage,
-		Replicas:    e.opts.Replicas,
-	})
+	kv, err := b.js.CreateOrUpdateKeyValue(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("nats: bans bucket %s: %w", e.banBucketName(), err)
+		return nil, fmt.Errorf("nats: %s bucket %s: %w", what, cfg.Bucket, err)
 	}
-	e.bans.kv = kv
+	h.kv = kv
 	return kv, nil
 }
 
 // banGone forgets the bucket handle after an error that says the bucket
 // is not there (the server lost its data), so that the next call makes it
 // again.
-func (e *Engine) banGone(err error) {
+func (e *Engine) banGone(err error) { bucketGone(&e.bans, err) }
+
+func bucketGone(h *kvBucket, err error) {
 	if errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrNoStreamResponse) {
-		e.bans.mu.Lock()
-		e.bans.kv = nil
-		e.bans.mu.Unlock()
+		h.mu.Lock()
+		h.kv = nil
+		h.mu.Unlock()
 	}
 }
 

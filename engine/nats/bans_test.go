@@ -8,7 +8,7 @@ import (
 
 	"github.com/switchboard-rt/switchboard/engine"
 	"github.com/switchboard-rt/switchboard/engine/enginetest"
-	"github.com/switchboard-rt/switchboard/engine/enginetest/hubtest"
+	"github.com/switchboard-rt/switchboard/internal/hubtest"
 )
 
 // TestBansAcrossNodes: see hubtest.RunBansAcrossNodes.

@@ -71,7 +71,7 @@ func startEngine(tb testing.TB, e *Engine, h engine.Handler) {
 
 // deleteStreams removes e's streams (best effort).
 func deleteStreams(url string, e *Engine) {
-	natstest.DeleteStreams(url, e.histStream, e.idemStream, e.presStream, "KV_"+e.banBucketName())
+	natstest.DeleteStreams(url, e.histStream, e.idemStream, e.presStream, "KV_"+e.banBucketName(), "KV_"+e.occBucketName())
 }
 
 // waitFor polls cond for at most d.

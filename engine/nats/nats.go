@@ -176,7 +176,9 @@ type Engine struct {
 	stateGen atomic.Uint64         // bumped to make every cached room top stale
 	seed     maphash.Seed          // spreads rooms over state shards
 	presence localPresence
-	bans     banBucket // bans.go
+	bans     kvBucket // bans.go
+	occ      kvBucket // occupancy.go
+	occRooms localRooms
 
 	janitor chan func(context.Context)
 
@@ -273,6 +275,7 @@ func New(opts Options) (*Engine, error) {
 		e.states[i].m = make(map[string]*pubState)
 	}
 	e.presence.rooms = make(map[string]map[string]*presenceEntry)
+	e.occRooms.m = make(map[occKey]struct{})
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	return e, nil
 }

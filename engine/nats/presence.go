@@ -268,6 +268,7 @@ func (e *Engine) presenceLoop() {
 			return
 		case <-t.C:
 			e.refreshPresence()
+			e.refreshOccupancy()
 		}
 	}
 }

@@ -4,7 +4,7 @@ import (
 	"testing"
 
 	"github.com/switchboard-rt/switchboard/engine"
-	"github.com/switchboard-rt/switchboard/engine/enginetest/hubtest"
+	"github.com/switchboard-rt/switchboard/internal/hubtest"
 )
 
 // TestExcludeAcrossNodes: see hubtest.RunExcludeAcrossNodes.

@@ -2,7 +2,7 @@
 // CommonJS, for require), dist/switchboard.min.js (the minified browser
 // bundle whose size is budgeted), dist/*.d.ts (tsc) and their CommonJS twins
 // dist/*.d.cts.
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { browserBundle, moduleBundle, root, MAX_GZIP } from './bundle.mjs';
@@ -10,6 +10,9 @@ import { browserBundle, moduleBundle, root, MAX_GZIP } from './bundle.mjs';
 const dist = join(root, 'dist');
 rmSync(dist, { recursive: true, force: true });
 mkdirSync(dist);
+// npm puts a LICENSE at the package's root into the tarball; the one
+// licence file lives at the repository's root (this copy is ignored by git).
+copyFileSync(join(root, '../../LICENSE'), join(root, 'LICENSE'));
 writeFileSync(join(dist, 'index.js'), await moduleBundle());
 writeFileSync(join(dist, 'index.cjs'), await moduleBundle('cjs'));
 const b = await browserBundle();

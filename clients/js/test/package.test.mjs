@@ -40,10 +40,11 @@ const run = (cmd, args, cwd) => spawnSync(cmd, args, { cwd, encoding: 'utf8' });
 
 test('the tarball has the entries, declarations, README and package name', () => {
   const list = execFileSync('tar', ['-tzf', tgz], { encoding: 'utf8' }).split('\n');
-  for (const f of ['package/dist/index.js', 'package/dist/index.cjs', 'package/dist/index.d.ts', 'package/dist/index.d.cts', 'package/dist/client.d.ts', 'package/dist/client.d.cts', 'package/README.md', 'package/package.json'])
+  for (const f of ['package/dist/index.js', 'package/dist/index.cjs', 'package/dist/index.d.ts', 'package/dist/index.d.cts', 'package/dist/client.d.ts', 'package/dist/client.d.cts', 'package/README.md', 'package/LICENSE', 'package/package.json'])
     assert.ok(list.includes(f), `${f} is not in the tarball`);
   const pkg = JSON.parse(execFileSync('tar', ['-xzOf', tgz, 'package/package.json'], { encoding: 'utf8' }));
   assert.equal(pkg.name, '@switchboard-rt/client');
+  assert.equal(pkg.license, 'Apache-2.0');
   assert.deepEqual(pkg.peerDependenciesMeta, { ws: { optional: true } });
   assert.deepEqual(pkg.dependencies ?? {}, {}, 'no runtime dependencies');
 });

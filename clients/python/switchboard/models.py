@@ -45,6 +45,10 @@ class Event:
     #: the missed events, when the server could not replay them after a
     #: reconnect (``subscribed`` with ``recovered: false``): reload the
     #: room's state. ``id`` is then the position live events resume after.
+    #: Also True on a ``stream_gap`` notice (type ``stream_gap``): the
+    #: server could not deliver some events on a live subscription;
+    #: ``data`` is ``{after, until, reason}`` and ``id`` is ``until``
+    #: (``None`` when the server cannot tell).
     recovery_failed: bool = False
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 

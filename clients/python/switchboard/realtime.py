@@ -327,6 +327,20 @@ class Subscription:
             self._ready.set_result(info)
         return info, marker
 
+    def _gap(self, m: Dict[str, Any], d: Dict[str, Any]) -> Event:
+        """A ``stream_gap`` notice (protocol.md section 4): events of the
+        room could not be delivered. The position moves to ``until`` (when
+        given), so the events that follow are in order and a reconnect
+        does not ask for the lost range again; the app gets a marker with
+        ``recovery_failed`` True, type ``stream_gap`` and id ``until``."""
+        until = d.get("until")
+        if not isinstance(until, str) or not until:
+            until = None
+        if until is not None:
+            self._seen(until)
+        ev = Event.from_dict(m)
+        return dataclasses.replace(ev, id=until, data=d, recovery_failed=True)
+
     def _end(self, err: Optional[BaseException]) -> None:
         self.state = "unsubscribed"
         if not self._ready.done():
@@ -519,7 +533,10 @@ class Client:
         room event once, in order, across reconnects; without a handler,
         iterate the subscription. When a reconnect could not recover the
         missed events, the handler gets an event with ``recovery_failed``
-        True in their place: reload the room's state. ``last_event_id``
+        True in their place: reload the room's state. The same marker, with
+        type ``stream_gap``, ``data`` ``{after, until, reason}`` and id
+        ``until``, comes when the server could not deliver some events on
+        the live subscription. ``last_event_id``
         starts from a known position (the server replays what came after).
         A refused subscribe raises :class:`RequestError`.
         """
@@ -938,6 +955,9 @@ class Client:
                 self._call(self.on_event, Event.from_dict(m))
         elif t == "error":
             self._report(RequestError(str(d.get("code", "")), str(d.get("message", "")), d.get("ref")))
+        elif t == "stream_gap" and isinstance(room, str) and room in self._subs:
+            sub = self._subs[room]
+            self._deliver(sub, sub._gap(m, d))
         elif t not in _CONTROL and isinstance(room, str) and room in self._subs:
             sub = self._subs[room]
             ev = Event.from_dict(m)

@@ -149,16 +149,21 @@ class ConnectionClosed(WebhookEvent):
 
 @dataclass(frozen=True)
 class RoomOccupied(WebhookEvent):
-    """``room.occupied``: the first member joined, cluster-wide."""
+    """``room.occupied``: the first member joined, cluster-wide.
+    ``generation`` numbers the room's occupied periods (0 from a server
+    that does not send it)."""
 
     room: str = ""
+    generation: int = 0
 
 
 @dataclass(frozen=True)
 class RoomVacated(WebhookEvent):
-    """``room.vacated``: the last member left, cluster-wide."""
+    """``room.vacated``: the last member left, cluster-wide; ``generation``
+    is the ending period's ``room.occupied`` generation."""
 
     room: str = ""
+    generation: int = 0
 
 
 @dataclass(frozen=True)
@@ -181,11 +186,13 @@ class MemberRemoved(_MemberEvent):
 @dataclass(frozen=True)
 class Publication(WebhookEvent):
     """``publication``: an event published to ``room``, with its event id
-    (``EPOCH-OFFSET``) and ``data``; ``user`` and ``client`` are empty when
-    the server API published it."""
+    (``EPOCH-OFFSET``), its ``event_type`` (``message`` or an application
+    type; empty from a server that does not send it) and ``data``; ``user``
+    and ``client`` are empty when the server API published it."""
 
     room: str = ""
     event_id: str = ""
+    event_type: str = ""
     data: Any = None
     user: str = ""
     client: str = ""
@@ -211,11 +218,11 @@ _TYPES: Dict[str, Type[WebhookEvent]] = {
 _FIELDS: Dict[Type[WebhookEvent], Tuple[Tuple[str, type], ...]] = {
     ConnectionOpened: (("client", str), ("user", str)),
     ConnectionClosed: (("client", str), ("user", str), ("code", int), ("reason", str)),
-    RoomOccupied: (("room", str),),
-    RoomVacated: (("room", str),),
+    RoomOccupied: (("room", str), ("generation", int)),
+    RoomVacated: (("room", str), ("generation", int)),
     MemberAdded: (("room", str), ("user", str), ("client", str)),
     MemberRemoved: (("room", str), ("user", str), ("client", str)),
-    Publication: (("room", str), ("event_id", str), ("user", str), ("client", str)),
+    Publication: (("room", str), ("event_id", str), ("event_type", str), ("user", str), ("client", str)),
     UnknownEvent: (),
 }
 

@@ -128,6 +128,55 @@ class FakeServerTest(unittest.IsolatedAsyncioTestCase):
             self.assertTrue(all(isinstance(e, ProtocolError) for e in errors))
             self.assertEqual(c.state, "open")
 
+    async def test_stream_gap_is_a_marker_and_moves_the_position(self):
+        # protocol.md section 4: the notice reaches the app as a marker, not
+        # a room message; the events after it (even ones whose offsets fall
+        # inside the lost range of a new epoch) come in order, ids at or
+        # before until are dropped, and the reconnect resumes from until.
+        resumed = []
+
+        async def script(ws, n):
+            await ws.send(json.dumps(HELLO))
+            m = await recv(ws)  # subscribe
+            if n == 1:
+                resumed.append(m.get("last_event_id"))
+                await ws.send(json.dumps({"type": "subscribed", "id": m["id"], "room": "r",
+                                          "data": {"members": 1, "position": "ep-9", "recovered": True, "replayed": 0}}))
+                await ws.wait_closed()
+                return
+            await ws.send(json.dumps({"type": "subscribed", "id": m["id"], "room": "r", "data": {"members": 1, "position": "ep-0"}}))
+            await ws.send(json.dumps({"type": "message", "id": "ep-1", "room": "r", "data": "before"}))
+            await ws.send(json.dumps({"type": "stream_gap", "room": "r", "ts": 7,
+                                      "data": {"after": "ep-1", "until": "ep-5", "reason": "evicted"}}))
+            await ws.send(json.dumps({"type": "message", "id": "ep-4", "room": "r", "data": "inside the gap"}))
+            await ws.send(json.dumps({"type": "message", "id": "ep-6", "room": "r", "data": "after"}))
+            await ws.send(json.dumps({"type": "stream_gap", "room": "r", "data": {"after": "ep-6", "reason": "unavailable"}}))
+            await ws.send(json.dumps({"type": "stream_gap", "room": "r", "data": {"after": "ep-6", "until": "ep-9", "reason": "too_many"}}))
+            await ws.close(1012, "restart")
+
+        got = []
+        async with FakeServer(script) as srv:
+            c = Client(srv.url, initial_delay=0.01)
+            self.addAsyncCleanup(c.close)
+            await c.connect(WAIT)
+            sub = await c.subscribe("r", got.append)
+            for _ in range(2000):
+                if resumed and len(got) == 5:
+                    break
+                await asyncio.sleep(0.01)
+            self.assertEqual([(e.type, e.id, e.recovery_failed) for e in got], [
+                ("message", "ep-1", False),
+                ("stream_gap", "ep-5", True),
+                ("message", "ep-6", False),
+                ("stream_gap", None, True),
+                ("stream_gap", "ep-9", True),
+            ])
+            self.assertEqual(got[1].data, {"after": "ep-1", "until": "ep-5", "reason": "evicted"})
+            self.assertEqual((got[1].room, got[1].ts), ("r", 7))
+            self.assertEqual(got[3].data["reason"], "unavailable")
+            self.assertEqual(resumed, ["ep-9"])
+            self.assertEqual(sub.last_event_id, "ep-9")
+
     async def test_close_from_a_handler(self):
         # The handler runs on the client's dispatcher task: close() must not
         # wait for that task (it would wait for itself until its 10 s bound).

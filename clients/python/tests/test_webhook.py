@@ -170,10 +170,10 @@ class TestEvents(unittest.TestCase):
         events = [
             {"id": "a", "type": "connection.opened", "ts": 1, "node": "n", "client": "c1", "user": ""},
             {"id": "b", "type": "member.added", "ts": 2, "node": "n", "room": "chat:1", "user": "u", "client": "c1"},
-            {"id": "c", "type": "room.occupied", "ts": 3, "node": "n", "room": "chat:1"},
-            {"id": "d", "type": "publication", "ts": 4, "node": "n", "room": "chat:1", "event_id": "e-1", "data": {"text": "hi"}, "user": "u", "client": "c1"},
+            {"id": "c", "type": "room.occupied", "ts": 3, "node": "n", "room": "chat:1", "generation": 4},
+            {"id": "d", "type": "publication", "ts": 4, "node": "n", "room": "chat:1", "event_id": "e-1", "event_type": "chat.line", "data": {"text": "hi"}, "user": "u", "client": "c1"},
             {"id": "e", "type": "member.removed", "ts": 5, "node": "n", "room": "chat:1", "user": "u", "client": "c1"},
-            {"id": "f", "type": "room.vacated", "ts": 6, "node": "n", "room": "chat:1"},
+            {"id": "f", "type": "room.vacated", "ts": 6, "node": "n", "room": "chat:1", "generation": 4},
             {"id": "g", "type": "connection.closed", "ts": 7, "node": "n", "client": "c1", "user": "", "code": 1000, "reason": "bye"},
             {"id": "h", "type": "something.new", "ts": 8, "node": "n", "extra": [1]},
         ]
@@ -183,13 +183,17 @@ class TestEvents(unittest.TestCase):
             [ConnectionOpened, MemberAdded, RoomOccupied, Publication, MemberRemoved, RoomVacated, ConnectionClosed, UnknownEvent],
         )
         pub = got[3]
-        self.assertEqual((pub.room, pub.event_id, pub.data, pub.user), ("chat:1", "e-1", {"text": "hi"}, "u"))
+        self.assertEqual((pub.room, pub.event_id, pub.event_type, pub.data, pub.user), ("chat:1", "e-1", "chat.line", {"text": "hi"}, "u"))
+        self.assertEqual((got[2].generation, got[5].generation), (4, 4))
         closed = got[6]
         self.assertEqual((closed.code, closed.reason, closed.user), (1000, "bye", ""))
         self.assertEqual(got[7].raw["extra"], [1])
         # An API publish has no user or client.
         api = parse_events(b'{"events":[{"id":"x","type":"publication","ts":1,"node":"n","room":"r","event_id":"e-2","data":null}]}')[0]
-        self.assertEqual((api.user, api.client, api.data), ("", "", None))
+        self.assertEqual((api.user, api.client, api.data, api.event_type), ("", "", None, ""))
+        # Without generation (an older server) room events still parse.
+        old = parse_events(b'{"events":[{"id":"y","type":"room.occupied","ts":1,"node":"n","room":"r"}]}')[0]
+        self.assertEqual((old.room, old.generation), ("r", 0))
 
     def test_bad_bodies(self):
         for body in [b"", b"not json", b"[]", b'{"events":{}}', b'{"events":[1]}',
@@ -198,6 +202,8 @@ class TestEvents(unittest.TestCase):
                      b'{"events":[{"id":"x","type":"publication","ts":true,"node":"n"}]}',
                      b'{"events":[{"id":"x","type":"connection.closed","ts":1,"node":"n","code":"1000"}]}',
                      b'{"events":[{"id":"x","type":"member.added","ts":1,"node":"n","room":5}]}',
+                     b'{"events":[{"id":"x","type":"room.occupied","ts":1,"node":"n","room":"r","generation":"2"}]}',
+                     b'{"events":[{"id":"x","type":"publication","ts":1,"node":"n","room":"r","event_type":7}]}',
                      b"\xff\xfe"]:
             with self.subTest(body=body), self.assertRaises(InvalidPayload):
                 parse_events(body)

@@ -1,7 +1,6 @@
 // Package hubtest runs real hubs over a cluster engine, the end-to-end
-// check every broker engine (Redis, NATS) shares. It is apart from
-// enginetest because it imports the hub, which imports the memory engine,
-// whose own tests use enginetest.
+// check every broker engine (Redis, NATS) shares. It lives outside engine/
+// because it imports the hub, which sits above the engines.
 package hubtest
 
 import (
