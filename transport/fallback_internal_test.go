@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-rt/switchboard/engine/memory"
 	"github.com/switchboard-rt/switchboard/hub"
 	"github.com/switchboard-rt/switchboard/protocol"
 )
@@ -17,7 +18,7 @@ import (
 // writes (TLS; every connection outside Linux, see rawwrite_other.go) gets
 // every frame, in order, through the blocking write to its net.Conn.
 func TestFlushWithoutDescriptor(t *testing.T) {
-	hb, err := hub.New(hub.Options{NoJoinLeave: true, NoPresence: true})
+	hb, err := hub.New(hub.Options{Engine: memory.New(memory.Options{}), NoJoinLeave: true, NoPresence: true})
 	if err != nil {
 		t.Fatal(err)
 	}
