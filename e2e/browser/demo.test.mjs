@@ -50,6 +50,19 @@ describe('demo page', { skip: !!missing }, () => {
     await page.fill('#text', words);
     await page.press('#text', 'Enter');
   };
+  // settled counts sel's elements once the count has not moved for 1.5 s
+  // (at most 15 s): join and leave notices after a reconnect may be held for
+  // the server's 1 s announcement window and land a moment later.
+  const settled = async (page, sel) => {
+    let n = await page.locator(sel).count();
+    let since = Date.now();
+    for (const until = Date.now() + 15000; Date.now() < until && Date.now() - since < 1500; ) {
+      await page.waitForTimeout(100);
+      const m = await page.locator(sel).count();
+      if (m !== n) [n, since] = [m, Date.now()];
+    }
+    return n;
+  };
   const sees = (page, words) =>
     page.waitForFunction((w) => [...document.querySelectorAll('#messages li')].some((li) => li.textContent.includes(w)), words, { timeout: 15000 });
 
@@ -108,7 +121,7 @@ describe('demo page', { skip: !!missing }, () => {
       // Kicked by the server API: the page stops and says why, once, in
       // one notice; its presence list is emptied; Rejoin brings it back.
       await grace.page.waitForFunction(() => document.getElementById('count').textContent === '2', null, { timeout: 15000 });
-      const before = await grace.page.locator('#messages li').count();
+      const before = await settled(grace.page, '#messages li');
       const user = (await text(grace.page, '#me')).replace(/^as /, '');
       await srv.api('POST', `/api/users/${user}/disconnect`);
       await grace.page.waitForFunction(() => document.getElementById('state').textContent === 'disconnected', null, { timeout: 15000 });
