@@ -62,6 +62,11 @@ type conn struct {
 	// connection, during a write.
 	sockMu sync.RWMutex
 	fd     int
+	// wclosed (under sockMu) is set when a close frame is written: no data
+	// frame may follow it (RFC 6455 5.5.1). gws writes its close answer
+	// on the read goroutine while a flush may be writing, so the close
+	// write takes sockMu exclusively and data writes check this.
+	wclosed bool
 }
 
 // closeRaw closes the socket once no direct write is using it. Every close
@@ -302,9 +307,15 @@ func (c *conn) flush() {
 				skip -= int64(len(rest[0]))
 				rest = rest[1:]
 			}
-			_ = c.raw.SetWriteDeadline(time.Now().Add(c.t.opts.WriteTimeout))
 			var m int64
-			m, err = rest.WriteTo(c.raw)
+			c.sockMu.RLock()
+			if c.wclosed {
+				err = net.ErrClosed // a close frame went out: the rest is dropped
+			} else {
+				_ = c.raw.SetWriteDeadline(time.Now().Add(c.t.opts.WriteTimeout))
+				m, err = rest.WriteTo(c.raw)
+			}
+			c.sockMu.RUnlock()
 			n += m
 		}
 		clear(bufs)
@@ -517,6 +528,13 @@ func (cc *countingConn) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	fixCloseCode(p)
+	if cc.c != nil && len(p) > 0 && p[0] == 0x80|opClose {
+		// No data frame after the close: wait for a flush's write in
+		// progress, write the close, and bar the data writes after it.
+		cc.c.sockMu.Lock()
+		defer cc.c.sockMu.Unlock()
+		cc.c.wclosed = true
+	}
 	n, err := cc.Conn.Write(p)
 	if n > 0 && cc.c != nil {
 		cc.c.bytesOut.Add(uint64(n))

@@ -42,7 +42,7 @@ func (c *conn) initFD() {
 func (c *conn) tryWritev(bufs [][]byte) int {
 	c.sockMu.RLock()
 	n := 0
-	if c.fd >= 0 {
+	if c.fd >= 0 && !c.wclosed {
 		n = max(writev(c.fd, bufs), 0)
 	}
 	c.sockMu.RUnlock()
