@@ -55,23 +55,26 @@ func Example_embed() {
 	}
 	defer ws.Close()
 	ws.WriteJSON(map[string]string{"type": "subscribe", "room": "match:123"})
-	<-joined
+	<-joined // the hook ran; the join completes before the subscribed answer
+	read := func(typ string) json.RawMessage {
+		for {
+			var m struct {
+				Type string          `json:"type"`
+				Data json.RawMessage `json:"data"`
+			}
+			if err := ws.ReadJSON(&m); err != nil {
+				panic(err)
+			}
+			if m.Type == typ {
+				return m.Data
+			}
+		}
+	}
+	read("subscribed")
 	// ...and the app publishes a score update from an ordinary handler.
 	if _, err := http.Post(app.URL+"/matches/123/score", "text/plain", nil); err != nil {
 		panic(err)
 	}
-	for {
-		var m struct {
-			Type string          `json:"type"`
-			Data json.RawMessage `json:"data"`
-		}
-		if err := ws.ReadJSON(&m); err != nil {
-			panic(err)
-		}
-		if m.Type == "score_update" {
-			fmt.Println(m.Type, string(m.Data))
-			return
-		}
-	}
+	fmt.Println("score_update", string(read("score_update")))
 	// Output: score_update {"home":1,"away":0}
 }
