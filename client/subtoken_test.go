@@ -119,9 +119,11 @@ func TestSubscriptionTokenRenewedBeforeExpiry(t *testing.T) {
 	ctx := ctxT(t)
 	errc := make(chan error, 4)
 	c := connect(t, ts.url(), fast(&Options{Token: token(t, "ada", time.Hour), OnError: func(err error) { errc <- err }}))
-	// -4 s: accepted within the 5 s leeway, so the grant ends within 1 s
-	// and subscription_expiring comes at once.
-	src := &subTokens{t: t, user: "ada", ttls: []time.Duration{-4 * time.Second, time.Hour}}
+	// -3.2 s: accepted within the 5 s leeway, so the grant ends 0.8-1.8 s
+	// later (exp is whole seconds), inside the 2 s lead: subscription_expiring
+	// comes at once. (-4 s left 0-1 s, and a token could expire before the
+	// subscribe reached the server.)
+	src := &subTokens{t: t, user: "ada", ttls: []time.Duration{-3200 * time.Millisecond, time.Hour}}
 	rec := newRecorder()
 	if _, err := c.SubscribeWith(ctx, "secret:1", rec.handle, SubscribeOptions{GetToken: src.get}); err != nil {
 		t.Fatal(err)
@@ -147,7 +149,7 @@ func TestSubscriptionTokenEndedByServer(t *testing.T) {
 	// The renewal's token is inside the lead too: no second warning, the
 	// server ends the subscription at its expiry, and the client subscribes
 	// again with the third token.
-	src := &subTokens{t: t, user: "ada", ttls: []time.Duration{-4 * time.Second, -4 * time.Second, time.Hour}}
+	src := &subTokens{t: t, user: "ada", ttls: []time.Duration{-3200 * time.Millisecond, -3200 * time.Millisecond, time.Hour}}
 	rec := newRecorder()
 	if _, err := c.SubscribeWith(ctx, "secret:1", rec.handle, SubscribeOptions{GetToken: src.get}); err != nil {
 		t.Fatal(err)
@@ -170,7 +172,7 @@ func TestSubscriptionTokenFailingGetTokenEnds(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
 		if calls++; calls == 1 {
-			return subToken(t, "ada", room, time.Now().Add(-4*time.Second)), nil
+			return subToken(t, "ada", room, time.Now().Add(-3200*time.Millisecond)), nil
 		}
 		return "", boom
 	}
