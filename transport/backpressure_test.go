@@ -186,6 +186,7 @@ func TestNoDataAfterCloseReply(t *testing.T) {
 		for {
 			f, err := rc.readFrame()
 			if err != nil {
+				t.Logf("try %d: read ends: %v", try, err)
 				break
 			}
 			if closed {

@@ -67,6 +67,12 @@ type conn struct {
 	// on the read goroutine while a flush may be writing, so the close
 	// write takes sockMu exclusively and data writes check this.
 	wclosed bool
+	// tail (under sockMu, set by the one data writer) is the unwritten end
+	// of a frame that a write left half sent, nil when the last write
+	// ended on a frame boundary. A close frame written between two data
+	// writes sends it first: a close inside a torn frame would be read as
+	// that frame's payload.
+	tail []byte
 }
 
 // closeRaw closes the socket once no direct write is using it. Every close
@@ -314,6 +320,9 @@ func (c *conn) flush() {
 			} else {
 				_ = c.raw.SetWriteDeadline(time.Now().Add(c.t.opts.WriteTimeout))
 				m, err = rest.WriteTo(c.raw)
+				if err == nil {
+					c.tail = nil
+				} // else the socket is closed below: no close frame follows
 			}
 			c.sockMu.RUnlock()
 			n += m
@@ -534,6 +543,14 @@ func (cc *countingConn) Write(p []byte) (int, error) {
 		cc.c.sockMu.Lock()
 		defer cc.c.sockMu.Unlock()
 		cc.c.wclosed = true
+		if t := cc.c.tail; len(t) > 0 {
+			cc.c.tail = nil
+			n, err := cc.Conn.Write(t)
+			cc.c.bytesOut.Add(uint64(n))
+			if err != nil {
+				return 0, err
+			}
+		}
 	}
 	n, err := cc.Conn.Write(p)
 	if n > 0 && cc.c != nil {

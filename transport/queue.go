@@ -23,3 +23,19 @@ func makeRoom[T any](o *Options, q []T, qbytes, size int, sizeOf func(T) int) (r
 	}
 	return q, qbytes, dropped, true
 }
+
+// unwritten returns the rest of the buffer in which a write of n bytes of
+// bufs ended, or nil when it ended on a buffer boundary (each buffer is
+// one frame, or the rest of one).
+func unwritten(bufs [][]byte, n int) []byte {
+	for _, b := range bufs {
+		if n < len(b) {
+			if n == 0 {
+				return nil
+			}
+			return b[n:]
+		}
+		n -= len(b)
+	}
+	return nil
+}

@@ -44,6 +44,9 @@ func (c *conn) tryWritev(bufs [][]byte) int {
 	n := 0
 	if c.fd >= 0 && !c.wclosed {
 		n = max(writev(c.fd, bufs), 0)
+		if n > 0 {
+			c.tail = unwritten(bufs, n)
+		}
 	}
 	c.sockMu.RUnlock()
 	return n
