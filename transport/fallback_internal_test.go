@@ -18,18 +18,7 @@ import (
 // writes (TLS; every connection outside Linux, see rawwrite_other.go) gets
 // every frame, in order, through the blocking write to its net.Conn.
 func TestFlushWithoutDescriptor(t *testing.T) {
-	hb, err := hub.New(hub.Options{Engine: memory.New(memory.Options{}), NoJoinLeave: true, NoPresence: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	opts := Options{Hub: hb}
-	if err := opts.fill(); err != nil {
-		t.Fatal(err)
-	}
-	h := &WSHandler{opts: opts, hub: hb, meter: hb.Meter(), log: opts.Logger}
-	h.flushers = newFlushPool(ctx, 2, 1)
+	h := poolHandler(t)
 
 	raw, peer := tcpPair(t)
 	// Hiding the socket's SyscallConn leaves only the net.Conn, as TLS does.
@@ -60,6 +49,26 @@ func TestFlushWithoutDescriptor(t *testing.T) {
 	if n := c.bytesOut.Load(); n != uint64(want.Len()) {
 		t.Errorf("bytes out %d, want %d", n, want.Len())
 	}
+}
+
+// poolHandler is a WSHandler with a hub on the memory engine and a flush
+// pool of two workers, stopped when the test ends: enough to drive a conn
+// built by hand.
+func poolHandler(t *testing.T) *WSHandler {
+	t.Helper()
+	hb, err := hub.New(hub.Options{Engine: memory.New(memory.Options{}), NoJoinLeave: true, NoPresence: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	opts := Options{Hub: hb}
+	if err := opts.fill(); err != nil {
+		t.Fatal(err)
+	}
+	h := &WSHandler{opts: opts, hub: hb, meter: hb.Meter(), log: opts.Logger}
+	h.flushers = newFlushPool(ctx, 2, 1)
+	return h
 }
 
 // tcpPair is a loopback TCP connection: the accepted end and the dialled

@@ -5,15 +5,11 @@ package transport
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/binary"
 	"io"
 	"net"
 	"testing"
 	"time"
-
-	"github.com/switchboard-rt/switchboard/engine/memory"
-	"github.com/switchboard-rt/switchboard/hub"
 )
 
 // TestCloseAfterTornFrame: when a direct write leaves a frame half sent
@@ -22,18 +18,7 @@ import (
 // instead of landing inside its payload. A CI run saw the torn form:
 // TestNoDataAfterCloseReply read a stream that ended with no close frame.
 func TestCloseAfterTornFrame(t *testing.T) {
-	hb, err := hub.New(hub.Options{Engine: memory.New(memory.Options{}), NoJoinLeave: true, NoPresence: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	opts := Options{Hub: hb}
-	if err := opts.fill(); err != nil {
-		t.Fatal(err)
-	}
-	h := &WSHandler{opts: opts, hub: hb, meter: hb.Meter(), log: opts.Logger}
-	h.flushers = newFlushPool(ctx, 2, 1)
+	h := poolHandler(t)
 
 	raw, peer := tcpPair(t)
 	_ = raw.(*net.TCPConn).SetWriteBuffer(32 << 10)
