@@ -91,14 +91,8 @@ func (h *Hub) replayFrames(room string, pubs []*engine.Publication) ([]*protocol
 
 func (c *Client) history(ctx context.Context, env *protocol.Envelope) {
 	var req protocol.HistoryRequest
-	if len(env.Data) > 0 {
-		if err := json.Unmarshal(env.Data, &req); err != nil {
-			c.sendError(protocol.Errorf(protocol.ErrBadRequest, env.ID, "history data must be {\"since\": event id, \"limit\": number}: %v", err))
-			return
-		}
-	}
-	if env.Room != "" && protocol.ValidateRoom(env.Room) == nil && !c.allowed(c.hub.settings(env.Room).perms.History, env.Room, false) {
-		c.violation(protocol.Errorf(protocol.ErrForbidden, env.ID, "not allowed to read the history of room %q", env.Room))
+	if !c.roomRequest(env, &req, `history data must be {"since": event id, "limit": number}`,
+		func(p *Permissions) Permission { return p.History }, "read the history of") {
 		return
 	}
 	page, err := c.hub.History(ctx, env.Room, req)
@@ -107,6 +101,28 @@ func (c *Client) history(ctx context.Context, env *protocol.Envelope) {
 		return
 	}
 	c.sendEnvelope(&protocol.Envelope{Type: protocol.TypeHistoryResult, ID: env.ID, Room: env.Room, Data: protocol.EncodeData(page)})
+}
+
+// roomRequest decodes a room request's optional data into req (shape says
+// what it must look like) and checks the client's permission for the room,
+// which perm picks from the room's permissions; it answers the client and
+// returns false when either fails. An invalid room is left to the hub's
+// call, which names the rule it breaks.
+func (c *Client) roomRequest(env *protocol.Envelope, req any, shape string, perm func(*Permissions) Permission, what string) bool {
+	if len(env.Data) > 0 {
+		if err := json.Unmarshal(env.Data, req); err != nil {
+			c.sendError(protocol.Errorf(protocol.ErrBadRequest, env.ID, "%s: %v", shape, err))
+			return false
+		}
+	}
+	if env.Room != "" && protocol.ValidateRoom(env.Room) == nil {
+		rs := c.hub.settings(env.Room)
+		if !c.allowed(perm(&rs.perms), env.Room, false) {
+			c.violation(protocol.Errorf(protocol.ErrForbidden, env.ID, "not allowed to %s room %q", what, env.Room))
+			return false
+		}
+	}
+	return true
 }
 
 // ErrClosed is returned, wrapped, by calls that reach the engine after it

@@ -2,7 +2,6 @@ package hub
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -48,14 +47,8 @@ func (h *Hub) Presence(ctx context.Context, room string, countsOnly bool) (proto
 
 func (c *Client) presence(ctx context.Context, env *protocol.Envelope) {
 	var req protocol.PresenceRequest
-	if len(env.Data) > 0 {
-		if err := json.Unmarshal(env.Data, &req); err != nil {
-			c.sendError(protocol.Errorf(protocol.ErrBadRequest, env.ID, "presence data must be {\"counts_only\": bool}: %v", err))
-			return
-		}
-	}
-	if env.Room != "" && protocol.ValidateRoom(env.Room) == nil && !c.allowed(c.hub.settings(env.Room).perms.Presence, env.Room, false) {
-		c.violation(protocol.Errorf(protocol.ErrForbidden, env.ID, "not allowed to see the presence of room %q", env.Room))
+	if !c.roomRequest(env, &req, `presence data must be {"counts_only": bool}`,
+		func(p *Permissions) Permission { return p.Presence }, "see the presence of") {
 		return
 	}
 	info, err := c.hub.Presence(ctx, env.Room, req.CountsOnly)
