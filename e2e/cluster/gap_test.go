@@ -29,6 +29,10 @@ const (
 	burstBefore  = 5   // events published (and delivered) before the kill
 	membersA     = 3   // members on the node that does not publish
 	membersB     = 1   // members on the publishing node
+
+	// publishAllowance bounds how long one batch may keep failing (the
+	// broker restarting) before the test fails; see publishRetry.
+	publishAllowance = 8 * time.Second
 )
 
 // restartable is a broker a test may kill and start again.
@@ -73,6 +77,14 @@ func (s *natsServer) start() {
 func (s *natsServer) kill() {
 	if s.cmd == nil || s.cmd.Process == nil {
 		return
+	}
+	select {
+	case <-s.done:
+		// Say so: the nodes' failures that follow are not theirs (a
+		// server that could not bind its port exits at once).
+		s.t.Errorf("nats-server on port %d had exited by itself; its log:\n%s", s.port, s.log.tail(3000))
+		return
+	default:
 	}
 	_ = s.cmd.Process.Kill()
 	<-s.done
@@ -193,17 +205,19 @@ func publishRetry(t *testing.T, ctx context.Context, n *node, room string, ns []
 		Failed int `json:"failed"`
 	}
 	var last string
-	// Right after a NATS restart a node's publishes can fail for 10 s and
-	// more while its connection is re-established (seen 2 times in about
-	// 30 runs of this test; an issue of its own): wait up to a minute.
+	// Either engine publishes again within about a second of the restart
+	// (at most 2.2 s measured with NATS, two runs at once on a loaded
+	// 2-core machine; Redis 0.3 s). The NATS engine once took 10.5 s in
+	// about 1 round of 9 (a direct get from the lost stream waited out the
+	// API's 10 s deadline), which this bound fails.
 	start := time.Now()
-	deadline := start.Add(60 * time.Second)
+	deadline := start.Add(publishAllowance)
 	for attempt := 0; time.Now().Before(deadline); attempt++ {
-		pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		pctx, cancel := context.WithDeadline(ctx, deadline)
 		status, body, err := apiCall(pctx, n, http.MethodPost, "/api/publish", map[string]any{"events": events}, &ans)
 		cancel()
 		if err == nil && status == http.StatusOK && ans.Failed == 0 && len(ans.Results) == len(ns) {
-			if d := time.Since(start); d > 5*time.Second {
+			if d := time.Since(start); d > 2*time.Second {
 				t.Logf("publishing %d events on node %s took %s (%d attempts) after the restart", len(ns), n.name, d.Round(time.Millisecond), attempt+1)
 			}
 			ids := make([]string, len(ns))
@@ -215,7 +229,7 @@ func publishRetry(t *testing.T, ctx context.Context, n *node, room string, ns []
 		last = fmt.Sprintf("HTTP %d %.300s %v", status, body, err)
 		time.Sleep(10 * time.Millisecond)
 	}
-	t.Fatalf("publishing %d events to %s on node %s kept failing for 60 s; last: %s\nits log:\n%s", len(ns), room, n.name, last, n.log.tail(3000))
+	t.Fatalf("publishing %d events to %s on node %s kept failing for %s; last: %s\nits log:\n%s", len(ns), room, n.name, publishAllowance, last, n.log.tail(3000))
 	return nil
 }
 

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	natsgo "github.com/nats-io/nats.go"
+
 	"github.com/switchboard-rt/switchboard/engine"
 	"github.com/switchboard-rt/switchboard/engine/enginetest"
 	"github.com/switchboard-rt/switchboard/protocol"
@@ -181,5 +183,51 @@ func TestServerLosesData(t *testing.T) {
 	lost := g.Reason == engine.GapStreamLost && g.Until == protocol.StreamPosition{Epoch: res.Position.Epoch}
 	if !lost && g.Reason != engine.GapUnavailable {
 		t.Errorf("declared %+v, want stream_lost until %s-0 (or unavailable, if the stream was read before it was recreated)", g, res.Position.Epoch)
+	}
+}
+
+// TestRestartPublishBeforeReconnectHandler restarts a NATS that keeps the
+// streams in memory (so it comes back without them) and publishes as soon
+// as the connection is back, before the engine's reconnect handler has
+// run (nats.go runs it later, on its callback goroutine; here a test
+// disconnect handler holds that goroutine, as a loaded machine may). A
+// publish to a room whose top is not cached reads the top with a direct
+// get, which a missing stream never answers: it must not wait out its
+// deadline but find the streams recreated.
+func TestRestartPublishBeforeReconnectHandler(t *testing.T) {
+	srv := startPrivateNATS(t, nil)
+	e := newTestEngine(t, Options{URL: srv.url(), MemoryStorage: true})
+	startEngine(t, e, enginetest.NewRecorder())
+	ctx := context.Background()
+	policy := engine.PublishOptions{History: engine.HistoryPolicy{Size: 100}}
+	_, err := e.Publish(ctx, "before", &engine.Publication{Type: "m", Data: dataN(1)}, policy)
+	mustNoErr(t, err, "publish before the restart")
+
+	release := make(chan struct{})
+	defer close(release)
+	e.conn.Load().nc.SetDisconnectErrHandler(func(*natsgo.Conn, error) {
+		select { // hold the callbacks, the reconnect handler among them
+		case <-release:
+		case <-time.After(faultWait):
+		}
+	})
+	srv.kill()
+	srv.start()
+	waitFor(t, faultWait, "the connection back", func() bool { return e.Ready(ctx) == nil })
+
+	// A generous bound: without the streams, the direct get waits for all of it.
+	const bound = 5 * time.Second
+	for i, room := range []string{"fresh", "keyed", "before"} {
+		p := policy
+		if room == "keyed" {
+			p.IdempotencyKey = "k"
+		}
+		pctx, cancel := context.WithTimeout(ctx, bound)
+		res, err := e.Publish(pctx, room, &engine.Publication{Type: "m", Data: dataN(i + 2)}, p)
+		cancel()
+		mustNoErr(t, err, "publish to %q within %s of the connection's return", room, bound)
+		if res.Position.Offset != 1 {
+			t.Errorf("publish to %q after the streams were lost: %+v, want offset 1", room, res.Position)
+		}
 	}
 }

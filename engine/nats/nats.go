@@ -182,6 +182,16 @@ type Engine struct {
 
 	janitor chan func(context.Context)
 
+	// After a reconnect the server may not have the streams (it lost its
+	// data, or keeps them in memory), and a direct get from a stream that
+	// does not exist is never answered: it waits out its whole deadline.
+	// So the first read after each reconnect ensures the streams first
+	// (see streamsAfterReconnect). ensuredFor is the connection's
+	// reconnect count they were last ensured for; ensureSem lets one
+	// caller at a time ensure them.
+	ensuredFor atomic.Uint64
+	ensureSem  chan struct{}
+
 	runOnce   sync.Once
 	ctx       context.Context // cancelled by Close or Run's ctx
 	cancel    context.CancelFunc
@@ -269,6 +279,7 @@ func New(opts Options) (*Engine, error) {
 		epochs:      broker.NewEpochs(),
 		rooms:       make(map[string]*roomSub),
 		janitor:     make(chan func(context.Context), janitorQueue),
+		ensureSem:   make(chan struct{}, 1),
 		seed:        maphash.MakeSeed(),
 	}
 	for i := range e.states {
@@ -491,12 +502,39 @@ func (e *Engine) onReconnect() {
 	e.background(func() {
 		if b := e.conn.Load(); b != nil && b.js != nil {
 			ctx, cancel := context.WithTimeout(e.ctx, e.opts.OpTimeout)
-			_, _, _, _ = e.ensureStreams(ctx, b.js)
+			_ = e.streamsAfterReconnect(ctx, b)
 			cancel()
 		}
 		e.refreshPresence()
 		e.resyncAll()
 	})
+}
+
+// streamsAfterReconnect makes sure the streams exist once per reconnect
+// of b's connection, before anything reads them with a direct get (which
+// a missing stream never answers). Publishes may run as soon as nats.go
+// has reconnected, before the reconnect handler: the reconnect count,
+// which nats.go raises before the connection is usable, tells them
+// apart. Run ensured the streams for count 0.
+func (e *Engine) streamsAfterReconnect(ctx context.Context, b *connBox) error {
+	n := b.nc.Stats().Reconnects
+	if e.ensuredFor.Load() == n {
+		return nil
+	}
+	select {
+	case e.ensureSem <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("nats: streams after a reconnect: %w", ctx.Err())
+	}
+	defer func() { <-e.ensureSem }()
+	if e.ensuredFor.Load() == n { // another caller did it meanwhile
+		return nil
+	}
+	if _, _, _, err := e.ensureStreams(ctx, b.js); err != nil {
+		return fmt.Errorf("nats: streams after a reconnect: %w", err)
+	}
+	e.ensuredFor.Store(n)
+	return nil
 }
 
 // background runs f on a goroutine that Close waits for, unless Close has

@@ -241,9 +241,14 @@ func (e *Engine) loadTop(ctx context.Context, b *connBox, hsubj string, st *pubS
 	return nil
 }
 
-// lastMsg reads subject's last message in s, creating the streams again if
-// they are gone (a NATS server that lost its data).
+// lastMsg reads subject's last message in s (a direct get), creating the
+// streams again if they are gone (a NATS server that lost its data): after
+// each reconnect before reading, since a direct get from a missing stream
+// is never answered, and when the read says so.
 func (e *Engine) lastMsg(ctx context.Context, b *connBox, s jetstream.Stream, subject string) (*jetstream.RawStreamMsg, error) {
+	if err := e.streamsAfterReconnect(ctx, b); err != nil {
+		return nil, err
+	}
 	m, err := s.GetLastMsgForSubject(ctx, subject)
 	if err != nil && streamMissing(err) {
 		if _, _, _, err2 := e.ensureStreams(ctx, b.js); err2 == nil {

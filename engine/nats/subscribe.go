@@ -79,7 +79,7 @@ func (e *Engine) baseline(ctx context.Context, b *connBox, rs *roomSub) {
 	ctx, cancel := e.opCtx(ctx)
 	defer cancel()
 	var pos protocol.StreamPosition
-	m, err := b.hist.GetLastMsgForSubject(ctx, e.histSubject(rs.room))
+	m, err := e.lastMsg(ctx, b, b.hist, e.histSubject(rs.room))
 	switch {
 	case errors.Is(err, jetstream.ErrMsgNotFound):
 	case err != nil:

@@ -30,8 +30,8 @@ function jwt(claims) {
 }
 const nowS = () => Math.floor(Date.now() / 1000);
 const session = (sub) => jwt({ sub, exp: nowS() + 3600 });
-/** subToken grants sub the room until `inS` seconds from now. */
-const subToken = (sub, room, inS = 3600) => jwt({ sub, room, exp: nowS() + inS });
+/** subToken grants sub the room until `inS` seconds from now (exp is whole seconds, rounded down). */
+const subToken = (sub, room, inS = 3600) => jwt({ sub, room, exp: Math.floor(Date.now() / 1000 + inS) });
 
 // Spy records the frames a client sent.
 function spyClass() {
@@ -168,12 +168,14 @@ describe('subscription tokens against the Go server', { skip: !bin }, () => {
   test('a subscription the server ended at expiry is made again with a new token and recovers', async () => {
     const { c } = mk(srv.url);
     let calls = 0;
-    // 1: ends in 6 s, warned at 4 s; 2 (the renewal): already in the leeway,
-    // ends 1 s later with no warning; 3: after the server's unsubscribed.
+    // 1: ends in 6 s, warned at 4 s; 2 (the renewal): -3.2 s, already in the
+    // 5 s leeway, ends 0.8-1.8 s later (exp is whole seconds) with no
+    // warning (-4 s left 0-1 s, and the token could expire before the
+    // subscribe reached the server); 3: after the server's unsubscribed.
     const sub = c.subscribe('secret:ended', {
       getToken: (room) => {
         calls++;
-        return subToken('alice', room, calls === 1 ? 1 : calls === 2 ? -4 : 3600);
+        return subToken('alice', room, calls === 1 ? 1 : calls === 2 ? -3.2 : 3600);
       },
     });
     c.connect();
