@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/switchboard-rt/switchboard/engine"
 )
 
 // TestJoinLeaveRateConfig: join_leave_rate from the file, env and flag,
@@ -27,8 +30,8 @@ func TestJoinLeaveRateConfig(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if o.cfg.JoinLeaveRate != tc.want {
-				t.Errorf("JoinLeaveRate = %d, want %d", o.cfg.JoinLeaveRate, tc.want)
+			if o.cfg.Hub.JoinLeaveRate != tc.want {
+				t.Errorf("JoinLeaveRate = %d, want %d", o.cfg.Hub.JoinLeaveRate, tc.want)
 			}
 		})
 	}
@@ -64,5 +67,33 @@ func TestJoinLeaveRateRefused(t *testing.T) {
 	var out, errb bytes.Buffer
 	if code := configCmd([]string{"check", writeFile(t, "join_leave_rate: 0\n")}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "join_leave_rate") {
 		t.Errorf("config check exited %d: %s", code, errb.String())
+	}
+}
+
+// TestHistoryConfig: --history-size maps to the hub's history policy as
+// it did when server.Config had HistorySize: -1 turns history off, 0
+// keeps the default size.
+func TestHistoryConfig(t *testing.T) {
+	for name, tc := range map[string]struct {
+		args []string
+		want engine.HistoryPolicy
+		off  bool
+	}{
+		"default":       {nil, engine.HistoryPolicy{Size: 100, TTL: 5 * time.Minute}, false},
+		"size and ttl":  {[]string{"--history-size", "7", "--history-ttl", "1m"}, engine.HistoryPolicy{Size: 7, TTL: time.Minute}, false},
+		"no ttl":        {[]string{"--history-ttl", "0"}, engine.HistoryPolicy{Size: 100}, false},
+		"off":           {[]string{"--history-size", "-1"}, engine.HistoryPolicy{}, true},
+		"size 0, ttl":   {[]string{"--history-size", "0", "--history-ttl", "1m"}, engine.HistoryPolicy{Size: 100, TTL: time.Minute}, false},
+		"size 0, ttl 0": {[]string{"--history-size", "0", "--history-ttl", "0"}, engine.HistoryPolicy{}, false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			o, err := loadConfig("serve", tc.args, func(string) string { return "" }, &bytes.Buffer{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o.cfg.Hub.History != tc.want || o.cfg.Hub.NoHistory != tc.off {
+				t.Errorf("history %+v off %v, want %+v off %v", o.cfg.Hub.History, o.cfg.Hub.NoHistory, tc.want, tc.off)
+			}
+		})
 	}
 }
