@@ -75,6 +75,9 @@ func loadConfig(name string, args []string, getenv func(string) string, stderr i
 	if o.cfg.Hub.JoinLeaveRate == 0 {
 		return nil, errors.New("--join-leave-rate (join_leave_rate, SWITCHBOARD_JOIN_LEAVE_RATE) is 0: give announcements per second per room, or -1 for no limit")
 	}
+	if o.cfg.Hub.JoinLeaveWindow <= 0 {
+		return nil, fmt.Errorf("--join-leave-window (join_leave_window, SWITCHBOARD_JOIN_LEAVE_WINDOW) is %s: give how long held announcements wait, like 1s", o.cfg.Hub.JoinLeaveWindow)
+	}
 	o.setHistory()
 	return o, nil
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/switchboard-rt/switchboard/engine"
+	"github.com/switchboard-rt/switchboard/hub"
 )
 
 // TestJoinLeaveRateConfig: join_leave_rate from the file, env and flag,
@@ -67,6 +68,49 @@ func TestJoinLeaveRateRefused(t *testing.T) {
 	var out, errb bytes.Buffer
 	if code := configCmd([]string{"check", writeFile(t, "join_leave_rate: 0\n")}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "join_leave_rate") {
 		t.Errorf("config check exited %d: %s", code, errb.String())
+	}
+}
+
+// TestJoinLeaveWindowConfig: join_leave_window reaches the hub's options
+// from the file, env and flag; its default is the hub's, and 0 or less
+// (which would quietly mean the default) is refused, naming the setting.
+func TestJoinLeaveWindowConfig(t *testing.T) {
+	file := writeFile(t, "join_leave_window: 3s\n")
+	for name, tc := range map[string]struct {
+		args []string
+		env  map[string]string
+		want time.Duration
+	}{
+		"default":        {nil, nil, hub.DefaultJoinLeaveWindow},
+		"file":           {[]string{"--config", file}, nil, 3 * time.Second},
+		"env beats file": {[]string{"--config", file}, map[string]string{"SWITCHBOARD_JOIN_LEAVE_WINDOW": "500ms"}, 500 * time.Millisecond},
+		"flag beats env": {[]string{"--join-leave-window", "2s"}, map[string]string{"SWITCHBOARD_JOIN_LEAVE_WINDOW": "500ms"}, 2 * time.Second},
+	} {
+		t.Run(name, func(t *testing.T) {
+			o, err := loadConfig("serve", tc.args, func(k string) string { return tc.env[k] }, &bytes.Buffer{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o.cfg.Hub.JoinLeaveWindow != tc.want {
+				t.Errorf("JoinLeaveWindow = %s, want %s", o.cfg.Hub.JoinLeaveWindow, tc.want)
+			}
+		})
+	}
+	for name, tc := range map[string]struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		"flag 0":        {args: []string{"--join-leave-window", "0"}, want: "--join-leave-window"},
+		"env negative":  {env: map[string]string{"SWITCHBOARD_JOIN_LEAVE_WINDOW": "-1s"}, want: "SWITCHBOARD_JOIN_LEAVE_WINDOW"},
+		"file not time": {args: []string{"--config", writeFile(t, "join_leave_window: soon\n")}, want: "join_leave_window"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := loadConfig("serve", tc.args, func(k string) string { return tc.env[k] }, &bytes.Buffer{})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error naming %q", err, tc.want)
+			}
+		})
 	}
 }
 
