@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/switchboard-rt/switchboard/hub"
 	"github.com/switchboard-rt/switchboard/internal/wstest"
 	"github.com/switchboard-rt/switchboard/server"
 )
@@ -40,7 +41,7 @@ func httpCall(t *testing.T, method, url, body, apiKey string) (int, http.Header,
 // shape; the route wants the API key like /api/; and the seeds' other
 // paths get a 404 that names the real route.
 func TestSeedBroadcastRoute(t *testing.T) {
-	n := wstest.Start(t, server.Config{APIKey: key, NoJoinLeave: true, NoDemo: true})
+	n := wstest.Start(t, server.Config{APIKey: key, Hub: hub.Options{NoJoinLeave: true}, NoDemo: true})
 	c := n.MustDial(t, "", nil)
 	c.Expect("connection_established")
 	c.Send(map[string]string{"type": "subscribe", "id": "s", "room": "match:7"})

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/switchboard-rt/switchboard/hub"
 	"github.com/switchboard-rt/switchboard/internal/wstest"
 	"github.com/switchboard-rt/switchboard/server"
 )
@@ -29,7 +30,7 @@ func postJSON(t *testing.T, url, body string) (int, string) {
 // of the room gets the event, the named connection does not, and a later
 // event reaches everyone again. The batch publish takes the same field.
 func TestPublishExcludeConnection(t *testing.T) {
-	n := wstest.Start(t, server.Config{NoJoinLeave: true})
+	n := wstest.Start(t, server.Config{Hub: hub.Options{NoJoinLeave: true}})
 	var conns []*wstest.Conn
 	var ids []string
 	for range 3 {

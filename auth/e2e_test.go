@@ -29,6 +29,7 @@ import (
 	"github.com/switchboard-rt/switchboard/hub"
 	"github.com/switchboard-rt/switchboard/internal/wstest"
 	"github.com/switchboard-rt/switchboard/server"
+	"github.com/switchboard-rt/switchboard/transport"
 )
 
 const secret = "0123456789abcdef0123456789abcdef-e2e-secret"
@@ -166,12 +167,12 @@ func TestAnonymousAllowed(t *testing.T) {
 }
 
 func TestRoomPermissions(t *testing.T) {
-	n := start(t, server.Config{Namespaces: map[string]hub.Namespace{
+	n := start(t, server.Config{Hub: hub.Options{Namespaces: map[string]hub.Namespace{
 		"user":    {Permissions: hub.Permissions{Subscribe: hub.PermOwner, Publish: hub.PermServer}},
 		"private": {Private: true},
 		"team":    {Permissions: hub.Permissions{Subscribe: hub.PermToken}},
 		"news":    {Permissions: hub.Permissions{Publish: hub.PermServer, Presence: hub.PermServer, History: hub.PermServer}},
-	}})
+	}}})
 	alice := n.MustDial(t, "", bearer(token(t, "alice", time.Hour, map[string]any{"rooms": []string{"team:1"}})))
 	alice.Expect("connection_established")
 
@@ -263,7 +264,7 @@ func TestSessionExpiryAndRefresh(t *testing.T) {
 }
 
 func TestBanAndConnectionCap(t *testing.T) {
-	n := start(t, server.Config{MaxConnectionsPerUser: 2})
+	n := start(t, server.Config{Hub: hub.Options{MaxConnectionsPerUser: 2}})
 	tok := token(t, "erin", time.Hour, nil)
 	a := n.MustDial(t, "", bearer(tok))
 	a.Expect("connection_established")
@@ -291,7 +292,7 @@ func TestBanAndConnectionCap(t *testing.T) {
 }
 
 func TestHandshakeFlood(t *testing.T) {
-	n := start(t, server.Config{HandshakeRate: 5, HandshakeBurst: 10, TrustedProxies: []string{"127.0.0.1/32"}})
+	n := start(t, server.Config{Transport: transport.Options{HandshakeRate: 5, HandshakeBurst: 10}, TrustedProxies: []string{"127.0.0.1/32"}})
 	tok := token(t, "flood", time.Hour, nil)
 	refused := 0
 	var retryAfter string
@@ -324,7 +325,7 @@ func TestHandshakeFlood(t *testing.T) {
 }
 
 func TestMessageFlood(t *testing.T) {
-	n := start(t, server.Config{MaxMessagesPerSecond: 50})
+	n := start(t, server.Config{Hub: hub.Options{MaxMessagesPerSecond: 50}})
 	flooder := n.MustDial(t, "", bearer(token(t, "flooder", time.Hour, nil)))
 	flooder.Expect("connection_established")
 	calm := n.MustDial(t, "", bearer(token(t, "calm", time.Hour, nil)))
@@ -547,7 +548,7 @@ func readAll(c *wstest.Conn, quiet time.Duration) (throttled, code int, firstThr
 // throttled or closed.
 func TestSteadyOverLimitCloses4004(t *testing.T) {
 	const limit = 40
-	n := start(t, server.Config{MaxMessagesPerSecond: limit})
+	n := start(t, server.Config{Hub: hub.Options{MaxMessagesPerSecond: limit}})
 	over := n.MustDial(t, "", bearer(token(t, "over", time.Hour, nil)))
 	over.Expect("connection_established")
 	under := n.MustDial(t, "", bearer(token(t, "under", time.Hour, nil)))

@@ -15,6 +15,7 @@ import (
 	"github.com/switchboard-rt/switchboard/hub"
 	"github.com/switchboard-rt/switchboard/protocol"
 	"github.com/switchboard-rt/switchboard/server"
+	"github.com/switchboard-rt/switchboard/transport"
 )
 
 // testServer is a Switchboard node on loopback, drained when the test ends.
@@ -752,7 +753,7 @@ func TestHandshakeRefusedIsPermanent(t *testing.T) {
 }
 
 func TestServerErrors(t *testing.T) {
-	ts := startServer(t, "", server.Config{MaxRoomsPerClient: 1, HistorySize: -1})
+	ts := startServer(t, "", server.Config{Hub: hub.Options{MaxRoomsPerClient: 1, NoHistory: true}})
 	ctx := ctxT(t)
 	errc := make(chan error, 4)
 	c := connect(t, ts.url(), &Options{OnError: func(err error) { errc <- err }})
@@ -936,7 +937,7 @@ func TestClientHeartbeat(t *testing.T) {
 }
 
 func TestCompression(t *testing.T) {
-	ts := startServer(t, "", server.Config{Compression: true})
+	ts := startServer(t, "", server.Config{Transport: transport.Options{Compression: true}})
 	ctx := ctxT(t)
 	c := connect(t, ts.url(), &Options{Compression: true})
 	rec := newRecorder()

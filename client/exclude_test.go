@@ -4,14 +4,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-rt/switchboard/hub"
 	"github.com/switchboard-rt/switchboard/server"
+	"github.com/switchboard-rt/switchboard/transport"
 )
 
 // TestPublishExcludeSelf: with ExcludeSelf the other member gets the event
 // and the publisher does not, though Publish returns its ack; a plain
 // publish after it reaches both.
 func TestPublishExcludeSelf(t *testing.T) {
-	ts := startServer(t, "", server.Config{NoJoinLeave: true})
+	ts := startServer(t, "", server.Config{Hub: hub.Options{NoJoinLeave: true}})
 	a, b := connect(t, ts.url(), nil), connect(t, ts.url(), nil)
 	ra, rb := newRecorder(), newRecorder()
 	ctx := ctxT(t)
@@ -47,7 +49,7 @@ func TestJSONPingsNotPassedOn(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits for a heartbeat (~7 s)")
 	}
-	ts := startServer(t, "", server.Config{JSONPing: true, HeartbeatInterval: 5 * time.Second, PongTimeout: time.Second})
+	ts := startServer(t, "", server.Config{Transport: transport.Options{JSONPing: true, HeartbeatInterval: 5 * time.Second, PongTimeout: time.Second}})
 	rec := newRecorder()
 	c := connect(t, ts.url(), &Options{OnEvent: rec.handle})
 	time.Sleep(7 * time.Second) // one heartbeat and its check

@@ -9,8 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-rt/switchboard/engine"
+	"github.com/switchboard-rt/switchboard/hub"
 	"github.com/switchboard-rt/switchboard/protocol"
 	"github.com/switchboard-rt/switchboard/server"
+	"github.com/switchboard-rt/switchboard/transport"
 )
 
 // cutKinds are the ways the stress test ends a connection.
@@ -36,7 +39,7 @@ func TestRecoveryStress(t *testing.T) {
 	)
 	// Join/leave notices are off: thousands of reconnects would make them
 	// most of the traffic, and they are not what is under test.
-	ts := startServer(t, "", server.Config{HistorySize: 100000, NoJoinLeave: true})
+	ts := startServer(t, "", server.Config{Hub: hub.Options{History: engine.HistoryPolicy{Size: 100000}, NoJoinLeave: true}})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	opts := func() *Options {
@@ -153,7 +156,7 @@ func TestRecoveryStressHeartbeat(t *testing.T) {
 		receivers = 4
 		rounds    = 2 // heartbeat cuts per client
 	)
-	ts := startServer(t, "", server.Config{HistorySize: 100000, HeartbeatInterval: 5 * time.Second, PongTimeout: time.Second})
+	ts := startServer(t, "", server.Config{Hub: hub.Options{History: engine.HistoryPolicy{Size: 100000}}, Transport: transport.Options{HeartbeatInterval: 5 * time.Second, PongTimeout: time.Second}})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 

@@ -62,8 +62,8 @@ func waitCalls(t *testing.T, s *subTokens, n int) {
 // ends its subscription then.
 func privateServer(t *testing.T) *testServer {
 	return startServer(t, "", server.Config{
-		Auth:       server.AuthConfig{JWTSecret: testSecret, ExpiryLead: 2 * time.Second},
-		Namespaces: map[string]hub.Namespace{"secret": {Private: true}},
+		Auth: server.AuthConfig{JWTSecret: testSecret, ExpiryLead: 2 * time.Second},
+		Hub:  hub.Options{Namespaces: map[string]hub.Namespace{"secret": {Private: true}}},
 	})
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/switchboard-rt/switchboard/server"
+	"github.com/switchboard-rt/switchboard/transport"
 )
 
 // TestSeedStyleClient runs seed_client.py, a Python websockets client and
@@ -21,7 +22,7 @@ func TestSeedStyleClient(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits for three heartbeats (~15 s)")
 	}
-	url, srv := startServerWith(t, server.Config{HeartbeatInterval: 5 * time.Second, PongTimeout: time.Second})
+	url, srv := startServerWith(t, server.Config{Transport: transport.Options{HeartbeatInterval: 5 * time.Second, PongTimeout: time.Second}})
 
 	pctx, pcancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer pcancel()

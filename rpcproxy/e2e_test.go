@@ -72,7 +72,7 @@ func TestRPC(t *testing.T) {
 			time.Sleep(2 * time.Second)
 		}
 	})
-	n := wstest.Start(t, server.Config{RPCProxyURL: url, RPCTimeout: 500 * time.Millisecond})
+	n := wstest.Start(t, server.Config{RPCProxyURL: url, Hub: hub.Options{RPCTimeout: 500 * time.Millisecond}})
 	n.Srv.Hub.HandleRPC("add", func(ctx context.Context, c hub.RPCCall) (json.RawMessage, error) {
 		var p [2]int
 		if err := json.Unmarshal(c.Params, &p); err != nil {
@@ -168,7 +168,7 @@ func TestRPCWithoutProxy(t *testing.T) {
 }
 
 func TestRPCInFlightLimit(t *testing.T) {
-	n := wstest.Start(t, server.Config{RPCTimeout: 5 * time.Second})
+	n := wstest.Start(t, server.Config{Hub: hub.Options{RPCTimeout: 5 * time.Second}})
 	release := make(chan struct{})
 	n.Srv.Hub.HandleRPC("wait", func(ctx context.Context, c hub.RPCCall) (json.RawMessage, error) {
 		select {

@@ -23,10 +23,10 @@ func Example_embed() {
 	joined := make(chan string, 1)
 	node, err := server.New(ctx, server.Config{
 		NoDemo: true,
-		Hooks: hub.Hooks{OnSubscribe: func(ctx context.Context, c hub.ConnectionInfo, room string) error {
+		Hub: hub.Options{Hooks: hub.Hooks{OnSubscribe: func(ctx context.Context, c hub.ConnectionInfo, room string) error {
 			joined <- room
 			return nil
-		}},
+		}}},
 	})
 	if err != nil {
 		panic(err)

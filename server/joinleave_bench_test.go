@@ -11,6 +11,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/switchboard-rt/switchboard/hub"
 	"github.com/switchboard-rt/switchboard/internal/wstest"
 	"github.com/switchboard-rt/switchboard/server"
 )
@@ -41,7 +42,7 @@ func benchChurn(b *testing.B, rate int) {
 		members  = 20
 		limit    = 200
 	)
-	n := wstest.Start(b, server.Config{JoinLeaveRate: rate, MaxMessagesPerSecond: limit, NoDemo: true, NoAdmin: true})
+	n := wstest.Start(b, server.Config{Hub: hub.Options{JoinLeaveRate: rate, MaxMessagesPerSecond: limit}, NoDemo: true, NoAdmin: true})
 	dial := func() *wstest.Conn {
 		c := n.MustDial(b, "", nil)
 		c.Expect("connection_established")

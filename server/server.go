@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -37,8 +38,9 @@ import (
 	"github.com/switchboard-rt/switchboard/webhook"
 )
 
-// Config is a node's configuration. Zero values take the documented
-// defaults (see Default).
+// Config is a node's configuration. Zero values take the defaults
+// documented here and on hub.Options and transport.Options: the zero
+// Config is a working single node.
 type Config struct {
 	// Listen is the address to serve on. Default ":8080".
 	Listen string
@@ -46,48 +48,24 @@ type Config struct {
 	WSPath string
 	// EchoPath, when set, mounts the RFC 6455 conformance echo endpoint.
 	EchoPath string
-	// Compression enables permessage-deflate on WSPath. Default off.
-	Compression bool
-	// AllowedOrigins: see transport.Options. Default: same-origin.
-	AllowedOrigins []string
-	// MaxConnections caps open WebSocket connections (503 beyond). 0 means
-	// the process's open-file limit minus a reserve for listeners, logs
-	// and outgoing connections.
-	MaxConnections int
-	// MaxMessageSize caps a client message in bytes. Default 65536.
-	MaxMessageSize int
-	// HeartbeatInterval and PongTimeout: see transport.Options.
-	HeartbeatInterval time.Duration
-	PongTimeout       time.Duration
-	// JSONPing sends every connection a {"type":"ping"} text frame with
-	// each heartbeat (see transport.Options.JSONPing); a connection can
-	// also ask for it with the handshake query json_ping=1.
-	JSONPing bool
-	// WriteTimeout bounds one write to a client. Default 10 s.
-	WriteTimeout time.Duration
-	// QueueMaxMessages, QueueMaxBytes, SlowConsumerPolicy: see
-	// transport.Options.
-	QueueMaxMessages   int
-	QueueMaxBytes      int
-	SlowConsumerPolicy string
-	// FlushWindow: see transport.Options. Default 0 (off).
-	FlushWindow time.Duration
-	// MaxRoomsPerClient caps a connection's subscriptions. Default 128.
-	MaxRoomsPerClient int
-	// NoEcho stops clients receiving their own publications.
-	NoEcho bool
-	// NoJoinLeave turns off user_joined/user_left events.
-	NoJoinLeave bool
-	// JoinLeaveRate: see hub.Options (0: its default; negative: every
-	// announcement at once, unlimited).
-	JoinLeaveRate int
-	// HistorySize and HistoryTTL set every room's history. Both zero: the
-	// hub's defaults, 100 events for 5 minutes (hub.DefaultHistorySize,
-	// hub.DefaultHistoryTTL), which are also the switchboard binary's flag
-	// defaults. HistorySize -1 turns history off; with HistorySize set,
-	// HistoryTTL 0 means no time limit (events leave by size only).
-	HistorySize int
-	HistoryTTL  time.Duration
+	// Hub configures the hub as documented on hub.Options, defaults
+	// included. New fills Engine, NodeID and Auth (all but MaxViolations)
+	// from Engine, NodeID and Auth below, and refuses a Config that sets
+	// them in Hub; RPCFallback comes from RPCProxyURL when that is set
+	// (setting both is refused); a nil Logger is Logger. Hooks are the
+	// embedder's: the subscribe and publish proxies and webhooks are added
+	// after them. MaxReplayBytes and MaxReplayMessages default to half of
+	// Transport's queue bounds, so that a replay fits the queue.
+	// RPCTimeout also bounds an RPC proxy call.
+	Hub hub.Options
+	// Transport configures the WebSocket endpoint at WSPath (and /sse) as
+	// documented on transport.Options, defaults included. New fills Hub,
+	// and Authenticator, RequestAuthenticator and TokenCookie from Auth,
+	// and refuses a Config that sets them here; a nil Logger is Logger;
+	// the TrustedProxies below are added to TrustedProxies. MaxConnections
+	// 0 means the process's open-file limit minus a reserve for listeners,
+	// logs and outgoing connections.
+	Transport transport.Options
 	// DrainTimeout bounds graceful shutdown. Default DefaultDrainTimeout.
 	DrainTimeout time.Duration
 	// NoDemo turns off the demo page at /.
@@ -102,27 +80,12 @@ type Config struct {
 	// Auth configures authentication; the zero value is none (every
 	// connection anonymous, allowed everything). See docs/security.md.
 	Auth AuthConfig
-	// Namespaces set per-namespace room settings and permissions.
-	Namespaces map[string]hub.Namespace
-	// MaxConnectionsPerUser caps one user's connections (4004 beyond).
-	MaxConnectionsPerUser int
-	// MaxMessagesPerSecond and MaxBytesPerSecond limit what one connection
-	// sends (error throttled; close 4004 when persistent). 0: no limit.
-	MaxMessagesPerSecond int
-	MaxBytesPerSecond    int
-	// HandshakeRate and HandshakeBurst limit handshakes per client IP
-	// (429 beyond). 0: no limit.
-	HandshakeRate  float64
-	HandshakeBurst int
-	// TrustedProxies (CIDRs) may name the client in X-Forwarded-For.
+	// TrustedProxies (CIDRs or IP addresses) may name the client in
+	// X-Forwarded-For; they are parsed into Transport.TrustedProxies.
 	TrustedProxies []string
-	// Hooks let an embedding application watch and steer connections
-	// (see hub.Hooks).
-	Hooks hub.Hooks
 	// RPCProxyURL forwards socket RPC calls without a registered handler
-	// to this backend URL (rpcproxy); RPCTimeout bounds a call (10 s).
+	// to this backend URL (rpcproxy); Hub.RPCTimeout bounds a call.
 	RPCProxyURL string
-	RPCTimeout  time.Duration
 	// SubscribeProxyURL and PublishProxyURL ask this backend URL before
 	// every subscribe and every client publish, which it may allow, refuse
 	// or (publishes) rewrite; ProxyTimeout bounds a call (default 3 s).
@@ -189,9 +152,11 @@ func (a AuthConfig) Enabled() bool {
 	return a.JWTSecret != "" || len(a.JWTPublicKeyFiles) > 0 || a.JWTJWKSFile != "" || a.ConnectProxyURL != ""
 }
 
-// buildAuth returns the verifiers the config asks for.
-func buildAuth(a AuthConfig) (hub.AuthOptions, *auth.ConnectProxy, error) {
-	opts := hub.AuthOptions{AllowAnonymous: a.AllowAnonymous, Timeout: a.Timeout, ExpiryLead: a.ExpiryLead}
+// buildAuth returns opts (the hub's auth options, of which only
+// MaxViolations is the embedder's) with the verifiers and settings a asks
+// for.
+func buildAuth(a AuthConfig, opts hub.AuthOptions) (hub.AuthOptions, *auth.ConnectProxy, error) {
+	opts.AllowAnonymous, opts.Timeout, opts.ExpiryLead = a.AllowAnonymous, a.Timeout, a.ExpiryLead
 	var proxy *auth.ConnectProxy
 	if a.ConnectProxyURL != "" {
 		u, err := url.Parse(a.ConnectProxyURL)
@@ -246,11 +211,43 @@ func (c *Config) fill() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if c.MaxConnections == 0 {
+	if c.Transport.MaxConnections == 0 {
 		if lim, ok := openFileLimit(); ok && lim > fileReserve*2 {
-			c.MaxConnections = int(lim) - fileReserve
+			c.Transport.MaxConnections = int(lim) - fileReserve
 		}
 	}
+	if c.Hub.Logger == nil {
+		c.Hub.Logger = c.Logger
+	}
+	if c.Transport.Logger == nil {
+		c.Transport.Logger = c.Logger
+	}
+}
+
+// checkOwned refuses the Hub and Transport fields that New fills from the
+// rest of Config, rather than quietly overwriting them.
+func (c *Config) checkOwned() error {
+	owned := func(field, use string) error {
+		return fmt.Errorf("server: Config.%s is set by New: use Config.%s", field, use)
+	}
+	switch {
+	case c.Hub.Engine != nil:
+		return owned("Hub.Engine", "Engine")
+	case c.Hub.NodeID != "":
+		return owned("Hub.NodeID", "NodeID")
+	case c.Hub.Auth.Authenticator != nil || c.Hub.Auth.Subscriptions != nil || c.Hub.Auth.AllowAnonymous ||
+		c.Hub.Auth.Timeout != 0 || c.Hub.Auth.ExpiryLead != 0:
+		return owned("Hub.Auth", "Auth")
+	case c.Hub.RPCFallback != nil && c.RPCProxyURL != "":
+		return errors.New("server: Config.Hub.RPCFallback and Config.RPCProxyURL are both set: give one")
+	case c.Transport.Hub != nil:
+		return owned("Transport.Hub", "Hub (New builds the hub)")
+	case c.Transport.Authenticator != nil || c.Transport.RequestAuthenticator != nil:
+		return owned("Transport.Authenticator", "Auth")
+	case c.Transport.TokenCookie != "":
+		return owned("Transport.TokenCookie", "Auth.TokenCookie")
+	}
+	return nil
 }
 
 // Server is one Switchboard node.
@@ -268,6 +265,9 @@ type Server struct {
 
 // New builds a node from cfg; ctx bounds its background work.
 func New(ctx context.Context, cfg Config) (*Server, error) {
+	if err := cfg.checkOwned(); err != nil {
+		return nil, err
+	}
 	cfg.fill()
 	if cfg.NodeID == "" {
 		var b [4]byte
@@ -303,11 +303,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	} else if cfg.EngineName == "" {
 		cfg.EngineName = fmt.Sprintf("%T", cfg.Engine)
 	}
-	authOpts, proxy, err := buildAuth(cfg.Auth)
+	authOpts, proxy, err := buildAuth(cfg.Auth, cfg.Hub.Auth)
 	if err != nil {
 		return nil, err
 	}
-	var trusted []netip.Prefix
+	trusted := slices.Clone(cfg.Transport.TrustedProxies)
 	for _, t := range cfg.TrustedProxies {
 		p, err := netip.ParsePrefix(t)
 		if err != nil {
@@ -325,12 +325,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if proxy != nil && proxy.Client == nil {
 		proxy.Client = proxyClient
 	}
-	var rpcFallback hub.RPCHandler
+	rpcFallback := cfg.Hub.RPCFallback
 	if cfg.RPCProxyURL != "" {
 		if err := checkURL("RPC proxy", cfg.RPCProxyURL); err != nil {
 			return nil, err
 		}
-		if rpcFallback, err = rpcproxy.New(rpcproxy.Options{URL: cfg.RPCProxyURL, Timeout: cfg.RPCTimeout, Client: proxyClient}); err != nil {
+		if rpcFallback, err = rpcproxy.New(rpcproxy.Options{URL: cfg.RPCProxyURL, Timeout: cfg.Hub.RPCTimeout, Client: proxyClient}); err != nil {
 			return nil, fmt.Errorf("server: %w", err)
 		}
 	}
@@ -353,34 +353,15 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		}
 		hooks = hooksOut.Hooks(hooks)
 	}
-	hopts := hub.Options{
-		NodeID:      cfg.NodeID,
-		RPCFallback: rpcFallback,
-		Hooks:       hooks,
-		// Replays and history pages must fit the outbound queue.
-		MaxReplayBytes:        cfg.QueueMaxBytes / 2,
-		MaxReplayMessages:     cfg.QueueMaxMessages / 2,
-		RPCTimeout:            cfg.RPCTimeout,
-		Auth:                  authOpts,
-		Namespaces:            cfg.Namespaces,
-		MaxConnectionsPerUser: cfg.MaxConnectionsPerUser,
-		MaxMessagesPerSecond:  cfg.MaxMessagesPerSecond,
-		MaxBytesPerSecond:     cfg.MaxBytesPerSecond,
-		Engine:                cfg.Engine,
-		Logger:                cfg.Logger,
-		MaxRoomsPerClient:     cfg.MaxRoomsPerClient,
-		NoEcho:                cfg.NoEcho,
-		NoJoinLeave:           cfg.NoJoinLeave,
-		JoinLeaveRate:         cfg.JoinLeaveRate,
+	hopts := cfg.Hub
+	hopts.NodeID, hopts.Engine, hopts.Auth = cfg.NodeID, cfg.Engine, authOpts
+	hopts.RPCFallback, hopts.Hooks = rpcFallback, hooks
+	// Replays and history pages must fit the outbound queue.
+	if hopts.MaxReplayBytes == 0 {
+		hopts.MaxReplayBytes = cfg.Transport.QueueMaxBytes / 2
 	}
-	switch {
-	case cfg.HistorySize < 0:
-		hopts.NoHistory = true
-	case cfg.HistorySize > 0 || cfg.HistoryTTL != 0: // a negative TTL reaches hub.New, which refuses it
-		hopts.History = engine.HistoryPolicy{Size: cfg.HistorySize, TTL: cfg.HistoryTTL}
-		if hopts.History.Size == 0 {
-			hopts.History.Size = hub.DefaultHistorySize
-		}
+	if hopts.MaxReplayMessages == 0 {
+		hopts.MaxReplayMessages = cfg.Transport.QueueMaxMessages / 2
 	}
 	h, err := hub.New(hopts)
 	if err != nil {
@@ -404,27 +385,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		// node that never served closes it when ctx ends.
 		hooksOut.Run(context.WithoutCancel(ctx))
 	}
-	topts := transport.Options{
-		Hub:                h,
-		Logger:             cfg.Logger,
-		AllowedOrigins:     cfg.AllowedOrigins,
-		MaxConnections:     cfg.MaxConnections,
-		MaxMessageSize:     cfg.MaxMessageSize,
-		Compression:        cfg.Compression,
-		HeartbeatInterval:  cfg.HeartbeatInterval,
-		PongTimeout:        cfg.PongTimeout,
-		JSONPing:           cfg.JSONPing,
-		WriteTimeout:       cfg.WriteTimeout,
-		QueueMaxMessages:   cfg.QueueMaxMessages,
-		QueueMaxBytes:      cfg.QueueMaxBytes,
-		SlowConsumerPolicy: cfg.SlowConsumerPolicy,
-		FlushWindow:        cfg.FlushWindow,
-		Authenticator:      authOpts.Authenticator,
-		TokenCookie:        cfg.Auth.TokenCookie,
-		HandshakeRate:      cfg.HandshakeRate,
-		HandshakeBurst:     cfg.HandshakeBurst,
-		TrustedProxies:     trusted,
-	}
+	topts := cfg.Transport
+	topts.Hub, topts.Authenticator, topts.TokenCookie = h, authOpts.Authenticator, cfg.Auth.TokenCookie
+	topts.TrustedProxies = trusted
 	if proxy != nil {
 		topts.RequestAuthenticator = proxy
 	}
@@ -565,11 +528,11 @@ func checkURL(what, raw string) error {
 	return nil
 }
 
-// proxyHooks adds the subscribe and publish proxies to cfg.Hooks: each
+// proxyHooks adds the subscribe and publish proxies to cfg.Hub.Hooks: each
 // namespace asks its own URL (or the server-wide one), after the
 // embedder's OnSubscribe or OnPublish, if any, allowed the request.
 func proxyHooks(cfg Config, client *http.Client) (hub.Hooks, error) {
-	hooks := cfg.Hooks
+	hooks := cfg.Hub.Hooks
 	opts := func(u string) rpcproxy.ProxyOptions {
 		return rpcproxy.ProxyOptions{URL: u, Timeout: cfg.ProxyTimeout, Client: client}
 	}

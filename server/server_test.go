@@ -16,9 +16,12 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/switchboard-rt/switchboard/engine"
+	"github.com/switchboard-rt/switchboard/engine/memory"
 	"github.com/switchboard-rt/switchboard/hub"
 	"github.com/switchboard-rt/switchboard/protocol"
 	"github.com/switchboard-rt/switchboard/server"
+	"github.com/switchboard-rt/switchboard/transport"
 )
 
 // waitLimit bounds every wait; a deadlock guard, not a speed expectation.
@@ -159,7 +162,7 @@ func (cl *client) closeCode(t *testing.T) int {
 
 func TestGracefulShutdown(t *testing.T) {
 	t.Parallel()
-	n := start(t, server.Config{NoJoinLeave: true})
+	n := start(t, server.Config{Hub: hub.Options{NoJoinLeave: true}})
 	h := n.srv.Hub
 	clients := []*client{dial(t, n.addr), dial(t, n.addr), dial(t, n.addr)}
 	for i, cl := range clients {
@@ -373,8 +376,8 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := srv.Config()
-	if c.Listen != ":8080" || c.WSPath != "/ws" || c.DrainTimeout != 10*time.Second || c.MaxConnections <= 0 || c.Logger == nil {
-		t.Errorf("defaults: listen %q ws %q drain %s max %d", c.Listen, c.WSPath, c.DrainTimeout, c.MaxConnections)
+	if c.Listen != ":8080" || c.WSPath != "/ws" || c.DrainTimeout != 10*time.Second || c.Transport.MaxConnections <= 0 || c.Logger == nil {
+		t.Errorf("defaults: listen %q ws %q drain %s max %d", c.Listen, c.WSPath, c.DrainTimeout, c.Transport.MaxConnections)
 	}
 }
 
@@ -384,13 +387,13 @@ func TestConfigInvalid(t *testing.T) {
 		name string
 		cfg  server.Config
 	}{
-		{"heartbeat too short", server.Config{HeartbeatInterval: time.Second}},
-		{"heartbeat too long", server.Config{HeartbeatInterval: 5 * time.Minute}},
-		{"pong timeout not below interval", server.Config{HeartbeatInterval: 10 * time.Second, PongTimeout: 10 * time.Second}},
-		{"unknown policy", server.Config{SlowConsumerPolicy: "drop_newest"}},
-		{"negative max connections", server.Config{MaxConnections: -1}},
-		{"empty origin pattern", server.Config{AllowedOrigins: []string{""}}},
-		{"negative history TTL", server.Config{HistoryTTL: -time.Second}},
+		{"heartbeat too short", server.Config{Transport: transport.Options{HeartbeatInterval: time.Second}}},
+		{"heartbeat too long", server.Config{Transport: transport.Options{HeartbeatInterval: 5 * time.Minute}}},
+		{"pong timeout not below interval", server.Config{Transport: transport.Options{HeartbeatInterval: 10 * time.Second, PongTimeout: 10 * time.Second}}},
+		{"unknown policy", server.Config{Transport: transport.Options{SlowConsumerPolicy: "drop_newest"}}},
+		{"negative max connections", server.Config{Transport: transport.Options{MaxConnections: -1}}},
+		{"empty origin pattern", server.Config{Transport: transport.Options{AllowedOrigins: []string{""}}}},
+		{"negative history TTL", server.Config{Hub: hub.Options{History: engine.HistoryPolicy{TTL: -time.Second}}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -400,6 +403,45 @@ func TestConfigInvalid(t *testing.T) {
 				t.Fatal("New accepted an invalid config")
 			}
 		})
+	}
+}
+
+// TestConfigOwnedFields: the Hub and Transport fields that New fills from
+// the rest of Config are refused, naming the field to use, rather than
+// quietly overwritten.
+func TestConfigOwnedFields(t *testing.T) {
+	t.Parallel()
+	fallback := func(context.Context, hub.RPCCall) (json.RawMessage, error) { return nil, nil }
+	tests := []struct {
+		name string
+		cfg  server.Config
+		want string
+	}{
+		{"hub engine", server.Config{Hub: hub.Options{Engine: memory.New(memory.Options{})}}, "Config.Hub.Engine is set by New: use Config.Engine"},
+		{"hub node id", server.Config{Hub: hub.Options{NodeID: "n1"}}, "Config.Hub.NodeID is set by New: use Config.NodeID"},
+		{"hub auth timeout", server.Config{Hub: hub.Options{Auth: hub.AuthOptions{Timeout: time.Second}}}, "use Config.Auth"},
+		{"hub auth anonymous", server.Config{Hub: hub.Options{Auth: hub.AuthOptions{AllowAnonymous: true}}}, "use Config.Auth"},
+		{"transport token cookie", server.Config{Transport: transport.Options{TokenCookie: "t"}}, "use Config.Auth.TokenCookie"},
+		{"rpc fallback and proxy", server.Config{Hub: hub.Options{RPCFallback: fallback}, RPCProxyURL: "http://127.0.0.1:1/rpc"}, "both set"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if _, err := server.New(ctx, tt.cfg); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("got %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+	// What New does not fill is carried as it is.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	srv, err := server.New(ctx, server.Config{Hub: hub.Options{RPCFallback: fallback, Auth: hub.AuthOptions{MaxViolations: 3}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if srv.Config().Hub.RPCFallback == nil {
+		t.Error("Hub.RPCFallback dropped")
 	}
 }
 

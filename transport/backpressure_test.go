@@ -74,8 +74,7 @@ func TestSlowConsumerDisconnect(t *testing.T) {
 	t.Parallel()
 	// Default queue bounds. The stalled write must not time out before the
 	// queue overflows, however slow the machine: a 30 s write timeout.
-	ts := startServer(t, server.Config{NoJoinLeave: true, WriteTimeout: 30 * time.Second,
-		HeartbeatInterval: quietHeartbeat, PongTimeout: quietPongTimeout})
+	ts := startServer(t, server.Config{Hub: hub.Options{NoJoinLeave: true}, Transport: transport.Options{WriteTimeout: 30 * time.Second, HeartbeatInterval: quietHeartbeat, PongTimeout: quietPongTimeout}})
 	h := ts.srv.Hub
 	member := ts.dialWS(t)
 	member.subscribe(bpRoom)
@@ -113,8 +112,7 @@ func TestSlowConsumerDisconnect(t *testing.T) {
 func TestSlowConsumerDropOldest(t *testing.T) {
 	t.Parallel()
 	// The stalled write must outlast the test: a 30 s write timeout.
-	ts := startServer(t, server.Config{NoJoinLeave: true, SlowConsumerPolicy: transport.PolicyDropOldest,
-		WriteTimeout: 30 * time.Second, HeartbeatInterval: quietHeartbeat, PongTimeout: quietPongTimeout})
+	ts := startServer(t, server.Config{Hub: hub.Options{NoJoinLeave: true}, Transport: transport.Options{SlowConsumerPolicy: transport.PolicyDropOldest, WriteTimeout: 30 * time.Second, HeartbeatInterval: quietHeartbeat, PongTimeout: quietPongTimeout}})
 	h := ts.srv.Hub
 	member := ts.dialWS(t)
 	member.subscribe(bpRoom)
@@ -158,8 +156,7 @@ func TestSlowConsumerDropOldest(t *testing.T) {
 func TestNoDataAfterCloseReply(t *testing.T) {
 	t.Parallel()
 	// A queue big enough to hold more than the socket buffers do.
-	ts := startServer(t, server.Config{NoJoinLeave: true, QueueMaxMessages: 20000, QueueMaxBytes: 32 << 20,
-		HeartbeatInterval: quietHeartbeat, PongTimeout: quietPongTimeout})
+	ts := startServer(t, server.Config{Hub: hub.Options{NoJoinLeave: true}, Transport: transport.Options{QueueMaxMessages: 20000, QueueMaxBytes: 32 << 20, HeartbeatInterval: quietHeartbeat, PongTimeout: quietPongTimeout}})
 	h := ts.srv.Hub
 	pad := json.RawMessage(fmt.Sprintf(`{"pad":%q}`, bytesRepeat(1000)))
 	for try := range 3 {

@@ -13,6 +13,7 @@ import (
 	"github.com/switchboard-rt/switchboard/hub"
 	"github.com/switchboard-rt/switchboard/protocol"
 	"github.com/switchboard-rt/switchboard/server"
+	"github.com/switchboard-rt/switchboard/transport"
 )
 
 // TestChurnDuringFanout closes members abruptly while a room's events fan
@@ -24,7 +25,7 @@ import (
 // and the steady members every event in order.
 func TestChurnDuringFanout(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, server.Config{NoJoinLeave: true, HeartbeatInterval: quietHeartbeat, PongTimeout: quietPongTimeout})
+	ts := startServer(t, server.Config{Hub: hub.Options{NoJoinLeave: true}, Transport: transport.Options{HeartbeatInterval: quietHeartbeat, PongTimeout: quietPongTimeout}})
 	h := ts.srv.Hub
 	steady := make([]*wsClient, 4)
 	for i := range steady {

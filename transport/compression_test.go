@@ -11,8 +11,10 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/switchboard-rt/switchboard/hub"
 	"github.com/switchboard-rt/switchboard/protocol"
 	"github.com/switchboard-rt/switchboard/server"
+	"github.com/switchboard-rt/switchboard/transport"
 )
 
 // deflate compresses one message as permessage-deflate does without
@@ -46,7 +48,7 @@ func inflate(t *testing.T, p []byte) []byte {
 
 func TestCompressionNegotiation(t *testing.T) {
 	t.Parallel()
-	on := startServer(t, server.Config{Compression: true})
+	on := startServer(t, server.Config{Transport: transport.Options{Compression: true}})
 	off := startServer(t, server.Config{})
 	tests := []struct {
 		name  string
@@ -95,7 +97,7 @@ func TestCompressionNegotiation(t *testing.T) {
 // them back unchanged.
 func TestCompressedEvents(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, server.Config{Compression: true, NoJoinLeave: true})
+	ts := startServer(t, server.Config{Hub: hub.Options{NoJoinLeave: true}, Transport: transport.Options{Compression: true}})
 	rc, _ := rawDial(t, ts.addr, "/ws", http.Header{"Sec-Websocket-Extensions": {"permessage-deflate"}}, 0)
 	rc.nextText()
 	g := dial(t, ts.url("/ws"), &websocket.Dialer{EnableCompression: true}, nil)
@@ -147,7 +149,7 @@ func TestCompressedEvents(t *testing.T) {
 // 1011; the transport corrects it).
 func TestCompressionBomb(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, server.Config{Compression: true})
+	ts := startServer(t, server.Config{Transport: transport.Options{Compression: true}})
 	by := ts.dialWS(t)
 	by.subscribe("by:1")
 	for i, size := range []int{65 << 10, 4 << 20} {
@@ -173,7 +175,7 @@ func TestCompressionBomb(t *testing.T) {
 // advises reconnecting to send the same thing again).
 func TestCorruptCompressedFrame(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, server.Config{Compression: true})
+	ts := startServer(t, server.Config{Transport: transport.Options{Compression: true}})
 	rc, _ := rawDial(t, ts.addr, "/ws", http.Header{"Sec-Websocket-Extensions": {"permessage-deflate"}}, 0)
 	rc.nextText()
 	// BTYPE 11 is reserved in DEFLATE (RFC 1951 3.2.3).

@@ -5,8 +5,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/switchboard-rt/switchboard/hub"
 	"github.com/switchboard-rt/switchboard/protocol"
 	"github.com/switchboard-rt/switchboard/server"
+	"github.com/switchboard-rt/switchboard/transport"
 )
 
 // The RFC 6455 / 7692 cases a conformance probe found gws v1.8.9 to let
@@ -23,8 +25,8 @@ func conformanceTargets(t *testing.T) []struct {
 	deflate bool
 } {
 	t.Helper()
-	on := startServer(t, server.Config{Compression: true, EchoPath: "/echo", NoJoinLeave: true})
-	off := startServer(t, server.Config{EchoPath: "/echo", NoJoinLeave: true})
+	on := startServer(t, server.Config{Hub: hub.Options{NoJoinLeave: true}, Transport: transport.Options{Compression: true}, EchoPath: "/echo"})
+	off := startServer(t, server.Config{EchoPath: "/echo", Hub: hub.Options{NoJoinLeave: true}})
 	return []struct {
 		name    string
 		ts      *testServer
@@ -155,7 +157,7 @@ func TestConformanceUTF8Split(t *testing.T) {
 // the header may still be taken.
 func TestConformanceDeflateOffers(t *testing.T) {
 	t.Parallel()
-	on := startServer(t, server.Config{Compression: true, EchoPath: "/echo"})
+	on := startServer(t, server.Config{Transport: transport.Options{Compression: true}, EchoPath: "/echo"})
 	tests := []struct {
 		offer string
 		want  string // the agreed extension's parameters, "" for declined

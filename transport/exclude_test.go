@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"testing"
 
+	"github.com/switchboard-rt/switchboard/hub"
 	"github.com/switchboard-rt/switchboard/internal/wstest"
 	"github.com/switchboard-rt/switchboard/server"
 )
@@ -14,7 +15,7 @@ import (
 // bad_request error and the connection stays.
 func TestPublishExcludeSelf(t *testing.T) {
 	t.Parallel()
-	n := wstest.Start(t, server.Config{NoJoinLeave: true})
+	n := wstest.Start(t, server.Config{Hub: hub.Options{NoJoinLeave: true}})
 	var cs []*wstest.Conn
 	for range 3 {
 		c := n.MustDial(t, "", nil)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/switchboard-rt/switchboard/protocol"
 	"github.com/switchboard-rt/switchboard/server"
+	"github.com/switchboard-rt/switchboard/transport"
 )
 
 func TestHandshakeStatus(t *testing.T) {
@@ -96,7 +97,7 @@ func TestHandshakeStatus(t *testing.T) {
 
 func TestAllowedOrigins(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, server.Config{AllowedOrigins: []string{"*.example.com", "https://app.other.test", "localhost:3000"}})
+	ts := startServer(t, server.Config{Transport: transport.Options{AllowedOrigins: []string{"*.example.com", "https://app.other.test", "localhost:3000"}}})
 	tests := []struct {
 		origin string
 		ok     bool
@@ -142,7 +143,7 @@ func TestAllowedOrigins(t *testing.T) {
 
 func TestAllowAnyOrigin(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, server.Config{AllowedOrigins: []string{"*"}})
+	ts := startServer(t, server.Config{Transport: transport.Options{AllowedOrigins: []string{"*"}}})
 	hdr := http.Header{"Origin": {"https://anything.test"}}
 	c := dial(t, ts.url("/ws"), nil, hdr)
 	c.expect("connection_established")
@@ -150,7 +151,7 @@ func TestAllowAnyOrigin(t *testing.T) {
 
 func TestMaxConnections(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, server.Config{MaxConnections: 2})
+	ts := startServer(t, server.Config{Transport: transport.Options{MaxConnections: 2}})
 	a := ts.dialWS(t)
 	ts.dialWS(t)
 	_, resp := rawRequest(t, ts.addr, http.MethodGet, "/ws", handshakeHeaders(), 0)
@@ -260,7 +261,7 @@ func TestFramesBehindHandshake(t *testing.T) {
 func TestMaxConnectionsConcurrent(t *testing.T) {
 	t.Parallel()
 	const limit, dialers = 5, 40
-	ts := startServer(t, server.Config{MaxConnections: limit})
+	ts := startServer(t, server.Config{Transport: transport.Options{MaxConnections: limit}})
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	accepted, refused := 0, 0

@@ -10,8 +10,10 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/switchboard-rt/switchboard/hub"
 	"github.com/switchboard-rt/switchboard/protocol"
 	"github.com/switchboard-rt/switchboard/server"
+	"github.com/switchboard-rt/switchboard/transport"
 )
 
 // seedClient behaves like the seeds' browser client (ReconnectingWebSocket
@@ -115,7 +117,7 @@ func TestJSONHeartbeat(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits for three heartbeats (~16 s)")
 	}
-	ts := startServer(t, server.Config{HeartbeatInterval: 5 * time.Second, PongTimeout: time.Second})
+	ts := startServer(t, server.Config{Transport: transport.Options{HeartbeatInterval: 5 * time.Second, PongTimeout: time.Second}})
 
 	live := dialSeed(t, ts.url("/ws?json_ping=1"), true, false)
 	dead := dialSeed(t, ts.url("/ws?json_ping=true"), false, false)
@@ -166,7 +168,7 @@ func TestJSONHeartbeat(t *testing.T) {
 // query, and that the query can turn the server-wide option off.
 func TestJSONHeartbeatAnnounced(t *testing.T) {
 	t.Parallel()
-	on := startServer(t, server.Config{JSONPing: true})
+	on := startServer(t, server.Config{Transport: transport.Options{JSONPing: true}})
 	off := startServer(t, server.Config{})
 	for _, tt := range []struct {
 		url  string
@@ -214,7 +216,7 @@ func TestJSONHeartbeatBadQuery(t *testing.T) {
 // touched; a client ping still gets its pong.
 func TestClientPongAccepted(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, server.Config{MaxMessagesPerSecond: 0})
+	ts := startServer(t, server.Config{Hub: hub.Options{MaxMessagesPerSecond: 0}})
 	c := ts.dialWS(t)
 	for range 120 { // more than the 50-error budget
 		c.send(`{"type":"pong"}`)

@@ -14,6 +14,7 @@ import (
 	"github.com/switchboard-rt/switchboard/hub"
 	"github.com/switchboard-rt/switchboard/protocol"
 	"github.com/switchboard-rt/switchboard/server"
+	"github.com/switchboard-rt/switchboard/transport"
 )
 
 func TestConnectionEstablished(t *testing.T) {
@@ -165,7 +166,7 @@ func TestRoomLifecycle(t *testing.T) {
 // its order, and all members see the same total order.
 func TestFanoutOrder(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, server.Config{NoJoinLeave: true})
+	ts := startServer(t, server.Config{Hub: hub.Options{NoJoinLeave: true}})
 	const n, per = 3, 200
 	clients := make([]*wsClient, n)
 	users := map[string]int{}
@@ -240,7 +241,7 @@ func TestFanoutOrder(t *testing.T) {
 
 func TestNoEcho(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, server.Config{NoEcho: true})
+	ts := startServer(t, server.Config{Hub: hub.Options{NoEcho: true}})
 	a, b := ts.dialWS(t), ts.dialWS(t)
 	a.subscribe("r")
 	b.subscribe("r")
@@ -322,7 +323,7 @@ func TestHeartbeat(t *testing.T) {
 	}
 	// 5 s is the shortest interval; a 1 s pong timeout keeps this test
 	// near interval+timeout.
-	ts := startServer(t, server.Config{HeartbeatInterval: 5 * time.Second, PongTimeout: time.Second})
+	ts := startServer(t, server.Config{Transport: transport.Options{HeartbeatInterval: 5 * time.Second, PongTimeout: time.Second}})
 	h := ts.srv.Hub
 
 	// A client that answers pings (gorilla's default handler) but sends

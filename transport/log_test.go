@@ -14,6 +14,7 @@ import (
 
 	"github.com/switchboard-rt/switchboard/internal/wstest"
 	"github.com/switchboard-rt/switchboard/server"
+	"github.com/switchboard-rt/switchboard/transport"
 )
 
 // syncBuffer is a bytes.Buffer safe for the server's goroutines.
@@ -97,9 +98,12 @@ func TestConnectDisconnectLogged(t *testing.T) {
 func TestRefusedHandshakeLogged(t *testing.T) {
 	var buf syncBuffer
 	n := wstest.Start(t, server.Config{
-		Logger:        slog.New(slog.NewJSONHandler(&buf, nil)),
-		Auth:          server.AuthConfig{JWTSecret: "0123456789abcdef0123456789abcdef"},
-		HandshakeRate: 0.001, HandshakeBurst: 1,
+		Logger: slog.New(slog.NewJSONHandler(&buf, nil)),
+		Auth:   server.AuthConfig{JWTSecret: "0123456789abcdef0123456789abcdef"},
+		Transport: transport.Options{
+			HandshakeRate:  0.001,
+			HandshakeBurst: 1,
+		},
 	})
 	hdr := http.Header{"Origin": {"https://evil.example"}}
 	if _, _, err := n.Dial(t, "", hdr); err == nil {

@@ -14,14 +14,14 @@ import (
 // (here in an embedder's hook) closes that connection with 1011; the
 // server and other connections carry on.
 func TestPanicClosesOnlyThatConnection(t *testing.T) {
-	n := wstest.Start(t, server.Config{Hooks: hub.Hooks{
+	n := wstest.Start(t, server.Config{Hub: hub.Options{Hooks: hub.Hooks{
 		OnPublish: func(ctx context.Context, c hub.ConnectionInfo, room, typ string, data json.RawMessage) (json.RawMessage, error) {
 			if typ == "boom" {
 				panic("hook bug")
 			}
 			return nil, nil
 		},
-	}})
+	}}})
 	bad := n.MustDial(t, "", nil)
 	bad.Expect("connection_established")
 	good := n.MustDial(t, "", nil)

@@ -18,6 +18,7 @@ import (
 	"github.com/switchboard-rt/switchboard/internal/wstest"
 	"github.com/switchboard-rt/switchboard/protocol"
 	"github.com/switchboard-rt/switchboard/server"
+	"github.com/switchboard-rt/switchboard/transport"
 )
 
 // sseEvent is one dispatched Server-Sent Event, or a comment (Comment set).
@@ -356,7 +357,7 @@ func TestSSESeveralRooms(t *testing.T) {
 }
 
 func TestSSEBadRequests(t *testing.T) {
-	n := wstest.Start(t, server.Config{AllowedOrigins: []string{"app.example.com"}})
+	n := wstest.Start(t, server.Config{Transport: transport.Options{AllowedOrigins: []string{"app.example.com"}}})
 	cases := []struct {
 		name   string
 		method string
@@ -430,9 +431,9 @@ func sseToken(t *testing.T, sub string, claims map[string]any) string {
 func TestSSEAuth(t *testing.T) {
 	n := wstest.Start(t, server.Config{
 		Auth: server.AuthConfig{JWTSecret: sseSecret},
-		Namespaces: map[string]hub.Namespace{
+		Hub: hub.Options{Namespaces: map[string]hub.Namespace{
 			"staff": {Permissions: hub.Permissions{Subscribe: hub.PermOwner}},
-		},
+		}},
 	})
 	tok := sseToken(t, "alice", nil)
 	for _, how := range []struct {
@@ -546,7 +547,7 @@ func lastSSEDisconnect(t *testing.T, evs []sseEvent) protocol.Disconnect {
 }
 
 func TestSSEHeartbeat(t *testing.T) {
-	n := wstest.Start(t, server.Config{HeartbeatInterval: 5 * time.Second, PongTimeout: 2 * time.Second})
+	n := wstest.Start(t, server.Config{Transport: transport.Options{HeartbeatInterval: 5 * time.Second, PongTimeout: 2 * time.Second}})
 	s := openSSE(t, n, "room=x", nil)
 	s.subscribed(1)
 	timeout := time.After(5*time.Second + waitLimit)
@@ -566,7 +567,7 @@ func TestSSEHeartbeat(t *testing.T) {
 // the disconnect policy its queue overflows, the stream ends, and the
 // hub forgets it; other streams are not disturbed.
 func TestSSESlowConsumer(t *testing.T) {
-	n := wstest.Start(t, server.Config{QueueMaxMessages: 8, WriteTimeout: time.Second})
+	n := wstest.Start(t, server.Config{Transport: transport.Options{QueueMaxMessages: 8, WriteTimeout: time.Second}})
 	rc, resp := rawRequest(t, n.Addr, "GET", "/sse?room=flood", nil, 4096)
 	if resp.StatusCode != 200 {
 		t.Fatalf("status %d", resp.StatusCode)
@@ -601,8 +602,11 @@ func TestSSESlowConsumer(t *testing.T) {
 
 func TestSSELimitsAndAnonymous(t *testing.T) {
 	n := wstest.Start(t, server.Config{
-		MaxRoomsPerClient: 2, Auth: server.AuthConfig{JWTSecret: sseSecret, AllowAnonymous: true},
-		Namespaces: map[string]hub.Namespace{"pub": {Permissions: hub.Permissions{Subscribe: hub.PermAnyone}}},
+		Hub: hub.Options{
+			MaxRoomsPerClient: 2,
+			Namespaces:        map[string]hub.Namespace{"pub": {Permissions: hub.Permissions{Subscribe: hub.PermAnyone}}},
+		},
+		Auth: server.AuthConfig{JWTSecret: sseSecret, AllowAnonymous: true},
 	})
 	resp := getSSE(t, n, "room=pub:a,pub:b,pub:c", nil)
 	if resp.StatusCode != http.StatusBadRequest {
@@ -634,7 +638,7 @@ func TestSSELimitsAndAnonymous(t *testing.T) {
 // With drop_oldest a stream that falls behind loses its oldest queued
 // events instead of the connection.
 func TestSSEDropOldest(t *testing.T) {
-	n := wstest.Start(t, server.Config{QueueMaxMessages: 4, SlowConsumerPolicy: "drop_oldest", WriteTimeout: time.Second})
+	n := wstest.Start(t, server.Config{Transport: transport.Options{QueueMaxMessages: 4, SlowConsumerPolicy: "drop_oldest", WriteTimeout: time.Second}})
 	rc, resp := rawRequest(t, n.Addr, "GET", "/sse?room=flood", nil, 4096)
 	if resp.StatusCode != 200 {
 		t.Fatalf("status %d", resp.StatusCode)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/switchboard-rt/switchboard/hub"
 	"github.com/switchboard-rt/switchboard/server"
+	"github.com/switchboard-rt/switchboard/transport"
 )
 
 // TestFlushWindow: with a flush window, the first event waits out the
@@ -18,8 +19,7 @@ import (
 func TestFlushWindow(t *testing.T) {
 	t.Parallel()
 	const window = time.Second
-	ts := startServer(t, server.Config{NoJoinLeave: true, FlushWindow: window,
-		HeartbeatInterval: quietHeartbeat, PongTimeout: quietPongTimeout})
+	ts := startServer(t, server.Config{Hub: hub.Options{NoJoinLeave: true}, Transport: transport.Options{FlushWindow: window, HeartbeatInterval: quietHeartbeat, PongTimeout: quietPongTimeout}})
 	h := ts.srv.Hub
 	member := ts.dialWS(t)
 	member.subscribe("win")
@@ -62,7 +62,7 @@ func TestFlushWindow(t *testing.T) {
 func TestFlushWindowConfig(t *testing.T) {
 	t.Parallel()
 	for _, w := range []time.Duration{-time.Millisecond, 2 * time.Second} {
-		_, err := server.New(context.Background(), server.Config{Listen: "127.0.0.1:0", FlushWindow: w})
+		_, err := server.New(context.Background(), server.Config{Listen: "127.0.0.1:0", Transport: transport.Options{FlushWindow: w}})
 		if err == nil {
 			t.Errorf("FlushWindow %v accepted", w)
 		}
@@ -74,7 +74,7 @@ func TestFlushWindowConfig(t *testing.T) {
 // the client before its first request.
 func TestHandshakeOneWrite(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, server.Config{HeartbeatInterval: quietHeartbeat, PongTimeout: quietPongTimeout})
+	ts := startServer(t, server.Config{Transport: transport.Options{HeartbeatInterval: quietHeartbeat, PongTimeout: quietPongTimeout}})
 	h := ts.srv.Hub
 	c := ts.dialWS(t) // read the 101 and connection_established
 	c.roundTrip("p1") // one more write: the pong

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-rt/switchboard/hub"
 	"github.com/switchboard-rt/switchboard/internal/loadtest"
 	"github.com/switchboard-rt/switchboard/internal/wstest"
 	"github.com/switchboard-rt/switchboard/server"
@@ -18,7 +19,7 @@ import (
 // startBenchServer serves a node on a loopback port for the test's life.
 func startBenchServer(t *testing.T) string {
 	t.Helper()
-	return wstest.Start(t, server.Config{NoJoinLeave: true, NoDemo: true, DrainTimeout: 2 * time.Second}).URL()
+	return wstest.Start(t, server.Config{Hub: hub.Options{NoJoinLeave: true}, NoDemo: true, DrainTimeout: 2 * time.Second}).URL()
 }
 
 // TestBenchTinyScenario runs the load tool end to end against an

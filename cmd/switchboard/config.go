@@ -27,13 +27,17 @@ import (
 // secretKeys are masked when the effective configuration is printed.
 var secretKeys = map[string]bool{"jwt-secret": true, "api-key": true, "redis-password": true, "nats-password": true, "nats-token": true, "webhook-secret": true}
 
-// options is everything serve needs besides server.Config.
+// options is everything serve needs: server.Config and what maps to it
+// after all sources are read.
 type options struct {
-	cfg        server.Config
-	logLevel   string
-	logFormat  string
-	configFile string
-	fs         *flag.FlagSet
+	cfg server.Config
+	// historySize is --history-size, which sets cfg.Hub.History.Size or
+	// (-1) cfg.Hub.NoHistory; see setHistory.
+	historySize int
+	logLevel    string
+	logFormat   string
+	configFile  string
+	fs          *flag.FlagSet
 }
 
 // loadConfig builds the configuration from args, the environment and the
@@ -41,7 +45,7 @@ type options struct {
 // variable or key at fault.
 func loadConfig(name string, args []string, getenv func(string) string, stderr io.Writer) (*options, error) {
 	o := &options{}
-	fs := serveFlags(&o.cfg, &o.logLevel, &o.logFormat)
+	fs := serveFlags(o)
 	fs.StringVar(&o.configFile, "config", "", "YAML configuration file (keys are these flags' names with '_' for '-'; see docs/configuration.md)")
 	fs.SetOutput(stderr)
 	fs.Init(name, flag.ContinueOnError)
@@ -68,10 +72,32 @@ func loadConfig(name string, args []string, getenv func(string) string, stderr i
 		}
 	}
 	// 0 would quietly mean the hub's default: refuse it rather than guess.
-	if o.cfg.JoinLeaveRate == 0 {
+	if o.cfg.Hub.JoinLeaveRate == 0 {
 		return nil, errors.New("--join-leave-rate (join_leave_rate, SWITCHBOARD_JOIN_LEAVE_RATE) is 0: give announcements per second per room, or -1 for no limit")
 	}
+	if o.cfg.Hub.JoinLeaveWindow <= 0 {
+		return nil, fmt.Errorf("--join-leave-window (join_leave_window, SWITCHBOARD_JOIN_LEAVE_WINDOW) is %s: give how long held announcements wait, like 1s", o.cfg.Hub.JoinLeaveWindow)
+	}
+	o.setHistory()
 	return o, nil
+}
+
+// setHistory sets the hub's history policy from --history-size and
+// --history-ttl (already in cfg.Hub.History.TTL): -1 turns history off,
+// and 0 keeps hub.DefaultHistorySize events (with a TTL of 0, the hub's
+// default TTL too), as it did when server.Config had these two settings.
+func (o *options) setHistory() {
+	h := &o.cfg.Hub
+	switch {
+	case o.historySize < 0:
+		h.NoHistory, h.History = true, engine.HistoryPolicy{}
+	case o.historySize == 0 && h.History.TTL == 0:
+		h.History = engine.HistoryPolicy{} // the hub's defaults
+	case o.historySize == 0:
+		h.History.Size = hub.DefaultHistorySize
+	default:
+		h.History.Size = o.historySize
+	}
 }
 
 func envName(flagName string) string {
@@ -105,7 +131,7 @@ func applyFile(fs *flag.FlagSet, cfg *server.Config, path string, set map[string
 			if err != nil {
 				return fmt.Errorf("config file %s: namespaces: %w", path, err)
 			}
-			cfg.Namespaces, cfg.NamespaceProxies = ns, proxies
+			cfg.Hub.Namespaces, cfg.NamespaceProxies = ns, proxies
 			continue
 		}
 		name := strings.ReplaceAll(key, "_", "-")
@@ -241,9 +267,7 @@ func configCmd(args []string, stdout, stderr io.Writer) int {
 		printEffective(stdout, o)
 		return 0
 	case "docs":
-		var cfg server.Config
-		var lv, lf string
-		fs := serveFlags(&cfg, &lv, &lf)
+		fs := serveFlags(&options{})
 		fs.String("config", "", "YAML configuration file (keys are these flags' names with '_' for '-'; see docs/configuration.md)")
 		writeConfigDocs(stdout, fs)
 		return 0
@@ -263,9 +287,9 @@ func printEffective(w io.Writer, o *options) {
 		}
 		fmt.Fprintf(w, "%s: %q\n", keyName(f.Name), v)
 	})
-	if len(o.cfg.Namespaces) > 0 {
-		names := make([]string, 0, len(o.cfg.Namespaces))
-		for n := range o.cfg.Namespaces {
+	if len(o.cfg.Hub.Namespaces) > 0 {
+		names := make([]string, 0, len(o.cfg.Hub.Namespaces))
+		for n := range o.cfg.Hub.Namespaces {
 			names = append(names, n)
 		}
 		sort.Strings(names)

@@ -64,23 +64,23 @@ namespaces:
 	if c.Listen != "127.0.0.1:1111" {
 		t.Errorf("file value: listen = %q", c.Listen)
 	}
-	if c.HeartbeatInterval != 30*time.Second {
-		t.Errorf("env beats file: heartbeat = %s", c.HeartbeatInterval)
+	if c.Transport.HeartbeatInterval != 30*time.Second {
+		t.Errorf("env beats file: heartbeat = %s", c.Transport.HeartbeatInterval)
 	}
-	if c.PongTimeout != 7*time.Second {
-		t.Errorf("file value: pong timeout = %s", c.PongTimeout)
+	if c.Transport.PongTimeout != 7*time.Second {
+		t.Errorf("file value: pong timeout = %s", c.Transport.PongTimeout)
 	}
-	if c.HistorySize != 30 {
-		t.Errorf("flag beats env and file: history size = %d", c.HistorySize)
+	if c.Hub.History.Size != 30 {
+		t.Errorf("flag beats env and file: history size = %d", c.Hub.History.Size)
 	}
-	if strings.Join(c.AllowedOrigins, ",") != "a.example,*.b.example" {
-		t.Errorf("list from file: %v", c.AllowedOrigins)
+	if strings.Join(c.Transport.AllowedOrigins, ",") != "a.example,*.b.example" {
+		t.Errorf("list from file: %v", c.Transport.AllowedOrigins)
 	}
-	u := c.Namespaces["user"]
+	u := c.Hub.Namespaces["user"]
 	if u.Permissions.Subscribe != hub.PermOwner || u.Permissions.Publish != hub.PermServer {
 		t.Errorf("user namespace = %+v", u)
 	}
-	ch := c.Namespaces["chat"]
+	ch := c.Hub.Namespaces["chat"]
 	if ch.History == nil || ch.History.Size != 0 || !ch.NoPresence {
 		t.Errorf("chat namespace = %+v", ch)
 	}

@@ -36,11 +36,11 @@ func TestFlagDefaultsAreApplied(t *testing.T) {
 	}
 	// Bind a second flag set to a copy of the effective configuration: its
 	// values then print what the server will use.
-	var eff server.Config
-	var lv, lf string
-	fs := serveFlags(&eff, &lv, &lf)
-	eff = srv.Config()
-	lv, lf = o.logLevel, o.logFormat
+	var eff options
+	fs := serveFlags(&eff)
+	eff.cfg = srv.Config()
+	eff.logLevel, eff.logFormat = o.logLevel, o.logFormat
+	eff.historySize = eff.cfg.Hub.History.Size
 	n := 0
 	fs.VisitAll(func(f *flag.Flag) {
 		n++

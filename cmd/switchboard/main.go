@@ -88,30 +88,32 @@ func versionString() string {
 	return versionOf(bi)
 }
 
-// serveFlags binds the serve flags to cfg and returns the set.
-func serveFlags(cfg *server.Config, logLevel, logFormat *string) *flag.FlagSet {
+// serveFlags binds the serve flags to o and returns the set.
+func serveFlags(o *options) *flag.FlagSet {
+	cfg := &o.cfg
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.StringVar(&cfg.Listen, "listen", ":8080", "address to listen on")
 	fs.StringVar(&cfg.WSPath, "ws-path", "/ws", "WebSocket endpoint path")
 	fs.StringVar(&cfg.EchoPath, "echo-path", "", "mount an RFC 6455 conformance echo endpoint at this path (off when empty)")
-	fs.BoolVar(&cfg.Compression, "compression", false, "enable permessage-deflate on the WebSocket endpoint")
-	fs.Var(listFlag{&cfg.AllowedOrigins}, "allowed-origins", "comma-separated browser origins allowed to connect (host patterns like *.example.com, or full origins); empty: same-origin only")
-	fs.IntVar(&cfg.MaxConnections, "max-connections", 0, "maximum open WebSocket connections (503 beyond); 0: open-file limit minus a reserve")
-	fs.IntVar(&cfg.MaxMessageSize, "max-message-size", transport.DefaultMaxMessageSize, "largest client message in bytes, after decompression (1009 beyond)")
-	fs.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", transport.DefaultHeartbeatInterval, "server ping interval (5s..120s)")
-	fs.DurationVar(&cfg.PongTimeout, "pong-timeout", transport.DefaultPongTimeout, "time allowed for a pong before the connection is closed with 4008")
-	fs.BoolVar(&cfg.JSONPing, "json-ping", false, "also send every connection a {\"type\":\"ping\"} text frame with each heartbeat, for browser code that answers {\"type\":\"pong\"}; one connection can ask with ?json_ping=1")
-	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", transport.DefaultWriteTimeout, "bound on one write to a client")
-	fs.IntVar(&cfg.QueueMaxMessages, "queue-max-messages", transport.DefaultQueueMaxMessages, "per-connection outbound queue bound, in messages")
-	fs.IntVar(&cfg.QueueMaxBytes, "queue-max-bytes", transport.DefaultQueueMaxBytes, "per-connection outbound queue bound, in bytes")
-	fs.StringVar(&cfg.SlowConsumerPolicy, "slow-consumer-policy", transport.PolicyDisconnect, "when a queue is full: disconnect (close 4005) or drop_oldest")
-	fs.DurationVar(&cfg.FlushWindow, "flush-window", 0, "hold a connection's first queued event up to this long so that events queued meanwhile share one write (fewer system calls, up to this much added latency; 0..1s); 0: write at once")
-	fs.IntVar(&cfg.MaxRoomsPerClient, "max-rooms-per-connection", 128, "subscriptions allowed per connection")
-	fs.BoolVar(&cfg.NoEcho, "no-echo", false, "do not send clients their own publications")
-	fs.BoolVar(&cfg.NoJoinLeave, "no-join-leave", false, "do not send user_joined/user_left events")
-	fs.IntVar(&cfg.JoinLeaveRate, "join-leave-rate", hub.DefaultJoinLeaveRate, "user_joined/user_left announcements one room sends at once per second (burst twice that); beyond it they are held and sent together each second; -1: no limit")
-	fs.IntVar(&cfg.HistorySize, "history-size", 100, "events kept per room for recovery; -1 turns history off")
-	fs.DurationVar(&cfg.HistoryTTL, "history-ttl", hub.DefaultHistoryTTL, "how long room events are kept for recovery; 0: no time limit (events leave by --history-size only)")
+	fs.BoolVar(&cfg.Transport.Compression, "compression", false, "enable permessage-deflate on the WebSocket endpoint")
+	fs.Var(listFlag{&cfg.Transport.AllowedOrigins}, "allowed-origins", "comma-separated browser origins allowed to connect (host patterns like *.example.com, or full origins); empty: same-origin only")
+	fs.IntVar(&cfg.Transport.MaxConnections, "max-connections", 0, "maximum open WebSocket connections (503 beyond); 0: open-file limit minus a reserve")
+	fs.IntVar(&cfg.Transport.MaxMessageSize, "max-message-size", transport.DefaultMaxMessageSize, "largest client message in bytes, after decompression (1009 beyond)")
+	fs.DurationVar(&cfg.Transport.HeartbeatInterval, "heartbeat-interval", transport.DefaultHeartbeatInterval, "server ping interval (5s..120s)")
+	fs.DurationVar(&cfg.Transport.PongTimeout, "pong-timeout", transport.DefaultPongTimeout, "time allowed for a pong before the connection is closed with 4008")
+	fs.BoolVar(&cfg.Transport.JSONPing, "json-ping", false, "also send every connection a {\"type\":\"ping\"} text frame with each heartbeat, for browser code that answers {\"type\":\"pong\"}; one connection can ask with ?json_ping=1")
+	fs.DurationVar(&cfg.Transport.WriteTimeout, "write-timeout", transport.DefaultWriteTimeout, "bound on one write to a client")
+	fs.IntVar(&cfg.Transport.QueueMaxMessages, "queue-max-messages", transport.DefaultQueueMaxMessages, "per-connection outbound queue bound, in messages")
+	fs.IntVar(&cfg.Transport.QueueMaxBytes, "queue-max-bytes", transport.DefaultQueueMaxBytes, "per-connection outbound queue bound, in bytes")
+	fs.StringVar(&cfg.Transport.SlowConsumerPolicy, "slow-consumer-policy", transport.PolicyDisconnect, "when a queue is full: disconnect (close 4005) or drop_oldest")
+	fs.DurationVar(&cfg.Transport.FlushWindow, "flush-window", 0, "hold a connection's first queued event up to this long so that events queued meanwhile share one write (fewer system calls, up to this much added latency; 0..1s); 0: write at once")
+	fs.IntVar(&cfg.Hub.MaxRoomsPerClient, "max-rooms-per-connection", 128, "subscriptions allowed per connection")
+	fs.BoolVar(&cfg.Hub.NoEcho, "no-echo", false, "do not send clients their own publications")
+	fs.BoolVar(&cfg.Hub.NoJoinLeave, "no-join-leave", false, "do not send user_joined/user_left events")
+	fs.IntVar(&cfg.Hub.JoinLeaveRate, "join-leave-rate", hub.DefaultJoinLeaveRate, "user_joined/user_left announcements one room sends at once per second (burst twice that); beyond it they are held and sent together after --join-leave-window; -1: no limit")
+	fs.DurationVar(&cfg.Hub.JoinLeaveWindow, "join-leave-window", hub.DefaultJoinLeaveWindow, "how long user_joined/user_left announcements beyond --join-leave-rate are held before they go out together (a join and a leave of one connection meanwhile cancel out)")
+	fs.IntVar(&o.historySize, "history-size", hub.DefaultHistorySize, "events kept per room for recovery; -1 turns history off")
+	fs.DurationVar(&cfg.Hub.History.TTL, "history-ttl", hub.DefaultHistoryTTL, "how long room events are kept for recovery; 0: no time limit (events leave by --history-size only)")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", server.DefaultDrainTimeout, "graceful shutdown deadline")
 	fs.BoolVar(&cfg.NoDemo, "no-demo", false, "do not serve the demo page at /")
 	fs.BoolVar(&cfg.NoAdmin, "no-admin", false, "do not serve the admin dashboard at /admin")
@@ -127,11 +129,11 @@ func serveFlags(cfg *server.Config, logLevel, logFormat *string) *flag.FlagSet {
 	fs.StringVar(&cfg.Auth.TokenCookie, "token-cookie", "switchboard_token", "cookie that may carry the connection token")
 	fs.DurationVar(&cfg.Auth.Timeout, "auth-timeout", 5*time.Second, "how long a connection may take to send its auth frame (then close 4001)")
 	fs.DurationVar(&cfg.Auth.ExpiryLead, "session-expiry-lead", 30*time.Second, "how long before a token expires the client gets session_expiring")
-	fs.IntVar(&cfg.MaxConnectionsPerUser, "max-connections-per-user", 0, "connections one user may hold (4004 beyond); 0: no cap")
-	fs.IntVar(&cfg.MaxMessagesPerSecond, "max-messages-per-second", hub.DefaultMaxMessagesPerSecond, "messages one connection may send per second (burst 2x; error throttled, then close 4004); 0: no limit")
-	fs.IntVar(&cfg.MaxBytesPerSecond, "max-bytes-per-second", hub.DefaultMaxBytesPerSecond, "bytes one connection may send per second (burst 2x); 0: no limit")
-	fs.Float64Var(&cfg.HandshakeRate, "handshake-rate", 20, "handshakes per second per client IP (burst --handshake-burst; 429 beyond); 0: no limit")
-	fs.IntVar(&cfg.HandshakeBurst, "handshake-burst", 100, "handshake burst per client IP")
+	fs.IntVar(&cfg.Hub.MaxConnectionsPerUser, "max-connections-per-user", 0, "connections one user may hold (4004 beyond); 0: no cap")
+	fs.IntVar(&cfg.Hub.MaxMessagesPerSecond, "max-messages-per-second", hub.DefaultMaxMessagesPerSecond, "messages one connection may send per second (burst 2x; error throttled, then close 4004); 0: no limit")
+	fs.IntVar(&cfg.Hub.MaxBytesPerSecond, "max-bytes-per-second", hub.DefaultMaxBytesPerSecond, "bytes one connection may send per second (burst 2x); 0: no limit")
+	fs.Float64Var(&cfg.Transport.HandshakeRate, "handshake-rate", 20, "handshakes per second per client IP (burst --handshake-burst; 429 beyond); 0: no limit")
+	fs.IntVar(&cfg.Transport.HandshakeBurst, "handshake-burst", 100, "handshake burst per client IP")
 	fs.Var(listFlag{&cfg.TrustedProxies}, "trusted-proxies", "comma-separated proxy CIDRs whose X-Forwarded-For names the client")
 	fs.StringVar(&cfg.NodeID, "node-id", "", "this node's name in stats, presence and logs (default: random)")
 	fs.StringVar(&cfg.EngineName, "engine", "memory", "engine: memory (one node), redis (a cluster sharing Redis) or nats (a cluster on NATS JetStream)")
@@ -159,7 +161,7 @@ func serveFlags(cfg *server.Config, logLevel, logFormat *string) *flag.FlagSet {
 	fs.StringVar(&cfg.NATS.TLSCAFile, "nats-tls-ca", "", "PEM file of the CA that signed NATS's certificate")
 	fs.DurationVar(&cfg.NATS.PresenceTTL, "nats-presence-ttl", 60*time.Second, "how long a crashed node's presence entries survive (engine nats)")
 	fs.StringVar(&cfg.RPCProxyURL, "rpc-proxy-url", "", "forward socket RPC calls to this backend URL (POST {user_id, connection_id, method, params})")
-	fs.DurationVar(&cfg.RPCTimeout, "rpc-timeout", 10*time.Second, "time allowed for one RPC call")
+	fs.DurationVar(&cfg.Hub.RPCTimeout, "rpc-timeout", 10*time.Second, "time allowed for one RPC call")
 	fs.StringVar(&cfg.SubscribeProxyURL, "subscribe-proxy-url", "", "ask this backend URL before every subscribe (POST {connection_id, user_id, room}; it may allow or refuse; see docs/api.md); per namespace: subscribe_proxy")
 	fs.StringVar(&cfg.PublishProxyURL, "publish-proxy-url", "", "ask this backend URL before every client publish (POST {connection_id, user_id, room, type, data}; it may allow, refuse or rewrite data); per namespace: publish_proxy")
 	fs.DurationVar(&cfg.ProxyTimeout, "proxy-timeout", rpcproxy.DefaultProxyTimeout, "time allowed for one subscribe or publish proxy call (then error unavailable)")
@@ -175,8 +177,8 @@ func serveFlags(cfg *server.Config, logLevel, logFormat *string) *flag.FlagSet {
 	fs.IntVar(&cfg.Webhook.QueueSize, "webhook-queue-size", webhook.DefaultQueueSize, "webhook events queued per URL; beyond it events are dropped and counted")
 	fs.StringVar(&cfg.TLSCertFile, "tls-cert", "", "TLS certificate file (PEM): serve wss:// and https://")
 	fs.StringVar(&cfg.TLSKeyFile, "tls-key", "", "TLS private key file (PEM)")
-	fs.StringVar(logLevel, "log-level", "info", "log level: debug (also logs every client message), info, warn, error")
-	fs.StringVar(logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug (also logs every client message), info, warn, error")
+	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	return fs
 }
 
@@ -243,7 +245,7 @@ func serve(args []string, stderr io.Writer) int {
 	hist := srv.Hub.DefaultHistory() // what rooms outside configured namespaces keep
 	logger.Info("switchboard started",
 		"version", versionString(), "node", eff.NodeID, "listen", ln.Addr().String(), "ws", eff.WSPath, "engine", eff.EngineName,
-		"max_connections", eff.MaxConnections, "compression", eff.Compression, "echo", eff.EchoPath,
+		"max_connections", eff.Transport.MaxConnections, "compression", eff.Transport.Compression, "echo", eff.EchoPath,
 		"history_size", hist.Size, "history_ttl", hist.TTL.String())
 	if demo, admin := browserURLs(ln.Addr(), eff); demo != "" || admin != "" {
 		logger.Info("open in a browser", "demo", demo, "admin", admin)

@@ -63,7 +63,7 @@ func run(listen string, log *slog.Logger) error {
 		NoDemo:  true, // this application has its own pages
 		NoAdmin: true,
 		Logger:  log,
-		Hooks: hub.Hooks{
+		Hub: hub.Options{Hooks: hub.Hooks{
 			OnConnect:    func(c hub.ConnectionInfo) { log.Info("connected", "user", c.UserID, "conn", c.ConnectionID) },
 			OnDisconnect: func(c hub.ConnectionInfo) { log.Info("disconnected", "user", c.UserID, "conn", c.ConnectionID) },
 			OnSubscribe: func(ctx context.Context, c hub.ConnectionInfo, room string) error {
@@ -82,7 +82,7 @@ func run(listen string, log *slog.Logger) error {
 				}
 				return json.Marshal(m)
 			},
-		},
+		}},
 	})
 	if err != nil {
 		return err

@@ -132,7 +132,7 @@ func run(listen string, log *slog.Logger) error {
 		NoDemo:  true,
 		NoAdmin: true,
 		Logger:  log,
-		Hooks: hub.Hooks{
+		Hub: hub.Options{Hooks: hub.Hooks{
 			// Like the seeds' consumer, which closed with 1008 for an
 			// unknown match: here the subscribe is refused instead.
 			OnSubscribe: func(ctx context.Context, c hub.ConnectionInfo, r string) error {
@@ -153,7 +153,7 @@ func run(listen string, log *slog.Logger) error {
 			OnPublish: func(ctx context.Context, c hub.ConnectionInfo, r, typ string, data json.RawMessage) (json.RawMessage, error) {
 				return nil, protocol.Errorf(protocol.ErrForbidden, "", "match rooms are read-only: the backend publishes")
 			},
-		},
+		}},
 	})
 	if err != nil {
 		return err
