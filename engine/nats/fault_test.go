@@ -9,6 +9,7 @@ import (
 	"time"
 
 	natsgo "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-rt/switchboard/engine"
 	"github.com/switchboard-rt/switchboard/engine/enginetest"
@@ -229,5 +230,34 @@ func TestRestartPublishBeforeReconnectHandler(t *testing.T) {
 		if res.Position.Offset != 1 {
 			t.Errorf("publish to %q after the streams were lost: %+v, want offset 1", room, res.Position)
 		}
+	}
+}
+
+// TestStreamDeletedWhileConnected: the room stream is deleted (say by an
+// operator) while the engine stays connected, so no reconnect makes the
+// engine recreate it. A direct get from a missing stream is never
+// answered; the engine must notice within a few seconds, recreate the
+// stream and publish, not wait out every publish's whole deadline.
+func TestStreamDeletedWhileConnected(t *testing.T) {
+	srv := startPrivateNATS(t, nil)
+	e := newTestEngine(t, Options{URL: srv.url(), MemoryStorage: true})
+	startEngine(t, e, enginetest.NewRecorder())
+	ctx := context.Background()
+	policy := engine.PublishOptions{History: engine.HistoryPolicy{Size: 100}}
+	_, err := e.Publish(ctx, "before", &engine.Publication{Type: "m", Data: dataN(1)}, policy)
+	mustNoErr(t, err, "publish before the deletion")
+
+	js, err := jetstream.New(e.conn.Load().nc)
+	mustNoErr(t, err, "jetstream")
+	mustNoErr(t, js.DeleteStream(ctx, e.histStream), "delete %s", e.histStream)
+
+	// Without the check the direct get of the new room's top waits for all of it.
+	const bound = 8 * time.Second
+	pctx, cancel := context.WithTimeout(ctx, bound)
+	defer cancel()
+	res, err := e.Publish(pctx, "fresh", &engine.Publication{Type: "m", Data: dataN(2)}, policy)
+	mustNoErr(t, err, "publish to a new room within %s of the stream's deletion", bound)
+	if res.Position.Offset != 1 {
+		t.Errorf("publish after the stream was deleted: %+v, want offset 1", res.Position)
 	}
 }

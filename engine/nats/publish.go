@@ -249,13 +249,38 @@ func (e *Engine) lastMsg(ctx context.Context, b *connBox, s jetstream.Stream, su
 	if err := e.streamsAfterReconnect(ctx, b); err != nil {
 		return nil, err
 	}
-	m, err := s.GetLastMsgForSubject(ctx, subject)
+	m, err := directLast(ctx, s, subject)
 	if err != nil && streamMissing(err) {
 		if _, _, _, err2 := e.ensureStreams(ctx, b.js); err2 == nil {
 			m, err = s.GetLastMsgForSubject(ctx, subject)
 		}
 	}
 	return m, err
+}
+
+// directGetWait bounds a direct get before the stream itself is checked.
+const directGetWait = 2 * time.Second
+
+// directLast reads subject's last message with a direct get. A direct get
+// from a stream that does not exist is never answered (not even "no
+// responders"), so one that takes longer than directGetWait asks for the
+// stream's info, which a missing stream answers at once with "not found":
+// a stream deleted while the engine stayed connected is then recreated by
+// the caller instead of every read waiting out its whole deadline.
+func directLast(ctx context.Context, s jetstream.Stream, subject string) (*jetstream.RawStreamMsg, error) {
+	wait, cancel := context.WithTimeout(ctx, directGetWait)
+	m, err := s.GetLastMsgForSubject(wait, subject)
+	cancel()
+	if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+		return m, err
+	}
+	if _, ierr := s.Info(ctx); ierr != nil {
+		if streamMissing(ierr) {
+			return nil, ierr
+		}
+		return nil, fmt.Errorf("nats: last message of %s: %w (stream info: %v)", subject, err, ierr)
+	}
+	return s.GetLastMsgForSubject(ctx, subject) // slow, not missing: wait the rest
 }
 
 // streamMissing reports an error that means the stream does not exist.
