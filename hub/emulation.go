@@ -127,6 +127,9 @@ func (h *Hub) DeliverToSession(ctx context.Context, session string, frames [][]b
 		}
 		return nil
 	}
+	if h.localEngine { // one node: no other can have it
+		return ErrUnknownSession
+	}
 	return h.routeSession(ctx, connID, secret, frames)
 }
 
