@@ -25,6 +25,7 @@ type busEngine struct {
 	down         atomic.Bool  // a node that is gone: it neither sends nor hears
 	fail         atomic.Bool  // PublishControl fails
 	publishDelay atomic.Int64 // nanoseconds each Publish takes
+	sends        atomic.Int64 // session_send messages published
 }
 
 type engineBus struct {
@@ -43,6 +44,9 @@ func (b *engineBus) add() *busEngine {
 func (e *busEngine) PublishControl(ctx context.Context, data []byte) error {
 	if e.fail.Load() || e.down.Load() {
 		return errBroker
+	}
+	if strings.Contains(string(data), `"op":"session_send"`) {
+		e.sends.Add(1)
 	}
 	e.bus.mu.Lock()
 	all := append([]*busEngine(nil), e.bus.engines...)
@@ -75,10 +79,13 @@ func sessionConnect(t *testing.T, h *Hub) (*Client, *fakeSink, string) {
 	return c, s, ce.Session
 }
 
-func pings(n int) [][]byte {
+func pings(n int) [][]byte { return paddedPings(n, 0) }
+
+// paddedPings are pings p0..p(n-1) carrying pad bytes of data each.
+func paddedPings(n, pad int) [][]byte {
 	out := make([][]byte, n)
 	for i := range out {
-		out[i] = []byte(fmt.Sprintf(`{"type":"ping","id":"p%d"}`, i))
+		out[i] = []byte(fmt.Sprintf(`{"type":"ping","id":"p%d","data":%q}`, i, strings.Repeat("x", pad)))
 	}
 	return out
 }
@@ -153,6 +160,18 @@ func TestDeliverToSessionAcrossNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	pongsInOrder(t, s, 10)
+	// 64 frames of 16 KiB: several requests (a broker caps a message),
+	// still in order.
+	s.reset()
+	before := eb.sends.Load()
+	if err := b.DeliverToSession(ctx, session, paddedPings(MaxSessionFrames, 16<<10)); err != nil {
+		t.Fatal(err)
+	}
+	pongsInOrder(t, s, MaxSessionFrames)
+	if n := eb.sends.Load() - before; n < 4 || n > 8 {
+		t.Errorf("1 MiB of frames went as %d requests, want 4 or 5 of at most 256 KiB", n)
+	}
+	s.reset()
 
 	// The owner says no at once to a wrong secret.
 	id, secret, _ := strings.Cut(session, ".")

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -200,6 +201,19 @@ func TestEmulationAcrossNodes(t *testing.T) {
 			}
 			evs := member.waitEvents(room, k)
 			checkSequence(t, "member on n2", evs[:k], k)
+
+			// A POST near the body limit (64 frames of 60 KB, 3.8 MB) is
+			// more than a broker message may carry (NATS: 1 MiB): it is
+			// routed in parts, in order.
+			big := make([]any, 64)
+			pad := strings.Repeat("x", 60000)
+			for i := range big {
+				big[i] = map[string]any{"type": "ping", "id": fmt.Sprintf("big%02d", i), "data": pad}
+			}
+			send(big...)
+			for i := range big {
+				s.expect("pong", fmt.Sprintf("big%02d", i))
+			}
 
 			// A wrong secret is refused through n2 as on n1.
 			if status, _ := postFrames(t, n2, s.session[:17]+"AAAAAAAAAAAAAAAAAAAAAAAA", map[string]any{"type": "ping"}); status != http.StatusNotFound {
