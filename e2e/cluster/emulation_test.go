@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -53,22 +54,20 @@ type emuClient struct {
 	resp    *http.Response
 	ch      chan msg
 	session string
+	node    string // the node holding the session
 }
 
-func openEmulation(t *testing.T, n *node) *emuClient {
+// openEmulation opens a stream from addr (a node, or a proxy).
+func openEmulation(t *testing.T, addr string) *emuClient {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, n.url("/emulation/stream?format=ndjson"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := http.Get("http://" + addr + "/emulation/stream?format=ndjson")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { resp.Body.Close() })
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("node %s: GET /emulation/stream: %s %s", n.name, resp.Status, b)
+		t.Fatalf("%s: GET /emulation/stream: %s %s", addr, resp.Status, b)
 	}
 	c := &emuClient{t: t, resp: resp, ch: make(chan msg, 1024)}
 	go func() {
@@ -95,15 +94,15 @@ func openEmulation(t *testing.T, n *node) *emuClient {
 		Node      string `json:"node"`
 	}
 	_ = json.Unmarshal(ce.Data, &d)
-	if d.Session == "" || d.Transport != "http_stream" || d.Node != n.name {
+	if d.Session == "" || d.Transport != "http_stream" || d.Node == "" {
 		t.Fatalf("connection_established %s", ce.Data)
 	}
-	c.session = d.Session
+	c.session, c.node = d.Session, d.Node
 	return c
 }
 
 // expect returns the next envelope of type typ (and id, if not empty),
-// passing over join/leave notices.
+// passing over join/leave notices and room events.
 func (c *emuClient) expect(typ, id string) msg {
 	c.t.Helper()
 	timeout := time.After(waitTimeout)
@@ -113,8 +112,8 @@ func (c *emuClient) expect(typ, id string) msg {
 			if !ok {
 				c.t.Fatalf("stream ended waiting for %s", typ)
 			}
-			if m.Type == "user_joined" || m.Type == "user_left" {
-				continue
+			if m.Type == "user_joined" || m.Type == "user_left" || (m.isRoomEvent(m.Room) && typ != m.Type) {
+				continue // room events arrive from the engine, in their own time
 			}
 			if m.Type != typ || (id != "" && m.ID != id) {
 				c.t.Fatalf("got %s %s %s, want %s %s", m.Type, m.ID, m.Data, typ, id)
@@ -128,13 +127,14 @@ func (c *emuClient) expect(typ, id string) msg {
 	return msg{}
 }
 
-// postFrames POSTs frames for session to node n; it returns the status.
-func postFrames(t *testing.T, n *node, session string, frames ...any) (int, string) {
+// postFrames POSTs frames for session to addr (a node, or a proxy); it
+// returns the status and body.
+func postFrames(t *testing.T, addr, session string, frames ...any) (int, string) {
 	t.Helper()
 	b, _ := json.Marshal(map[string]any{"session": session, "frames": frames})
-	resp, err := http.Post(n.url("/emulation/send"), "text/plain", bytes.NewReader(b))
+	resp, err := http.Post("http://"+addr+"/emulation/send", "text/plain", bytes.NewReader(b))
 	if err != nil {
-		t.Fatalf("POST to %s: %v", n.name, err)
+		t.Fatalf("POST to %s: %v", addr, err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
@@ -155,10 +155,13 @@ func TestEmulationAcrossNodes(t *testing.T) {
 			member := mustDial(t, n2.wsURL(), dialOptions{})
 			member.subscribe(room, "")
 
-			s := openEmulation(t, n1)
+			s := openEmulation(t, n1.addr)
+			if s.node != n1.name {
+				t.Fatalf("session on %s, want n1", s.node)
+			}
 			send := func(frames ...any) {
 				t.Helper()
-				if status, body := postFrames(t, n2, s.session, frames...); status != http.StatusNoContent {
+				if status, body := postFrames(t, n2.addr, s.session, frames...); status != http.StatusNoContent {
 					t.Fatalf("POST to n2: %d %s", status, body)
 				}
 			}
@@ -216,19 +219,38 @@ func TestEmulationAcrossNodes(t *testing.T) {
 			}
 
 			// A wrong secret is refused through n2 as on n1.
-			if status, _ := postFrames(t, n2, s.session[:17]+"AAAAAAAAAAAAAAAAAAAAAAAA", map[string]any{"type": "ping"}); status != http.StatusNotFound {
+			if status, _ := postFrames(t, n2.addr, s.session[:17]+"AAAAAAAAAAAAAAAAAAAAAAAA", map[string]any{"type": "ping"}); status != http.StatusNotFound {
 				t.Errorf("wrong secret through n2: %d", status)
 			}
 			// The session's node is gone: 404 from n2 after the session
 			// timeout (3 s), not a hang.
 			n1.kill()
 			start := time.Now()
-			if status, body := postFrames(t, n2, s.session, map[string]any{"type": "ping"}); status != http.StatusNotFound {
+			if status, body := postFrames(t, n2.addr, s.session, map[string]any{"type": "ping"}); status != http.StatusNotFound {
 				t.Errorf("n1 gone: %d %s, want 404", status, body)
 			}
 			if d := time.Since(start); d > 10*time.Second {
 				t.Errorf("n1 gone: answered after %s", d)
 			}
 		})
+	}
+}
+
+// TestNginxEmulation: emulated sessions through the shipped cluster
+// nginx file in front of three nodes: the stream stays on one node while
+// nginx spreads the POSTs (least_conn sends them to the other nodes), and
+// every frame is answered on the stream, in order.
+func TestNginxEmulation(t *testing.T) {
+	t.Parallel()
+	nodes := startCluster(t, 3, "--trusted-proxies", "127.0.0.1/32")
+	listen := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	startNginx(t, renderConf(t, readShippedConf(t), nodes, listen, ""), listen)
+	s := openEmulation(t, listen)
+	for i := range 10 {
+		id := fmt.Sprintf("ping%d", i)
+		if status, body := postFrames(t, listen, s.session, map[string]any{"type": "ping", "id": id}); status != http.StatusNoContent {
+			t.Fatalf("POST %d through nginx: %d %s", i, status, body)
+		}
+		s.expect("pong", id)
 	}
 }
