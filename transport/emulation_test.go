@@ -420,6 +420,20 @@ func TestEmuAuth(t *testing.T) {
 	// A session cannot take another's frames: the secret is per stream.
 	resp := post(t, n.Addr, sendBody(t, s.session[:17]+a.session[17:], obj{"type": "ping"}), nil)
 	expectRefusal(t, "another stream's secret", resp, 404, "unknown_session")
+
+	// The server ends a stream with a disconnect envelope; its session is
+	// then gone.
+	if err := n.Srv.Hub.DisconnectConn(context.Background(), a.ce.ConnectionID, protocol.NewDisconnect(protocol.CloseKicked, "bye")); err != nil {
+		t.Fatal(err)
+	}
+	last := a.ended()
+	var d protocol.Disconnect
+	_ = json.Unmarshal(last.Data, &d)
+	if last.Type != protocol.TypeDisconnect || d.Code != protocol.CloseKicked {
+		t.Errorf("the stream ended with %+v", last)
+	}
+	waitFor(t, "the kicked stream to leave the hub", func() bool { return n.Srv.Emulation.Open() == 1 })
+	expectRefusal(t, "a kicked session", post(t, n.Addr, sendBody(t, a.session, obj{"type": "ping"}), nil), 404, "unknown_session")
 }
 
 // An emulated stream that stops reading is a slow consumer like any
