@@ -47,9 +47,10 @@ const (
 	// maxSessionPending bounds the deliveries waiting for another node,
 	// and the remote deliveries one node runs at a time.
 	maxSessionPending = 1024
-	// sessionWork bounds how long a claimed delivery may take: a frame's
-	// engine calls are bounded by EngineTimeout each.
-	sessionWork = 60 * time.Second
+	// SessionWorkTimeout bounds how long DeliverToSession waits for a
+	// node that claimed a session to finish its frames (each frame's
+	// engine calls are bounded by EngineTimeout); then ErrSessionTimeout.
+	SessionWorkTimeout = 60 * time.Second
 	// maxSessionChunk bounds the frames' bytes in one session_send: a
 	// larger POST goes as several requests, one after the other, as
 	// brokers cap a message (NATS: 1 MiB by default).
@@ -237,7 +238,7 @@ func (h *Hub) routeChunk(ctx context.Context, connID, secret string, frames [][]
 				if !claimed {
 					claimed = true
 					find.Stop()
-					t := time.NewTimer(sessionWork)
+					t := time.NewTimer(SessionWorkTimeout)
 					defer t.Stop()
 					work = t.C
 				}

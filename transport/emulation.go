@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/switchboard-rt/switchboard/hub"
 	"github.com/switchboard-rt/switchboard/protocol"
@@ -244,6 +245,10 @@ func (e *EmulationHandler) serveSend(w http.ResponseWriter, r *http.Request) {
 		httpError(w, status, code, msg)
 		return
 	}
+	// The server's WriteTimeout (15 s) would cut the answer to frames
+	// that a node took long to run (DeliverToSession waits up to the
+	// session timeout plus hub.SessionWorkTimeout).
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(hub.SessionWorkTimeout + 30*time.Second))
 	err = h.hub.DeliverToSession(r.Context(), session, frames)
 	switch {
 	case err == nil:
