@@ -204,6 +204,30 @@ func TestDeliverToSessionAcrossNodes(t *testing.T) {
 	}
 	ea.publishDelay.Store(0)
 
+	// The bounds: an owner running as many remote deliveries as it takes
+	// says busy; an asker with as many requests waiting refuses at once.
+	a.sessions.init()
+	for range cap(a.sessions.running) {
+		a.sessions.running <- struct{}{}
+	}
+	if err := b.DeliverToSession(ctx, session, pings(1)); !errors.Is(err, ErrSessionBusy) {
+		t.Errorf("owner at its bound: %v", err)
+	}
+	for range cap(a.sessions.running) {
+		<-a.sessions.running
+	}
+	b.sessions.mu.Lock()
+	for i := range maxSessionPending {
+		b.sessions.pending[fmt.Sprint("fake", i)] = make(chan sessionReply, 2)
+	}
+	b.sessions.mu.Unlock()
+	if err := b.DeliverToSession(ctx, session, pings(1)); !errors.Is(err, ErrSessionBusy) {
+		t.Errorf("asker at its bound: %v", err)
+	}
+	b.sessions.mu.Lock()
+	clear(b.sessions.pending)
+	b.sessions.mu.Unlock()
+
 	// A broker failure is an error, not an unknown session.
 	eb.fail.Store(true)
 	if err := b.DeliverToSession(ctx, session, pings(1)); err == nil || errors.Is(err, ErrUnknownSession) || !errors.Is(err, errBroker) {

@@ -483,3 +483,22 @@ func TestEmuSlowConsumer(t *testing.T) {
 	}
 	t.Fatal("no pong")
 }
+
+// connection_established names the transport everywhere; only emulated
+// connections get a session.
+func TestEmuTransportNames(t *testing.T) {
+	n := wstest.Start(t, server.Config{})
+	ws := n.MustDial(t, "", nil)
+	var ce protocol.ConnectionEstablished
+	_ = json.Unmarshal(ws.Expect(protocol.TypeConnectionEstablished).Data, &ce)
+	if ce.Transport != "websocket" || ce.Session != "" {
+		t.Errorf("WebSocket: %+v", ce)
+	}
+	s := openSSE(t, n, "room=x", nil)
+	_, env := s.expect(protocol.TypeConnectionEstablished)
+	ce = protocol.ConnectionEstablished{}
+	_ = json.Unmarshal(env.Data, &ce)
+	if ce.Transport != "sse" || ce.Session != "" {
+		t.Errorf("/sse: %+v", ce)
+	}
+}
