@@ -501,4 +501,10 @@ func TestEmuTransportNames(t *testing.T) {
 	if ce.Transport != "sse" || ce.Session != "" {
 		t.Errorf("/sse: %+v", ce)
 	}
+	// Without a format the emulation stream is SSE.
+	resp := getEmu(t, n.Addr, "", nil)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Errorf("no format: %s %q", resp.Status, resp.Header.Get("Content-Type"))
+	}
 }
