@@ -508,3 +508,17 @@ func TestEmuTransportNames(t *testing.T) {
 		t.Errorf("no format: %s %q", resp.Status, resp.Header.Get("Content-Type"))
 	}
 }
+
+// A draining node ends emulated streams with disconnect 1012 (reconnect),
+// as it does WebSockets and /sse streams.
+func TestEmuDrain(t *testing.T) {
+	n := wstest.Start(t, server.Config{})
+	s := openEmu(t, n.Addr, "ndjson", nil)
+	go n.Stop()
+	last := s.ended()
+	var d protocol.Disconnect
+	_ = json.Unmarshal(last.Data, &d)
+	if last.Type != protocol.TypeDisconnect || d.Code != protocol.CloseServiceRestart || !d.Reconnect {
+		t.Errorf("drain: the stream ended with %+v", last)
+	}
+}
