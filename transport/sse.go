@@ -227,8 +227,9 @@ type sseConn struct {
 	queue  []item
 	spare  []item
 	qbytes int
-	// out is the stream's writer, nil until the stream starts; told is
-	// set when out has been kicked for what is queued and not taken it yet.
+	// out is the stream's writer, nil until the stream starts. told is
+	// set when out has been kicked: until it takes the queue (sseHTTP),
+	// or as long as it writes (sseRaw, as conn.flushing).
 	out     sseOut
 	told    bool
 	closing bool

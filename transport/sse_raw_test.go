@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -283,37 +284,93 @@ func TestSSEHijackedWriteTimeout(t *testing.T) {
 	}
 }
 
-// HTTP/2 cannot be hijacked: the stream stays with net/http.
-func TestSSEOverHTTP2(t *testing.T) {
+// Over TLS: HTTP/2 cannot be hijacked, so the stream stays with net/http;
+// HTTP/1.1 is hijacked, and with no descriptor for direct writes (a
+// tls.Conn) every write goes through the flush goroutine and the net.Conn.
+func TestSSEOverTLS(t *testing.T) {
+	for _, h2 := range []bool{true, false} {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		srv, err := server.New(ctx, server.Config{NoDemo: true, NoAdmin: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts := httptest.NewUnstartedServer(srv.Handler())
+		ts.EnableHTTP2 = h2
+		ts.StartTLS()
+		defer ts.Close()
+		req, _ := http.NewRequest(http.MethodGet, ts.URL+"/sse?room=tls", nil)
+		resp, err := ts.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		wantMajor, wantClose := 1, true
+		if h2 {
+			wantMajor, wantClose = 2, false
+		}
+		if resp.ProtoMajor != wantMajor || resp.Close != wantClose || resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
+			t.Fatalf("HTTP/2 %v: %s %s, close %v, Content-Type %q", h2, resp.Proto, resp.Status, resp.Close, resp.Header.Get("Content-Type"))
+		}
+		s := &sseStream{t: t, resp: resp, ch: make(chan sseEvent, 64), errc: make(chan error, 1)}
+		go s.read()
+		s.subscribed(1)
+		for i := range 3 {
+			res, err := srv.Hub.Publish(ctx, "tls", "message", json.RawMessage(`{"n":`+strconv.Itoa(i)+`}`), hub.PublishOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ev, _ := s.expect(""); ev.ID != res.EventID {
+				t.Errorf("HTTP/2 %v: event %+v, want id %s", h2, ev, res.EventID)
+			}
+		}
+		resp.Body.Close()
+		waitFor(t, "the stream to leave the hub", func() bool { return srv.Hub.Stats().Connections == 0 })
+	}
+}
+
+// noHijack is a ResponseWriter that flushes but cannot be hijacked, as a
+// middleware's wrapper may be.
+type noHijack struct{ http.ResponseWriter }
+
+func (w noHijack) Flush() { w.ResponseWriter.(http.Flusher).Flush() }
+
+// On HTTP/1.1, a ResponseWriter that cannot be hijacked keeps the stream
+// with net/http: chunked, and the connection stays net/http's.
+func TestSSENotHijackable(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	srv, err := server.New(ctx, server.Config{NoDemo: true, NoAdmin: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewUnstartedServer(srv.Handler())
-	ts.EnableHTTP2 = true
-	ts.StartTLS()
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		srv.Handler().ServeHTTP(noHijack{w}, r)
+	}))
 	defer ts.Close()
-	req, _ := http.NewRequest(http.MethodGet, ts.URL+"/sse?room=h2", nil)
-	resp, err := ts.Client().Do(req)
+	resp, err := http.Get(ts.URL + "/sse?room=wrapped")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	if resp.ProtoMajor != 2 || resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
-		t.Fatalf("%s %s, Content-Type %q", resp.Proto, resp.Status, resp.Header.Get("Content-Type"))
+	if resp.StatusCode != 200 || resp.Close || len(resp.TransferEncoding) != 1 || resp.TransferEncoding[0] != "chunked" {
+		t.Fatalf("%s, close %v, transfer encoding %v: want a chunked net/http response", resp.Status, resp.Close, resp.TransferEncoding)
 	}
 	s := &sseStream{t: t, resp: resp, ch: make(chan sseEvent, 64), errc: make(chan error, 1)}
 	go s.read()
 	s.subscribed(1)
-	res, err := srv.Hub.Publish(ctx, "h2", "message", json.RawMessage(`{"h":2}`), hub.PublishOptions{})
+	res, err := srv.Hub.Publish(ctx, "wrapped", "message", json.RawMessage(`{"w":1}`), hub.PublishOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ev, env := s.expect(""); ev.ID != res.EventID || string(env.Data) != `{"h":2}` {
-		t.Errorf("event %+v", ev)
+	if ev, _ := s.expect(""); ev.ID != res.EventID {
+		t.Errorf("event %+v, want id %s", ev, res.EventID)
 	}
-	resp.Body.Close()
+	if err := srv.Hub.DisconnectUser(ctx, firstUser(t, &wstest.Node{Srv: srv}), protocol.NewDisconnect(protocol.CloseKicked, "bye")); err != nil {
+		t.Fatal(err)
+	}
+	if d := lastSSEDisconnect(t, s.ended()); d.Code != protocol.CloseKicked {
+		t.Errorf("disconnect %+v", d)
+	}
 	waitFor(t, "the stream to leave the hub", func() bool { return srv.Hub.Stats().Connections == 0 })
 }
