@@ -96,7 +96,10 @@ func (p *flushPool) run(ctx context.Context) {
 		var n int
 		bufs, n = c.flushFast(bufs)
 		if n > 0 {
-			m, pending, calls = c.meter(), pending+n, calls+1
+			if calls == 0 { // every connection of a pool has its handler's meter
+				m = c.meter()
+			}
+			pending, calls = pending+n, calls+1
 		}
 		if flushes++; flushes >= 256 && calls > 0 {
 			m.Written(pending, calls)
