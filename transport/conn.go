@@ -125,13 +125,22 @@ func (c *conn) enqueue(it item) bool {
 
 // startFlush hands c, whose flushing flag the caller set, to the flush
 // window or the pool.
-func (c *conn) startFlush() {
-	if c.t.window != nil {
-		c.t.window.add(c)
+func (c *conn) startFlush() { c.t.startFlush(c) }
+
+// startFlush hands c, whose flushing flag is set, to the flush window or
+// the pool.
+func (h *WSHandler) startFlush(c flusher) {
+	if h.window != nil {
+		h.window.add(c)
 	} else {
-		c.t.flushers.submit(c)
+		h.flushers.submit(c)
 	}
 }
+
+func (c *conn) meter() hub.Meter { return c.t.meter }
+
+// initFD finds the socket's descriptor for direct writes (rawwrite_*.go).
+func (c *conn) initFD() { c.fd = socketFD(c.raw) }
 
 // queueHandshake puts the held 101 answer (see countingConn.hold) at the
 // front of c's queue, before anything the hub queues, so that it goes out

@@ -44,17 +44,14 @@ const (
 
 var ndjsonHeartbeat = []byte("\n")
 
-// prelude is what a stream starts with: the reconnect delay for an
-// EventSource; nothing for NDJSON (the empty write still flushes the
-// headers, so the client sees the 200 at once).
-func (c *sseConn) prelude() []byte {
+// appendPrelude appends what a stream starts with: the reconnect delay for
+// an EventSource; nothing for NDJSON (the headers alone tell the client
+// the 200 at once).
+func (c *sseConn) appendPrelude(b []byte) []byte {
 	if c.format == formatNDJSON {
-		return nil
+		return b
 	}
-	var pre []byte
-	pre = append(pre, "retry: "...)
-	pre = strconv.AppendInt(pre, c.s.retry.Milliseconds(), 10)
-	return append(pre, "\n\n"...)
+	return c.appendRetry(b)
 }
 
 func (c *sseConn) heartbeat() []byte {

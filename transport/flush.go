@@ -48,20 +48,10 @@ func (c *conn) flushFast(bufs [][]byte) ([][]byte, int) {
 	if n < total {
 		// The unwritten rest goes back in front, in order, for a
 		// blocking flush.
-		rest := make([]item, 0, len(bufs))
-		for _, b := range bufs {
-			if n >= len(b) {
-				n -= len(b)
-				continue
-			}
-			rest = append(rest, item{raw: b[n:]})
-			n = 0
-		}
+		rest, size := unwrittenItems(bufs, n)
 		clear(bufs)
 		c.mu.Lock()
-		for _, it := range rest {
-			c.qbytes += len(it.raw)
-		}
+		c.qbytes += size
 		c.queue = append(rest, c.queue...)
 		c.mu.Unlock()
 		go c.flush()
@@ -115,15 +105,7 @@ func (c *conn) flush() {
 		var err error
 		if n < int64(total) {
 			calls++
-			rest := bufs
-			for skip := n; skip > 0; {
-				if skip < int64(len(rest[0])) {
-					rest[0] = rest[0][skip:]
-					break
-				}
-				skip -= int64(len(rest[0]))
-				rest = rest[1:]
-			}
+			rest := skipWritten(bufs, n)
 			var m int64
 			c.sockMu.RLock()
 			if c.wclosed {
@@ -158,6 +140,36 @@ func (c *conn) flush() {
 			return
 		}
 	}
+}
+
+// unwrittenItems returns what a write of n bytes of bufs left, as raw
+// items in order, and their size.
+func unwrittenItems(bufs [][]byte, n int) ([]item, int) {
+	rest := make([]item, 0, len(bufs))
+	size := 0
+	for _, b := range bufs {
+		if n >= len(b) {
+			n -= len(b)
+			continue
+		}
+		rest = append(rest, item{raw: b[n:]})
+		size += len(b) - n
+		n = 0
+	}
+	return rest, size
+}
+
+// skipWritten returns bufs without its first n bytes, which were written.
+func skipWritten(bufs net.Buffers, n int64) net.Buffers {
+	for n > 0 {
+		if n < int64(len(bufs[0])) {
+			bufs[0] = bufs[0][n:]
+			break
+		}
+		n -= int64(len(bufs[0]))
+		bufs = bufs[1:]
+	}
+	return bufs
 }
 
 // maxSpareCap keeps a burst's large batch slice from staying with an idle

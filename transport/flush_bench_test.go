@@ -30,12 +30,23 @@ import (
 func BenchmarkSendFlush(b *testing.B) {
 	for _, n := range []int{100, 1000} {
 		b.Run(fmt.Sprintf("conns=%d", n), func(b *testing.B) {
-			benchSendFlush(b, n)
+			benchSendFlush(b, n, false)
 		})
 	}
 }
 
-func benchSendFlush(b *testing.B, n int) {
+// BenchmarkSSESendFlush is BenchmarkSendFlush for hijacked SSE streams
+// (sseConn.Send, sseRaw.flushFast): the same pool, the frame's shared SSE
+// event instead of its WebSocket frame.
+func BenchmarkSSESendFlush(b *testing.B) {
+	for _, n := range []int{100, 1000} {
+		b.Run(fmt.Sprintf("conns=%d", n), func(b *testing.B) {
+			benchSendFlush(b, n, true)
+		})
+	}
+}
+
+func benchSendFlush(b *testing.B, n int, sse bool) {
 	hb, err := hub.New(hub.Options{Engine: memory.New(memory.Options{}), NoJoinLeave: true, NoPresence: true})
 	if err != nil {
 		b.Fatal(err)
@@ -49,21 +60,28 @@ func benchSendFlush(b *testing.B, n int) {
 	h := &WSHandler{opts: opts, hub: hb, meter: hb.Meter(), log: opts.Logger}
 	h.flushers = newFlushPool(ctx, runtime.GOMAXPROCS(0), n)
 
+	s := NewSSEHandler(h, SSEOptions{})
 	var read atomic.Int64
 	var wg sync.WaitGroup
-	conns := make([]*conn, n)
-	for i := range conns {
+	sinks := make([]hub.Sink, n)
+	for i := range sinks {
 		fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 		if err != nil {
 			b.Fatal(err)
 		}
 		ours, theirs := fileConn(b, fds[0]), fileConn(b, fds[1])
-		c := &conn{t: h, raw: ours}
-		c.initFD()
-		if c.fd < 0 {
+		if socketFD(ours) < 0 {
 			b.Fatal("no descriptor for direct writes")
 		}
-		conns[i] = c
+		if sse {
+			c := &sseConn{s: s, wake: make(chan struct{}, 1)}
+			c.out = &sseRaw{c: c, raw: ours, fd: socketFD(ours)}
+			sinks[i] = c
+		} else {
+			c := &conn{t: h, raw: ours}
+			c.initFD()
+			sinks[i] = c
+		}
 		wg.Go(func() {
 			buf := make([]byte, 64<<10)
 			for {
@@ -74,17 +92,20 @@ func benchSendFlush(b *testing.B, n int) {
 				}
 			}
 		})
-		defer func() { _ = theirs.Close(); _ = c.closeRaw() }()
+		defer func() { _ = theirs.Close(); _ = ours.Close() }()
 	}
 	f := protocol.NewFrame([]byte(`{"type":"message","room":"bench","id":"1-1","data":{"n":1},"ts":1}`))
 	wire := int64(len(f.Wire(slotPlain, textFrame)))
+	if sse {
+		wire = int64(len(f.Wire(slotSSE, sseEvent)))
+	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	var want int64
 	for b.Loop() {
 		// One event to every connection, as a fan-out does. At most 16
 		// rounds in flight: queues stay as short as below saturation.
-		for _, c := range conns {
+		for _, c := range sinks {
 			if !c.Send(f) {
 				b.Fatal("send refused")
 			}
@@ -100,8 +121,13 @@ func benchSendFlush(b *testing.B, n int) {
 	b.StopTimer()
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/recipient")
 	cancel()
-	for _, c := range conns {
-		_ = c.closeRaw()
+	for _, c := range sinks {
+		switch c := c.(type) {
+		case *conn:
+			_ = c.closeRaw()
+		case *sseConn:
+			c.out.(*sseRaw).closeRaw()
+		}
 	}
 	wg.Wait()
 }

@@ -1,5 +1,5 @@
 // The flush pool: long-lived workers that write queued frames of
-// connections whose sockets have room (conn.flushFast).
+// connections whose sockets have room (conn.flushFast, sseRaw.flushFast).
 
 package transport
 
@@ -15,8 +15,22 @@ import (
 // recipient. A connection whose write cannot finish at once, or that is
 // closing, gets a flush goroutine of its own, as before.
 type flushPool struct {
-	ch      chan *conn
+	ch      chan flusher
 	stopped atomic.Bool
+}
+
+// flusher is a connection the pool writes: a WebSocket (conn) or a
+// hijacked SSE stream (sseRaw).
+type flusher interface {
+	// flushFast is one pool round: one non-blocking write of what is
+	// queued, handing the rest to flush. It returns bufs emptied, for
+	// reuse, and the bytes written.
+	flushFast(bufs [][]byte) ([][]byte, int)
+	// flush writes what is queued on a goroutine of its own, waiting for
+	// room as long as the write timeout allows.
+	flush()
+	// meter counts the pool's writes.
+	meter() hub.Meter
 }
 
 // A connection is in the pool's queue at most once (it is submitted only
@@ -31,14 +45,14 @@ const (
 
 // newFlushPool starts workers goroutines serving up to conns connections.
 func newFlushPool(ctx context.Context, workers, conns int) *flushPool {
-	p := &flushPool{ch: make(chan *conn, min(max(conns, minFlushQueue), maxFlushQueue))}
+	p := &flushPool{ch: make(chan flusher, min(max(conns, minFlushQueue), maxFlushQueue))}
 	for range workers {
 		go p.run(ctx)
 	}
 	return p
 }
 
-func (p *flushPool) submit(c *conn) {
+func (p *flushPool) submit(c flusher) {
 	if !p.stopped.Load() {
 		select {
 		case p.ch <- c:
@@ -63,7 +77,7 @@ func (p *flushPool) run(ctx context.Context) {
 	var m hub.Meter
 	pending, calls, flushes := 0, 0, 0
 	for {
-		var c *conn
+		var c flusher
 		select {
 		case c = <-p.ch:
 		default:
@@ -82,7 +96,10 @@ func (p *flushPool) run(ctx context.Context) {
 		var n int
 		bufs, n = c.flushFast(bufs)
 		if n > 0 {
-			m, pending, calls = c.t.meter, pending+n, calls+1
+			if calls == 0 { // every connection of a pool has its handler's meter
+				m = c.meter()
+			}
+			pending, calls = pending+n, calls+1
 		}
 		if flushes++; flushes >= 256 && calls > 0 {
 			m.Written(pending, calls)

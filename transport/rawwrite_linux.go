@@ -6,28 +6,31 @@
 package transport
 
 import (
+	"net"
 	"syscall"
 	"unsafe"
 )
 
-// initFD finds the socket descriptor for direct writes. Only a plain
-// non-blocking socket qualifies: a blocking one would stall a pool worker.
-func (c *conn) initFD() {
-	c.fd = -1
-	sc, ok := c.raw.(syscall.Conn)
+// socketFD returns raw's descriptor for direct writes, or -1. Only a
+// plain non-blocking socket qualifies: a blocking one would stall a pool
+// worker.
+func socketFD(raw net.Conn) int {
+	sc, ok := raw.(syscall.Conn)
 	if !ok {
-		return
+		return -1
 	}
 	rc, err := sc.SyscallConn()
 	if err != nil {
-		return
+		return -1
 	}
-	_ = rc.Control(func(fd uintptr) {
-		flags, _, errno := syscall.Syscall(syscall.SYS_FCNTL, fd, syscall.F_GETFL, 0)
+	fd := -1
+	_ = rc.Control(func(d uintptr) {
+		flags, _, errno := syscall.Syscall(syscall.SYS_FCNTL, d, syscall.F_GETFL, 0)
 		if errno == 0 && flags&syscall.O_NONBLOCK != 0 {
-			c.fd = int(fd)
+			fd = int(d)
 		}
 	})
+	return fd
 }
 
 // tryWritev makes one non-blocking writev of bufs and returns the bytes

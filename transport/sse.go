@@ -220,25 +220,22 @@ func (c *sseConn) serve(w http.ResponseWriter, r *http.Request, contentType, nam
 		return
 	}
 	h.meter.Handshake(http.StatusOK)
-	rc := http.NewResponseController(w)
-	_ = rc.SetReadDeadline(time.Time{}) // the server's ReadTimeout must not end the stream
 	hd := w.Header()
 	hd.Set("Content-Type", contentType)
 	hd.Set("Cache-Control", "no-cache, no-transform")
 	hd.Set("X-Accel-Buffering", "no") // nginx: do not buffer this response
 	hd.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(http.StatusOK)
 	h.log.Info("connect", "conn", c.client.ID(), "user", c.client.UserID(), "remote", r.RemoteAddr, "transport", name)
-	code, reason := c.stream(w, rc, r)
-	h.meter.Closed(code)
-	h.log.Info("disconnect", "conn", c.client.ID(), "code", int(code), "reason", reason, "transport", name)
+	code2, reason := c.stream(w, r)
+	h.meter.Closed(code2)
+	h.log.Info("disconnect", "conn", c.client.ID(), "code", int(code2), "reason", reason, "transport", name)
 }
 
 func sseRef(i int) string { return "sse-" + strconv.Itoa(i) }
 
 // sseConn is one SSE stream as the hub sees it. It implements hub.Sink:
 // frames queue (bounded like a WebSocket connection's queue, with the same
-// slow-consumer policy) and the request's goroutine writes them.
+// slow-consumer policy) and its writer (out) writes them.
 type sseConn struct {
 	s      *SSEHandler
 	client *hub.Client
@@ -246,26 +243,40 @@ type sseConn struct {
 	wake   chan struct{} // capacity 1: "the queue has something"
 	rooms  []string      // the request's rooms, in order
 	pos    []string      // per room, the last position sent; only with several rooms
-	// deadlineSet is when the write deadline was last moved; only the
-	// writing goroutine uses it.
+	// deadlineSet is when the write deadline was last moved; ids holds the
+	// id lines of the batch being written (several rooms). Only the
+	// writer uses them.
 	deadlineSet time.Time
+	ids         []byte
 
-	mu      sync.Mutex
-	queue   []*protocol.Frame
-	spare   []*protocol.Frame
-	qbytes  int
+	mu     sync.Mutex
+	queue  []item
+	spare  []item
+	qbytes int
+	// out is the stream's writer, nil until the stream starts. told is
+	// set when out has been kicked: until it takes the queue (sseHTTP),
+	// or as long as it writes (sseRaw, as conn.flushing).
+	out     sseOut
+	told    bool
 	closing bool
 	closeD  protocol.Disconnect
 }
 
-// sseSize is what a queued frame counts against QueueMaxBytes: its JSON
-// and about its SSE fields.
-func sseSize(f *protocol.Frame) int { return len(f.JSON) + 16 }
+// sseSize is what a queued item counts against QueueMaxBytes: a frame's
+// JSON and about its SSE fields, or the raw bytes.
+func sseSize(it item) int {
+	if it.f != nil {
+		return len(it.f.JSON) + 16
+	}
+	return len(it.raw)
+}
 
 // Send implements hub.Sink.
-func (c *sseConn) Send(f *protocol.Frame) bool {
+func (c *sseConn) Send(f *protocol.Frame) bool { return c.enqueue(item{f: f}) }
+
+func (c *sseConn) enqueue(it item) bool {
 	o := &c.s.h.opts
-	size := sseSize(f)
+	size := sseSize(it)
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
@@ -282,11 +293,25 @@ func (c *sseConn) Send(f *protocol.Frame) bool {
 		c.queue, c.qbytes = q, qbytes
 		c.s.h.meter.QueueDrop(dropped)
 	}
-	c.queue = append(c.queue, f)
+	c.queue = append(c.queue, it)
 	c.qbytes += size
+	out := c.tellLocked()
 	c.mu.Unlock()
-	c.signal()
+	if out != nil {
+		out.kick()
+	}
 	return true
+}
+
+// tellLocked marks the writer told of what is queued and returns it, or
+// nil if it was told already or the stream has not started (stream looks
+// at the queue when it does). c.mu is held.
+func (c *sseConn) tellLocked() sseOut {
+	if c.told || c.out == nil {
+		return nil
+	}
+	c.told = true
+	return c.out
 }
 
 // Close implements hub.Sink: a `disconnect` event after what is queued,
@@ -305,9 +330,12 @@ func (c *sseConn) closeWith(d protocol.Disconnect, discard bool) {
 		clear(c.queue)
 		c.queue, c.qbytes = c.queue[:0], 0
 	}
-	c.queue = append(c.queue, ev)
+	c.queue = append(c.queue, item{f: ev})
+	out := c.tellLocked()
 	c.mu.Unlock()
-	c.signal()
+	if out != nil {
+		out.kick()
+	}
 }
 
 func (c *sseConn) signal() {
@@ -334,8 +362,9 @@ func (c *sseConn) refusal() (int, string, string) {
 			return http.StatusServiceUnavailable, d.Code.String(), d.Reason
 		}
 	}
-	for _, f := range c.queue {
-		if !bytes.HasPrefix(f.JSON, []byte(`{"type":"error"`)) {
+	for _, it := range c.queue {
+		f := it.f
+		if f == nil || !bytes.HasPrefix(f.JSON, []byte(`{"type":"error"`)) {
 			continue
 		}
 		var env struct {
@@ -359,53 +388,96 @@ func (c *sseConn) refusal() (int, string, string) {
 
 var sseHeartbeat = []byte(": heartbeat\n\n")
 
+// sseOut is how a stream's queued events reach the client: sseRaw writes
+// them to the hijacked HTTP/1.x connection from the WebSocket flush pool
+// (sse_raw.go); sseHTTP, for HTTP/2 and a ResponseWriter that cannot be
+// hijacked, through net/http from the request's goroutine. Both take
+// their bytes from takeBatch.
+type sseOut interface {
+	// kick tells the writer that the queue has something. It is called
+	// without c.mu, and only by whoever set c.told.
+	kick()
+	// run is the request's goroutine until the stream ends; it returns
+	// the close code and reason for metrics and logs.
+	run() (protocol.CloseCode, string)
+}
+
 // stream writes queued frames until the hub closes the connection, the
 // client goes away or a write fails. It returns the close code for
 // metrics and logs.
-func (c *sseConn) stream(w http.ResponseWriter, rc *http.ResponseController, r *http.Request) (protocol.CloseCode, string) {
-	h := c.s.h
-	if err := c.write(w, rc, c.prelude()); err != nil {
+func (c *sseConn) stream(w http.ResponseWriter, r *http.Request) (protocol.CloseCode, string) {
+	var out sseOut = &sseHTTP{c: c, w: w, rc: http.NewResponseController(w), r: r}
+	raw, err := c.hijack(w, r)
+	if err != nil {
+		return protocol.CloseGoingAway, "hijack failed: " + err.Error()
+	}
+	if raw != nil {
+		out = raw
+	}
+	// What the hub queued while the stream was set up goes out now.
+	c.mu.Lock()
+	c.out = out
+	kick := c.tellLocked()
+	c.mu.Unlock()
+	if kick != nil {
+		kick.kick()
+	}
+	return out.run()
+}
+
+// sseHTTP writes a stream through net/http's ResponseWriter (chunked on
+// HTTP/1.1, a stream of its own on HTTP/2): the request's goroutine
+// writes each batch and flushes it; kick wakes it.
+type sseHTTP struct {
+	c  *sseConn
+	w  http.ResponseWriter
+	rc *http.ResponseController
+	r  *http.Request
+}
+
+func (o *sseHTTP) kick() { o.c.signal() }
+
+func (o *sseHTTP) run() (protocol.CloseCode, string) {
+	c, h := o.c, o.c.s.h
+	_ = o.rc.SetReadDeadline(time.Time{}) // the server's ReadTimeout must not end the stream
+	o.w.WriteHeader(http.StatusOK)
+	if err := o.write(c.appendPrelude(nil)); err != nil {
 		return protocol.CloseGoingAway, err.Error()
 	}
 	hb := time.NewTicker(h.opts.HeartbeatInterval)
 	defer hb.Stop()
-	var batch []*protocol.Frame
-	var idBuf []byte
+	var bufs [][]byte
 	for {
 		select {
-		case <-r.Context().Done():
+		case <-o.r.Context().Done():
 			return protocol.CloseGoingAway, "client went away"
 		case <-hb.C:
-			if err := c.write(w, rc, c.heartbeat()); err != nil {
+			if err := o.write(c.heartbeat()); err != nil {
 				return protocol.CloseGoingAway, err.Error()
 			}
 			continue
 		case <-c.wake:
 		}
 		c.mu.Lock()
-		batch, c.queue, c.spare = c.queue, c.spare[:0], nil
-		c.qbytes = 0
+		batch := c.queue
+		c.told = false // what is queued from now on wakes us again
 		closing, d := c.closing, c.closeD
-		c.mu.Unlock()
-		c.deadline(rc)
+		bufs, _ = c.takeBatch(batch, bufs[:0])
+		c.deadline(o.rc)
 		n := 0
 		var err error
-		for i, f := range batch {
+		for _, b := range bufs {
 			var k int
-			k, idBuf, err = c.writeFrame(w, f, idBuf)
+			k, err = o.w.Write(b)
 			n += k
-			batch[i] = nil
 			if err != nil {
 				break
 			}
 		}
-		c.mu.Lock()
-		if c.spare == nil {
-			c.spare = batch[:0]
-		}
-		c.mu.Unlock()
+		clear(bufs)
+		c.recycle(batch, false)
 		if err == nil {
-			err = rc.Flush()
+			err = o.rc.Flush()
 		}
 		h.meter.Written(n, 1)
 		if err != nil {
@@ -415,6 +487,14 @@ func (c *sseConn) stream(w http.ResponseWriter, rc *http.ResponseController, r *
 			return d.Code, d.Reason
 		}
 	}
+}
+
+func (o *sseHTTP) write(b []byte) error {
+	o.c.deadline(o.rc)
+	if _, err := o.w.Write(b); err != nil {
+		return err
+	}
+	return o.rc.Flush()
 }
 
 // deadline bounds the coming write by about WriteTimeout. Moving the
@@ -432,77 +512,109 @@ func (c *sseConn) deadline(rc *http.ResponseController) {
 	_ = rc.SetWriteDeadline(now.Add(wt))
 }
 
-func (c *sseConn) write(w http.ResponseWriter, rc *http.ResponseController, b []byte) error {
-	c.deadline(rc)
-	if _, err := w.Write(b); err != nil {
-		return err
-	}
-	return rc.Flush()
+// appendRetry appends the `retry:` field a stream starts with.
+func (c *sseConn) appendRetry(b []byte) []byte {
+	b = append(b, "retry: "...)
+	b = strconv.AppendInt(b, c.s.retry.Milliseconds(), 10)
+	return append(b, "\n\n"...)
 }
 
-// writeFrame writes f's SSE event. With one room the cached event (shared
-// by every recipient) is written as is; with several, its id line is
-// replaced by the stream's composite position, one per room.
-func (c *sseConn) writeFrame(w http.ResponseWriter, f *protocol.Frame, idBuf []byte) (int, []byte, error) {
+// takeBatch empties the queue, which is batch, and unlocks c.mu (held by
+// the caller); it appends batch's bytes to bufs, for one write, and
+// returns them with the total length of bufs. Only the writer calls it.
+func (c *sseConn) takeBatch(batch []item, bufs [][]byte) ([][]byte, int) {
+	c.queue, c.spare = c.spare[:0], nil
+	c.qbytes = 0
+	c.mu.Unlock()
+	c.ids = c.ids[:0]
+	for _, it := range batch {
+		bufs = c.appendItem(bufs, it)
+	}
+	total := 0
+	for _, b := range bufs {
+		total += len(b)
+	}
+	return bufs, total
+}
+
+// recycle clears batch, written, and keeps its array for the next batch.
+// With done (a pool round ends) it reports whether more is queued, and
+// c.told stays set only if so.
+func (c *sseConn) recycle(batch []item, done bool) bool {
+	clear(batch)
+	c.mu.Lock()
+	if c.spare == nil && cap(batch) <= maxSpareCap {
+		c.spare = batch[:0]
+	}
+	more := len(c.queue) > 0
+	if done {
+		c.told = more
+	}
+	c.mu.Unlock()
+	return more
+}
+
+// appendItem appends it's bytes to bufs: raw bytes as they are, a frame
+// as its SSE event. With one room the cached event (shared by every
+// recipient) is appended as is; with several, its id line is replaced by
+// the stream's composite position, one per room.
+func (c *sseConn) appendItem(bufs [][]byte, it item) [][]byte {
+	f := it.f
+	if f == nil {
+		return append(bufs, it.raw)
+	}
 	if c.format != formatEvents { // emulation: each frame as it is
-		n, err := w.Write(c.emulationWire(f))
-		return n, idBuf, err
+		return append(bufs, c.emulationWire(f))
 	}
 	ev := f.Wire(slotSSE, sseEvent)
 	if bytes.HasPrefix(f.JSON, []byte(`{"type":"subscribed"`)) {
-		return c.writeSubscribed(w, f, ev, idBuf)
+		return c.appendSubscribed(bufs, f, ev)
 	}
 	if c.pos == nil || !bytes.HasPrefix(ev, []byte("id: ")) {
-		n, err := w.Write(ev)
-		return n, idBuf, err
+		return append(bufs, ev)
 	}
 	nl := bytes.IndexByte(ev, '\n')
 	i := c.roomIndex(frameRoom(f.JSON))
 	if i < 0 {
-		n, err := w.Write(ev)
-		return n, idBuf, err
+		return append(bufs, ev)
 	}
 	c.pos[i] = string(ev[4:nl])
-	idBuf = c.appendPositions(idBuf[:0])
-	n, err := w.Write(idBuf)
-	if err != nil {
-		return n, idBuf, err
-	}
-	m, err := w.Write(ev[nl+1:])
-	return n + m, idBuf, err
+	return append(bufs, c.idLine(""), ev[nl+1:])
 }
 
-// writeSubscribed writes a `subscribed` answer with the room's position as
-// its id, so a stream that drops before any event still resumes from
+// appendSubscribed appends a `subscribed` answer with the room's position
+// as its id, so a stream that drops before any event still resumes from
 // where it began. Not when events were replayed: the client's position is
 // then the replay's, set by those events.
-func (c *sseConn) writeSubscribed(w http.ResponseWriter, f *protocol.Frame, ev, idBuf []byte) (int, []byte, error) {
+func (c *sseConn) appendSubscribed(bufs [][]byte, f *protocol.Frame, ev []byte) [][]byte {
 	var env struct {
 		ID   string                  `json:"id"`
 		Data protocol.SubscribedData `json:"data"`
 	}
 	if json.Unmarshal(f.JSON, &env) != nil || env.Data.Replayed > 0 || env.Data.Position == "" {
-		n, err := w.Write(ev)
-		return n, idBuf, err
+		return append(bufs, ev)
 	}
-	idBuf = idBuf[:0]
-	if c.pos == nil {
-		idBuf = append(append(append(idBuf, "id: "...), env.Data.Position...), '\n')
-	} else {
+	if c.pos != nil {
 		i, err := strconv.Atoi(strings.TrimPrefix(env.ID, "sse-"))
 		if err != nil || i < 0 || i >= len(c.pos) {
-			n, err := w.Write(ev)
-			return n, idBuf, err
+			return append(bufs, ev)
 		}
 		c.pos[i] = env.Data.Position
-		idBuf = c.appendPositions(idBuf)
 	}
-	n, err := w.Write(idBuf)
-	if err != nil {
-		return n, idBuf, err
+	return append(bufs, c.idLine(env.Data.Position), ev)
+}
+
+// idLine appends an id line to c.ids and returns it: the stream's
+// composite position with several rooms, else id. A line stays valid
+// when c.ids grows (it keeps the array it is in).
+func (c *sseConn) idLine(id string) []byte {
+	start := len(c.ids)
+	if c.pos == nil {
+		c.ids = append(append(append(c.ids, "id: "...), id...), '\n')
+	} else {
+		c.ids = c.appendPositions(c.ids)
 	}
-	m, err := w.Write(ev)
-	return n + m, idBuf, err
+	return c.ids[start:len(c.ids):len(c.ids)]
 }
 
 func (c *sseConn) appendPositions(b []byte) []byte {

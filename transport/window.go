@@ -24,7 +24,7 @@ type flushWindow struct {
 }
 
 type windowed struct {
-	c   *conn
+	c   flusher
 	due time.Time
 }
 
@@ -33,7 +33,7 @@ func newFlushWindow(d time.Duration, pool *flushPool) *flushWindow {
 }
 
 // add schedules c's flush one window from now.
-func (w *flushWindow) add(c *conn) {
+func (w *flushWindow) add(c flusher) {
 	due := time.Now().Add(w.d)
 	w.mu.Lock()
 	if w.stopped {

@@ -10,7 +10,7 @@ import (
 // the window's goroutine stops it hands over what waits, and later ones go
 // to the pool at once instead of waiting for a goroutine that is gone.
 func TestFlushWindowHandover(t *testing.T) {
-	pool := &flushPool{ch: make(chan *conn, 8)} // no workers: the test reads the queue
+	pool := &flushPool{ch: make(chan flusher, 8)} // no workers: the test reads the queue
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	w := newFlushWindow(20*time.Millisecond, pool)
@@ -21,7 +21,7 @@ func TestFlushWindowHandover(t *testing.T) {
 		t.Helper()
 		select {
 		case c := <-pool.ch:
-			return c
+			return c.(*conn)
 		case <-time.After(10 * time.Second):
 			t.Fatalf("%s: nothing handed to the pool", what)
 			return nil
@@ -62,7 +62,7 @@ func TestFlushWindowHandover(t *testing.T) {
 // order they were added.
 func TestFlushWindowOrder(t *testing.T) {
 	const n = 300
-	pool := &flushPool{ch: make(chan *conn, n)}
+	pool := &flushPool{ch: make(chan flusher, n)}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	w := newFlushWindow(5*time.Millisecond, pool)

@@ -19,8 +19,9 @@ const (
 )
 
 // sseSub is an SSE subscriber: one GET /sse?room=... on a raw connection,
-// read with net/http's response parser (which undoes the chunked
-// encoding) and a small line reader.
+// read with net/http's response parser (a body that ends with the
+// connection on HTTP/1.1, or a chunked one from an older server) and a
+// small line reader.
 type sseSub struct {
 	nc  net.Conn
 	br  *bufio.Reader // over the response body
