@@ -199,23 +199,13 @@ func parseSendBody(b []byte, maxFrame int) (string, [][]byte, int, string, strin
 
 func (e *EmulationHandler) serveSend(w http.ResponseWriter, r *http.Request) {
 	h := e.s.h
-	if origin := r.Header.Get("Origin"); origin != "" {
-		if !h.originAllowed(r) {
-			httpError(w, http.StatusForbidden, "origin_not_allowed", "origin "+strconv.Quote(origin)+" is not allowed to connect")
-			return
-		}
-		w.Header().Set("Access-Control-Allow-Origin", origin)
-		w.Header().Set("Access-Control-Allow-Credentials", "true")
-		w.Header().Add("Vary", "Origin")
+	if !h.allowCORS(w, r) {
+		return
 	}
 	switch r.Method {
 	case http.MethodPost:
-	case http.MethodOptions: // a CORS preflight (application/json is not a simple content type)
-		w.Header().Set("Allow", "POST, OPTIONS")
-		w.Header().Set("Access-Control-Allow-Methods", "POST")
-		w.Header().Set("Access-Control-Allow-Headers", "Content-Type")
-		w.Header().Set("Access-Control-Max-Age", "600")
-		w.WriteHeader(http.StatusNoContent)
+	case http.MethodOptions: // application/json is not a simple content type
+		preflight(w, http.MethodPost, "Content-Type")
 		return
 	default:
 		w.Header().Set("Allow", "POST, OPTIONS")

@@ -390,6 +390,21 @@ func TestEmuRefusals(t *testing.T) {
 	if resp.StatusCode != http.StatusNoContent || resp.Header.Get("Access-Control-Allow-Origin") != "https://app.example.com" {
 		t.Errorf("cross-origin POST: %s %v", resp.Status, resp.Header)
 	}
+	// The streams' preflights: a fetch from another origin sending its token
+	// in the Authorization header asks first; a refused origin gets 403.
+	for _, path := range []string{"/emulation/stream?format=ndjson", "/sse?room=news"} {
+		resp = httpDo(t, http.MethodOptions, "http://"+n.Addr+path, nil, http.Header{
+			"Origin": {"https://app.example.com"}, "Access-Control-Request-Method": {"GET"}, "Access-Control-Request-Headers": {"authorization"}})
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNoContent || resp.Header.Get("Access-Control-Allow-Origin") != "https://app.example.com" ||
+			resp.Header.Get("Access-Control-Allow-Credentials") != "true" || resp.Header.Get("Access-Control-Allow-Methods") != "GET" ||
+			!strings.Contains(strings.ToLower(resp.Header.Get("Access-Control-Allow-Headers")), "authorization") {
+			t.Errorf("preflight %s: %s %v", path, resp.Status, resp.Header)
+		}
+		resp = httpDo(t, http.MethodOptions, "http://"+n.Addr+path, nil, http.Header{
+			"Origin": {"https://evil.test"}, "Access-Control-Request-Method": {"GET"}})
+		expectRefusal(t, "preflight from a refused origin: "+path, resp, 403, "origin_not_allowed")
+	}
 	// The live session saw nothing of the refused requests.
 	if env := live.expect(protocol.TypePong); env.ID != "cors" {
 		t.Errorf("pong %+v", env)

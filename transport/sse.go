@@ -116,6 +116,36 @@ func parseSSERequest(r *http.Request, creds *hub.Credentials) (*sseRequest, *pro
 	return req, nil
 }
 
+// allowCORS checks a cross-origin request's Origin: a disallowed one is
+// answered 403 (false); an allowed one gets the CORS headers, with
+// credentials so that cookies go along (EventSource withCredentials,
+// fetch with credentials: 'include').
+func (h *WSHandler) allowCORS(w http.ResponseWriter, r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	if !h.originAllowed(r) {
+		httpError(w, http.StatusForbidden, "origin_not_allowed", "origin "+strconv.Quote(origin)+" is not allowed to connect")
+		return false
+	}
+	w.Header().Set("Access-Control-Allow-Origin", origin)
+	w.Header().Set("Access-Control-Allow-Credentials", "true")
+	w.Header().Add("Vary", "Origin")
+	return true
+}
+
+// preflight answers a CORS preflight (OPTIONS) whose origin allowCORS
+// has accepted: 204 with the method and the request headers allowed.
+func preflight(w http.ResponseWriter, method, headers string) {
+	hd := w.Header()
+	hd.Set("Allow", method+", OPTIONS")
+	hd.Set("Access-Control-Allow-Methods", method)
+	hd.Set("Access-Control-Allow-Headers", headers)
+	hd.Set("Access-Control-Max-Age", "600")
+	w.WriteHeader(http.StatusNoContent)
+}
+
 // admit runs the checks the HTTP streams (/sse, /emulation/stream) share
 // with the WebSocket handshake: method, origin (and CORS headers for an
 // allowed cross-origin request), the connection cap, draining, the
@@ -124,22 +154,21 @@ func parseSSERequest(r *http.Request, creds *hub.Credentials) (*sseRequest, *pro
 // decrements when it ends.
 func (s *SSEHandler) admit(w http.ResponseWriter, r *http.Request, open *atomic.Int64, notGet string) (creds *hub.Credentials, ok bool) {
 	h := s.h
+	if !h.allowCORS(w, r) {
+		h.meter.Handshake(http.StatusForbidden)
+		return nil, false
+	}
+	if r.Method == http.MethodOptions {
+		// A fetch-based client sending its token in the Authorization
+		// header from another origin is preflighted.
+		preflight(w, http.MethodGet, "Authorization, Last-Event-ID")
+		return nil, false
+	}
 	if r.Method != http.MethodGet {
-		w.Header().Set("Allow", http.MethodGet)
+		w.Header().Set("Allow", "GET, OPTIONS")
 		h.meter.Handshake(http.StatusMethodNotAllowed)
 		httpError(w, http.StatusMethodNotAllowed, "method_not_allowed", notGet)
 		return nil, false
-	}
-	if origin := r.Header.Get("Origin"); origin != "" {
-		if !h.originAllowed(r) {
-			h.meter.Handshake(http.StatusForbidden)
-			httpError(w, http.StatusForbidden, "origin_not_allowed", "origin "+strconv.Quote(origin)+" is not allowed to connect")
-			return nil, false
-		}
-		// A cross-origin EventSource (withCredentials for the cookie).
-		w.Header().Set("Access-Control-Allow-Origin", origin)
-		w.Header().Set("Access-Control-Allow-Credentials", "true")
-		w.Header().Add("Vary", "Origin")
 	}
 	// The cap counts WebSocket, SSE and emulated connections together.
 	open.Add(1)
