@@ -13,7 +13,7 @@ export type TransportName = 'websocket' | 'http_stream' | 'sse';
 export interface EventSourceLike {
   close(): void;
   onopen: ((ev: any) => void) | null;
-  onmessage: ((ev: { data: string }) => void) | null;
+  onmessage: ((ev: any) => void) | null;
   onerror: ((ev: any) => void) | null;
 }
 
@@ -163,6 +163,6 @@ export class Emulation implements WebSocketLike {
     const b = this.bye;
     // A stream that ended after the server's disconnect ends with its code.
     if (b && code == 1006) (code = b.code), (reason = (b as any).reason || reason);
-    setTimeout(() => this.onclose?.({ code, reason }));
+    queueMicrotask(() => this.onclose?.({ code, reason }));
   }
 }
