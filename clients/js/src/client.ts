@@ -81,6 +81,12 @@ export interface ClientOptions {
   maxMissedPongs?: number;
   /** Default timeout of publish, history, presence and rpc; 0 for none. Default 15000. */
   timeout?: number;
+  /**
+   * How long an attempt may take from the handshake to connection_established
+   * before it counts as failed (the next transport is tried); 0 for no limit.
+   * Default 10000.
+   */
+  connectTimeout?: number;
 }
 
 /** The data of connection_established. */
@@ -234,6 +240,7 @@ export class Client extends Emitter<ClientEvents> {
   private gen = 0; // bumped per dial and close, to drop stale callbacks
   private attempt = 0;
   private timer?: ReturnType<typeof setTimeout>;
+  private ct?: ReturnType<typeof setTimeout>; // connectTimeout
   private waiting = false; // an attempt is due but paused
   private listening = false;
   private hb?: ReturnType<typeof setInterval>;
@@ -266,6 +273,7 @@ export class Client extends Emitter<ClientEvents> {
       pingInterval: 25000,
       maxMissedPongs: 2,
       timeout: 15000,
+      connectTimeout: 10000,
       ...options,
     };
     this.T = this.o.transports.filter((t) => (t == 'websocket' ? this.o.WebSocket : this.o.fetch || (t == 'sse' && this.o.EventSource)));
@@ -476,6 +484,14 @@ export class Client extends Emitter<ClientEvents> {
       ws.onmessage = (e) => this.recv(e.data);
       ws.onclose = (e) => this.lost(e.code, e.reason);
       ws.onerror = noop; // the close event that follows has the code
+      // A handshake that hangs (a proxy that holds the upgrade) fails too.
+      const ms = o.connectTimeout;
+      if (ms > 0)
+        this.ct = setTimeout(() => {
+          if (this.ws != ws || this.up) return;
+          this.lost(1006, `no connection_established within ${ms} ms`);
+          ws.close();
+        }, ms);
     };
     const get = this.o.getToken;
     if (this.token != null || !get) go(this.token);
@@ -522,6 +538,7 @@ export class Client extends Emitter<ClientEvents> {
     this.attempt = this.missed = 0;
     this.exp = undefined;
     this.up = true;
+    clearTimeout(this.ct);
     clearInterval(this.hb);
     if (this.o.pingInterval > 0)
       this.hb = setInterval(() => {
@@ -634,6 +651,7 @@ export class Client extends Emitter<ClientEvents> {
     const ws = this.ws;
     if (ws) ws.onopen = ws.onmessage = ws.onclose = ws.onerror = noop;
     const was = this.up;
+    clearTimeout(this.ct);
     this.ws = undefined;
     this.up = false;
     this.tn = null;

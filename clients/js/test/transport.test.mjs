@@ -319,6 +319,43 @@ describe('fallback', () => {
     assert.equal(F.streams().length, 1);
   });
 
+  test('a handshake that hangs: after connectTimeout the socket is closed and the next transport tried', async (t) => {
+    const { c, WS, F, log } = setup(t, { transports: all, connectTimeout: 3000 });
+    c.connect();
+    WS.last.open(); // upgraded, but connection_established never comes
+    t.mock.timers.tick(2999);
+    assert.equal(log.fallback.length, 0);
+    t.mock.timers.tick(1);
+    assert.deepEqual(WS.last.closedWith, { code: undefined, reason: undefined });
+    assert.deepEqual(log.fallback, [{ from: 'websocket', to: 'http_stream', code: 1006, reason: 'no connection_established within 3000 ms' }]);
+    await settle();
+    assert.equal(F.streams().length, 1);
+    // The stream answers but stays silent too: sse is next.
+    F.streams()[0].stream();
+    await settle();
+    t.mock.timers.tick(3000);
+    await settle();
+    assert.equal(F.streams()[0].aborted, true);
+    assert.equal(log.fallback[1].to, 'sse');
+    F.streams()[1].stream();
+    await settle();
+    F.streams()[1].push(sse(established('sse')));
+    await settle();
+    assert.equal(c.transport, 'sse');
+    t.mock.timers.tick(10000); // the timer is gone once established
+    assert.equal(c.state, 'open');
+  });
+
+  test('connectTimeout 0: no limit', (t) => {
+    const { c, WS, log } = setup(t, { transports: all, connectTimeout: 0 });
+    c.connect();
+    t.mock.timers.tick(600000);
+    assert.equal(log.fallback.length, 0);
+    assert.equal(c.state, 'connecting');
+    WS.last.establish();
+    assert.equal(c.state, 'open');
+  });
+
   test('an established WebSocket that drops: reconnect on WebSocket, no fallback', async (t) => {
     const { c, WS, F, log } = setup(t, { transports: all });
     c.connect();

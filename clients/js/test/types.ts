@@ -39,6 +39,7 @@ export function transports(): void {
     sendURL: 'https://rt.example/emulation/send',
     fetch: (url, init) => fetch(url, init),
     EventSource,
+    connectTimeout: 5000,
   });
   new Client('/ws', { transports: ['sse'], EventSource: null });
   // @ts-expect-error: not a transport
