@@ -25,6 +25,11 @@ type Client struct {
 	heartbeat time.Duration
 	jsonPing  bool // the transport sends JSON pings (announced in connection_established)
 	remote    string
+	transport string // announced in connection_established
+	secret    string // an emulated session's secret (ConnectOptions.Session); "" otherwise
+	// sessMu serializes DeliverToSession's calls of HandleMessage, which
+	// must not run concurrently for one connection.
+	sessMu sync.Mutex
 
 	mu          sync.Mutex
 	rooms       map[string]*member // nil until the first subscribe

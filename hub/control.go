@@ -11,7 +11,7 @@ import (
 // control is a node-to-node command carried by Engine.PublishControl, so
 // that user-level sends and disconnects reach every node of a cluster.
 type control struct {
-	Op     string          `json:"op"` // broadcast, user_send, user_disconnect, conn_disconnect
+	Op     string          `json:"op"` // broadcast, user_send, user_disconnect, conn_disconnect, ban, session_send, session_reply
 	User   string          `json:"user,omitempty"`
 	Conn   string          `json:"conn,omitempty"`
 	Type   string          `json:"type,omitempty"`
@@ -19,6 +19,12 @@ type control struct {
 	Code   uint16          `json:"code,omitempty"`
 	Reason string          `json:"reason,omitempty"`
 	Until  int64           `json:"until,omitempty"` // ban: Unix ms; 0 lifts it
+	// session_send and session_reply (emulation.go)
+	Secret string            `json:"secret,omitempty"`
+	Frames []json.RawMessage `json:"frames,omitempty"`
+	Req    string            `json:"req,omitempty"`
+	Node   string            `json:"node,omitempty"` // the asking node
+	Status string            `json:"status,omitempty"`
 }
 
 // Broadcast sends an event to every connection on every node.
@@ -128,6 +134,10 @@ func (h *Hub) applyControl(cmd *control) {
 		}
 	case "ban":
 		h.applyBan(cmd.User, cmd.Until)
+	case "session_send":
+		h.applySessionSend(cmd)
+	case "session_reply":
+		h.applySessionReply(cmd)
 	default:
 		h.log.Warn("hub: unknown control op", "op", cmd.Op)
 	}

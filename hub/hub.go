@@ -59,6 +59,16 @@ type ConnectOptions struct {
 	// JSONPing says the transport also sends {"type":"ping"} text frames
 	// with its heartbeats; connection_established announces it.
 	JSONPing bool
+	// Transport names the transport in connection_established
+	// ("websocket", "sse", "http_stream"); empty leaves it out.
+	Transport string
+	// Session makes the connection an emulated one whose frames arrive
+	// through DeliverToSession (HTTP POSTs, on any node): the hub draws a
+	// secret and connection_established carries the session string.
+	// Such a connection cannot authenticate with an `auth` frame: without
+	// Credentials it is anonymous if the hub allows that, else it is
+	// closed with 4001 at once.
+	Session bool
 }
 
 // Options configure a Hub. Engine is required; the other zero values work:
@@ -142,6 +152,10 @@ type Options struct {
 	// EngineTimeout bounds each engine call made for a client (publish,
 	// subscribe, presence, join/leave notices). Default 5 s.
 	EngineTimeout time.Duration
+	// SessionTimeout is how long DeliverToSession waits for another node
+	// to claim a session before it answers ErrUnknownSession (the session
+	// ended, or its node is gone). Default 3 s.
+	SessionTimeout time.Duration
 }
 
 // Namespace overrides the hub's room settings for one namespace.
@@ -187,6 +201,7 @@ const (
 	DefaultMaxReplayBytes    = 512 << 10
 	DefaultMaxReplayMessages = 512
 	DefaultEngineTimeout     = 5 * time.Second
+	DefaultSessionTimeout    = 3 * time.Second
 )
 
 // numShards spreads rooms and connections over independent locks.
@@ -218,6 +233,7 @@ type Hub struct {
 	// need no timeout.
 	localEngine bool
 	jl          *joinLeaveLimiter
+	sessions    sessionRouter
 }
 
 type roomShard struct {
@@ -277,6 +293,9 @@ func New(opts Options) (*Hub, error) {
 	}
 	if opts.EngineTimeout <= 0 {
 		opts.EngineTimeout = DefaultEngineTimeout
+	}
+	if opts.SessionTimeout <= 0 {
+		opts.SessionTimeout = DefaultSessionTimeout
 	}
 	if opts.MaxReplayBytes <= 0 {
 		opts.MaxReplayBytes = DefaultMaxReplayBytes
@@ -413,6 +432,10 @@ func (h *Hub) Connect(sink Sink, info ConnectOptions) *Client {
 		heartbeat:   info.Heartbeat,
 		jsonPing:    info.JSONPing,
 		remote:      info.RemoteAddr,
+		transport:   info.Transport,
+	}
+	if info.Session {
+		c.secret = newSessionSecret()
 	}
 	c.bucket.init(h.opts.MaxMessagesPerSecond, h.opts.MaxBytesPerSecond, c.connectedAt)
 	sh := h.connShard(c.id)
@@ -429,8 +452,10 @@ func (h *Hub) Connect(sink Sink, info ConnectOptions) *Client {
 	switch {
 	case creds != nil:
 		c.establish(creds, "")
-	case h.opts.Auth.Authenticator == nil:
+	case h.opts.Auth.Authenticator == nil, info.Session && h.opts.Auth.AllowAnonymous:
 		c.establish(nil, "")
+	case info.Session:
+		c.sink.Close(protocol.NewDisconnect(protocol.CloseUnauthorized, "no token: send it in the Authorization header, the cookie or the token query parameter"))
 	default:
 		// No token at the handshake: the first frame must be `auth`.
 		c.mu.Lock()

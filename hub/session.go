@@ -53,6 +53,8 @@ func (c *Client) establish(creds *Credentials, ref string) {
 			Node:              h.opts.NodeID,
 			ExpiresAt:         expiresAtMillis(creds),
 			JSONPing:          c.jsonPing,
+			Transport:         c.transport,
+			Session:           c.session(),
 		}),
 	})
 	c.scheduleExpiry()

@@ -407,17 +407,18 @@ func AppendString(dst []byte, s string) []byte {
 
 // Frame is one encoded server message shared by every recipient: the JSON
 // text is produced once per broadcast, and each transport caches its own
-// wire form (a WebSocket frame, compressed or not, or an SSE event) beside
+// wire form (a WebSocket frame, compressed or not, an SSE event, an NDJSON
+// line) beside
 // it, so a room event with 10,000 recipients is encoded and compressed once.
 type Frame struct {
 	JSON []byte
-	wire [3]atomic.Pointer[[]byte]
+	wire [5]atomic.Pointer[[]byte]
 }
 
 // NewFrame wraps encoded JSON.
 func NewFrame(json []byte) *Frame { return &Frame{JSON: json} }
 
-// Wire returns the cached wire form number slot (0 to 2), building it with
+// Wire returns the cached wire form number slot (0 to 4), building it with
 // build on first use. Concurrent first calls may each build; one result
 // wins and all results are equal, so that is harmless and lock-free.
 func (f *Frame) Wire(slot int, build func(json []byte) []byte) []byte {

@@ -22,6 +22,11 @@ type ConnectionEstablished struct {
 	// JSONPing: the server sends {"type":"ping"} with every heartbeat and
 	// takes the client's {"type":"pong"} as a sign of life (section 9).
 	JSONPing bool `json:"json_ping,omitempty"`
+	// Transport is "websocket", "sse" or "http_stream" (section 13).
+	Transport string `json:"transport,omitempty"`
+	// Session, on an emulated connection only, is where its frames are
+	// POSTed (/emulation/send) and their secret: a credential.
+	Session string `json:"session,omitempty"`
 }
 
 // AuthData is the data of `auth` and `refresh` requests (section 6).

@@ -256,6 +256,8 @@ type Server struct {
 	Hub *hub.Hub
 	WS  *transport.WSHandler
 	SSE *transport.SSEHandler // GET /sse
+	// Emulation serves GET /emulation/stream and POST /emulation/send.
+	Emulation *transport.EmulationHandler
 	// Webhooks is the webhook sender, nil without webhook URLs.
 	Webhooks *webhook.Sender
 	serving  atomic.Bool // Serve has started (and will close Webhooks)
@@ -408,6 +410,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	mux := http.NewServeMux()
 	mux.Handle(cfg.WSPath, ws)
 	mux.Handle("/sse", s.SSE)
+	s.Emulation = transport.NewEmulationHandler(s.SSE, transport.EmulationOptions{})
+	mux.Handle("/emulation/stream", s.Emulation.Stream())
+	mux.Handle("/emulation/send", s.Emulation.Send())
 	if cfg.EchoPath != "" {
 		mux.Handle(cfg.EchoPath, transport.EchoHandler(cfg.Logger))
 	}

@@ -212,7 +212,7 @@ func (h *WSHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.lastSeen.Store(time.Now().UnixNano())
 	// Connect queues connection_established before the heartbeat wheel
 	// knows the connection, so no ping can go out ahead of it.
-	c.client = h.hub.Connect(c, hub.ConnectOptions{Credentials: creds, RemoteAddr: r.RemoteAddr, Heartbeat: h.opts.HeartbeatInterval, JSONPing: jsonPing})
+	c.client = h.hub.Connect(c, hub.ConnectOptions{Credentials: creds, RemoteAddr: r.RemoteAddr, Heartbeat: h.opts.HeartbeatInterval, JSONPing: jsonPing, Transport: "websocket"})
 	c.kick()       // the 101 answer, if the hub queued nothing behind it
 	h.wheel.add(c) // counted in open since the reservation above
 	tracked = true

@@ -38,6 +38,7 @@ type SSEHandler struct {
 	h     *WSHandler
 	retry time.Duration
 	open  atomic.Int64
+	emu   atomic.Int64 // open emulation streams (emulation.go)
 }
 
 // NewSSEHandler returns the SSE endpoint of h.
@@ -115,58 +116,74 @@ func parseSSERequest(r *http.Request, creds *hub.Credentials) (*sseRequest, *pro
 	return req, nil
 }
 
-// ServeHTTP checks the request and authentication (answering 4xx/503 with
-// a JSON body, as the WebSocket handshake does), subscribes the rooms,
-// and if every subscription is accepted streams events until the client
-// goes away or the hub closes the connection.
-func (s *SSEHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// admit runs the checks the HTTP streams (/sse, /emulation/stream) share
+// with the WebSocket handshake: method, origin (and CORS headers for an
+// allowed cross-origin request), the connection cap, draining, the
+// handshake rate limit and authentication. A refusal is answered and ok
+// is false; otherwise the stream is counted in open, which the caller
+// decrements when it ends.
+func (s *SSEHandler) admit(w http.ResponseWriter, r *http.Request, open *atomic.Int64, notGet string) (creds *hub.Credentials, ok bool) {
 	h := s.h
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", http.MethodGet)
 		h.meter.Handshake(http.StatusMethodNotAllowed)
-		httpError(w, http.StatusMethodNotAllowed, "method_not_allowed", "an SSE stream is a GET request")
-		return
+		httpError(w, http.StatusMethodNotAllowed, "method_not_allowed", notGet)
+		return nil, false
 	}
 	if origin := r.Header.Get("Origin"); origin != "" {
 		if !h.originAllowed(r) {
 			h.meter.Handshake(http.StatusForbidden)
 			httpError(w, http.StatusForbidden, "origin_not_allowed", "origin "+strconv.Quote(origin)+" is not allowed to connect")
-			return
+			return nil, false
 		}
 		// A cross-origin EventSource (withCredentials for the cookie).
 		w.Header().Set("Access-Control-Allow-Origin", origin)
 		w.Header().Set("Access-Control-Allow-Credentials", "true")
 		w.Header().Add("Vary", "Origin")
 	}
-	// The cap counts WebSocket and SSE connections together.
-	if n := s.open.Add(1); h.opts.MaxConnections > 0 && n+h.open.Load() > int64(h.opts.MaxConnections) {
-		s.open.Add(-1)
+	// The cap counts WebSocket, SSE and emulated connections together.
+	open.Add(1)
+	if h.opts.MaxConnections > 0 && s.open.Load()+s.emu.Load()+h.open.Load() > int64(h.opts.MaxConnections) {
+		open.Add(-1)
 		h.meter.Handshake(http.StatusServiceUnavailable)
 		w.Header().Set("Retry-After", "5")
 		httpError(w, http.StatusServiceUnavailable, "connection_limit", "the server is at its connection limit; retry later")
-		return
+		return nil, false
 	}
-	defer s.open.Add(-1)
+	refuse := func(status int, code, msg string) (*hub.Credentials, bool) {
+		open.Add(-1)
+		h.meter.Handshake(status)
+		httpError(w, status, code, msg)
+		return nil, false
+	}
 	if h.draining.Load() || h.hub.Closing() {
-		h.meter.Handshake(http.StatusServiceUnavailable)
 		w.Header().Set("Retry-After", "1")
-		httpError(w, http.StatusServiceUnavailable, "shutting_down", "the server is shutting down; reconnect to another node")
-		return
+		return refuse(http.StatusServiceUnavailable, "shutting_down", "the server is shutting down; reconnect to another node")
 	}
 	if h.limiter != nil {
 		if wait, ok := h.limiter.allow(clientIP(r, h.opts.TrustedProxies), time.Now()); !ok {
-			h.meter.Handshake(http.StatusTooManyRequests)
 			w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
-			httpError(w, http.StatusTooManyRequests, "too_many_handshakes", "too many connection attempts from this address; retry later")
-			return
+			return refuse(http.StatusTooManyRequests, "too_many_handshakes", "too many connection attempts from this address; retry later")
 		}
 	}
 	creds, status, code, msg := h.authenticate(r)
 	if status != 0 {
-		h.meter.Handshake(status)
-		httpError(w, status, code, msg)
+		return refuse(status, code, msg)
+	}
+	return creds, true
+}
+
+// ServeHTTP checks the request and authentication (answering 4xx/503 with
+// a JSON body, as the WebSocket handshake does), subscribes the rooms,
+// and if every subscription is accepted streams events until the client
+// goes away or the hub closes the connection.
+func (s *SSEHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := s.h
+	creds, ok := s.admit(w, r, &s.open, "an SSE stream is a GET request")
+	if !ok {
 		return
 	}
+	defer s.open.Add(-1)
 	req, perr := parseSSERequest(r, creds)
 	if perr != nil {
 		h.meter.Handshake(http.StatusBadRequest)
@@ -178,7 +195,7 @@ func (s *SSEHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if len(req.rooms) > 1 {
 		c.pos = append([]string(nil), req.since...)
 	}
-	c.client = h.hub.Connect(c, hub.ConnectOptions{Credentials: creds, RemoteAddr: r.RemoteAddr, Heartbeat: h.opts.HeartbeatInterval})
+	c.client = h.hub.Connect(c, hub.ConnectOptions{Credentials: creds, RemoteAddr: r.RemoteAddr, Heartbeat: h.opts.HeartbeatInterval, Transport: "sse"})
 	defer c.client.Gone()
 	for i, room := range req.rooms {
 		env := &protocol.Envelope{Type: protocol.TypeSubscribe, ID: sseRef(i), Room: room, LastEventID: req.since[i]}
@@ -189,6 +206,14 @@ func (s *SSEHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// Every subscribe has been answered (HandleMessage is synchronous): a
 	// refusal, or a close (no auth, banned), becomes the HTTP answer.
+	c.serve(w, r, "text/event-stream", "sse")
+}
+
+// serve answers what the hub queued while the stream was set up, if that
+// is a refusal, and otherwise streams: the part of a stream's life both
+// /sse and /emulation/stream share. name is the transport in logs.
+func (c *sseConn) serve(w http.ResponseWriter, r *http.Request, contentType, name string) {
+	h := c.s.h
 	if status, code, msg := c.refusal(); status != 0 {
 		h.meter.Handshake(status)
 		httpError(w, status, code, msg)
@@ -198,15 +223,15 @@ func (s *SSEHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Time{}) // the server's ReadTimeout must not end the stream
 	hd := w.Header()
-	hd.Set("Content-Type", "text/event-stream")
+	hd.Set("Content-Type", contentType)
 	hd.Set("Cache-Control", "no-cache, no-transform")
 	hd.Set("X-Accel-Buffering", "no") // nginx: do not buffer this response
 	hd.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(http.StatusOK)
-	h.log.Info("connect", "conn", c.client.ID(), "user", c.client.UserID(), "remote", r.RemoteAddr, "transport", "sse")
-	code2, reason := c.stream(w, rc, r)
-	h.meter.Closed(code2)
-	h.log.Info("disconnect", "conn", c.client.ID(), "code", int(code2), "reason", reason, "transport", "sse")
+	h.log.Info("connect", "conn", c.client.ID(), "user", c.client.UserID(), "remote", r.RemoteAddr, "transport", name)
+	code, reason := c.stream(w, rc, r)
+	h.meter.Closed(code)
+	h.log.Info("disconnect", "conn", c.client.ID(), "code", int(code), "reason", reason, "transport", name)
 }
 
 func sseRef(i int) string { return "sse-" + strconv.Itoa(i) }
@@ -217,6 +242,7 @@ func sseRef(i int) string { return "sse-" + strconv.Itoa(i) }
 type sseConn struct {
 	s      *SSEHandler
 	client *hub.Client
+	format streamFormat  // /sse's events, or an emulation stream's (emulation.go)
 	wake   chan struct{} // capacity 1: "the queue has something"
 	rooms  []string      // the request's rooms, in order
 	pos    []string      // per room, the last position sent; only with several rooms
@@ -338,11 +364,7 @@ var sseHeartbeat = []byte(": heartbeat\n\n")
 // metrics and logs.
 func (c *sseConn) stream(w http.ResponseWriter, rc *http.ResponseController, r *http.Request) (protocol.CloseCode, string) {
 	h := c.s.h
-	var pre []byte
-	pre = append(pre, "retry: "...)
-	pre = strconv.AppendInt(pre, c.s.retry.Milliseconds(), 10)
-	pre = append(pre, "\n\n"...)
-	if err := c.write(w, rc, pre); err != nil {
+	if err := c.write(w, rc, c.prelude()); err != nil {
 		return protocol.CloseGoingAway, err.Error()
 	}
 	hb := time.NewTicker(h.opts.HeartbeatInterval)
@@ -354,7 +376,7 @@ func (c *sseConn) stream(w http.ResponseWriter, rc *http.ResponseController, r *
 		case <-r.Context().Done():
 			return protocol.CloseGoingAway, "client went away"
 		case <-hb.C:
-			if err := c.write(w, rc, sseHeartbeat); err != nil {
+			if err := c.write(w, rc, c.heartbeat()); err != nil {
 				return protocol.CloseGoingAway, err.Error()
 			}
 			continue
@@ -422,6 +444,10 @@ func (c *sseConn) write(w http.ResponseWriter, rc *http.ResponseController, b []
 // by every recipient) is written as is; with several, its id line is
 // replaced by the stream's composite position, one per room.
 func (c *sseConn) writeFrame(w http.ResponseWriter, f *protocol.Frame, idBuf []byte) (int, []byte, error) {
+	if c.format != formatEvents { // emulation: each frame as it is
+		n, err := w.Write(c.emulationWire(f))
+		return n, idBuf, err
+	}
 	ev := f.Wire(slotSSE, sseEvent)
 	if bytes.HasPrefix(f.JSON, []byte(`{"type":"subscribed"`)) {
 		return c.writeSubscribed(w, f, ev, idBuf)
