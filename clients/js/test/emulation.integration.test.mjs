@@ -103,10 +103,10 @@ describe('emulation against the Go server', { skip: !bin }, () => {
         acks.map((x) => x.event_id),
       );
 
-      const page = await a.history(`chat:${tr}`, { limit: 2 });
+      const page = await a.history(`chat:${tr}`);
       assert.deepEqual(
         page.events.map((e) => e.id),
-        [ack.event_id, ack2.event_id],
+        [ack.event_id, ack2.event_id, ...acks.map((x) => x.event_id)],
       );
       const pr = await a.presence(`chat:${tr}`);
       assert.equal(pr.clients, 2);
