@@ -64,7 +64,7 @@ export class Emulation implements WebSocketLike {
     private F: FetchLike,
     ES?: EventSourceConstructor | null,
   ) {
-    const u = new URL(url);
+    const u = new URL(url, (globalThis as any).location?.href);
     u.searchParams.set('format', sse ? 'sse' : 'ndjson');
     if (sse && ES) {
       // EventSource sends no headers: the token goes by query (or cookie).
