@@ -5,6 +5,7 @@
 import { test, describe, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
+import { connect as tcpConnect } from 'node:net';
 import WebSocket from 'ws';
 import { Client } from '../dist/index.js';
 import { serverBinary, startServer, deadURL, waitFor, next, tcpProxy } from './server.mjs';
@@ -258,6 +259,73 @@ describe('emulation against the Go server', { skip: !bin }, () => {
       ['before', 'SIGTERM', 'SIGKILL'],
     );
   });
+});
+
+// reachable reports whether a TCP listener answers at host:port.
+const reachable = (hostport) =>
+  new Promise((resolve) => {
+    const i = hostport.lastIndexOf(':');
+    const sock = tcpConnect({ host: hostport.slice(0, i), port: +hostport.slice(i + 1), timeout: 1000 }, () => {
+      sock.destroy();
+      resolve(true);
+    });
+    sock.on('error', () => resolve(false));
+    sock.on('timeout', () => {
+      sock.destroy();
+      resolve(false);
+    });
+  });
+
+describe('emulation with the Redis engine', { skip: !bin }, () => {
+  afterEach(() => {
+    for (const c of clients.splice(0)) c.close();
+  });
+
+  for (const tr of ['http_stream', 'sse']) {
+    test(`${tr}: the server restarts, the client reconnects and recovers what a second node published meanwhile`, async (t) => {
+      const redis = process.env.SWITCHBOARD_TEST_REDIS || '127.0.0.1:6379';
+      if (!(await reachable(redis))) {
+        if (process.env.CI === 'true') assert.fail(`no Redis at ${redis}`);
+        t.skip(`no Redis at ${redis}`);
+        return;
+      }
+      const args = ['--engine', 'redis', '--redis-addr', redis, '--redis-key-prefix', `sbjs-emu-${process.pid}x${Date.now()}:`];
+      let a = await startServer(bin, { args });
+      const b = await startServer(bin, { args });
+      try {
+        const room = `chat:redis-${tr}`;
+        const c = mk(a.url, { transports: [tr] });
+        const s = c.subscribe(room);
+        const got = collect(s);
+        const subs = [];
+        s.on('subscribed', (d) => subs.push(d));
+        c.connect();
+        await s.ready;
+        const first = (await c.publish(room, 'before')).event_id;
+        await waitFor(() => got.length === 1, 'the first event');
+        const closed = next(c, 'close');
+        await a.stop('SIGTERM');
+        assert.equal((await closed).code, 1012);
+        const missed = [];
+        const other = mk(b.url, { transports: [tr] }).connect();
+        for (let i = 0; i < 3; i++) missed.push((await other.publish(room, `missed ${i}`)).event_id);
+        a = await startServer(bin, { listen: a.addr, args });
+        await waitFor(() => subs.length === 2, 'subscribed again', 20000);
+        assert.deepEqual([subs[1].resubscribed, subs[1].recovered, subs[1].replayed], [true, true, 3]);
+        assert.equal(c.transport, tr);
+        await waitFor(() => got.length >= 4, 'the missed events');
+        await sleep(100);
+        assert.deepEqual(
+          got.map((e) => e.id),
+          [first, ...missed],
+          'every event once, in order',
+        );
+      } finally {
+        await a.stop('SIGKILL');
+        await b.stop('SIGKILL');
+      }
+    });
+  }
 });
 
 // With --jwt-secret: the token goes in the Authorization header (no auth
