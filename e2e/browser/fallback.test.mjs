@@ -10,6 +10,7 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
 import { createServer, Socket } from 'node:net';
+import { createHmac } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -168,7 +169,7 @@ http {
 
 // open loads the test page through nginx in its own browser context (its
 // own connection pool) and starts a client on room with transports.
-async function open(browser, base, room, transports) {
+async function open(browser, base, room, transports, { url, token } = {}) {
   const ctx = await browser.newContext();
   const page = await ctx.newPage();
   const errors = watch(page);
@@ -177,11 +178,12 @@ async function open(browser, base, room, transports) {
   await page.goto(base + '/t/index.html');
   await page.waitForFunction(() => window.SB, null, { timeout: 10000 });
   await page.evaluate(
-    ({ room, transports }) => {
+    ({ room, transports, url, token }) => {
       const log = (window.log = { fallback: [], open: [], close: [], subs: [], got: [], native: typeof EventSource == 'function' });
       const opts = { pingInterval: 1000, initialDelay: 100, maxDelay: 1000 };
       if (transports) opts.transports = transports;
-      const c = (window.c = new SB.Client(location.origin.replace(/^http/, 'ws') + '/ws', opts));
+      if (token) opts.token = token;
+      const c = (window.c = new SB.Client(url || location.origin.replace(/^http/, 'ws') + '/ws', opts));
       c.on('fallback', (f) => log.fallback.push([f.from, f.to]));
       c.on('open', (i) => log.open.push([i.transport, c.transport]));
       c.on('close', (d) => log.close.push([d.code, d.reconnect]));
@@ -190,7 +192,7 @@ async function open(browser, base, room, transports) {
       s.on('*', (ev) => ev.id && log.got.push({ id: ev.id, data: ev.data }));
       c.connect();
     },
-    { room, transports },
+    { room, transports, url, token },
   );
   return { ctx, page, errors, requests, log: () => page.evaluate(() => window.log) };
 }
@@ -201,7 +203,7 @@ async function until(p, pred, what, nginx, ms = 15000) {
     return await waitFor(async () => pred(await p.log()), what, ms);
   } catch (e) {
     const tail = nginx.accessLog().trim().split('\n').slice(-12).join('\n');
-    throw new Error(`${e.message}\npage log: ${JSON.stringify(await p.log())}\npage errors: ${p.errors.join(' | ')}\nnginx access log (tail):\n${tail}`);
+    throw new Error(`${e.message}\npage log: ${JSON.stringify(await p.log())}\npage errors (${p.errors.length}, distinct): ${[...new Set(p.errors)].slice(0, 5).join(' | ')}\nnginx access log (tail):\n${tail}`);
   }
 }
 
@@ -221,6 +223,35 @@ describe('SDK behind nginx that refuses WebSockets', { skip: !!missing }, () => 
     await browser?.close();
     await redis?.stop();
   });
+
+  // A page on another origin (nginx's) than the node's, with a token: the
+  // stream's CORS (with credentials, and the Authorization header's
+  // preflight for http_stream) and the POSTs' must let it through.
+  for (const tr of ['http_stream', 'sse']) {
+    test(`cross-origin page with a token over ${tr}`, async () => {
+      const secret = 'switchboard-e2e-fallback-secret-0123456789';
+      const b64 = (x) => Buffer.from(JSON.stringify(x)).toString('base64url');
+      const body = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ sub: 'carol', exp: Math.floor(Date.now() / 1000) + 600 })}`;
+      const token = `${body}.${createHmac('sha256', secret).update(body).digest('base64url')}`;
+      const srv = await startServer({ args: ['--jwt-secret', secret, '--allowed-origins', '127.0.0.1:*'] });
+      const nginx = await startNginx(srv.addr);
+      let p;
+      try {
+        p = await open(browser, nginx.base, 'chat:cors', [tr], { url: `ws://${srv.addr}/ws`, token });
+        await until(p, (l) => l.subs.length === 1, 'subscribed across origins', nginx);
+        const log = await p.log();
+        assert.deepEqual(log.open, [[tr, tr]]);
+        assert.equal(await p.page.evaluate(() => window.c.info.user_id), 'carol');
+        const ack = await publish(p, 'across');
+        await until(p, (l) => l.got.some((e) => e.id === ack.event_id), 'the event back', nginx);
+        assert.deepEqual(p.errors.filter((e) => !expected.test(e)), []);
+      } finally {
+        await p?.ctx.close();
+        await nginx.stop();
+        await srv.stop();
+      }
+    });
+  }
 
   for (const [name, transports, want] of [
     ['default transports: websocket refused, http_stream', undefined, 'http_stream'],
