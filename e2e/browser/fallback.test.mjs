@@ -314,6 +314,12 @@ describe('SDK behind nginx that refuses WebSockets', { skip: !!missing }, () => 
           assert.deepEqual(log.open[1], [want, want], 'back on the same transport');
           await until(p, (l) => l.got.some((e) => e.id === away.event_id), 'the missed message', nginx);
         }
+        // One session per page on the restarted node, and no more after the
+        // EventSource's own retry delay (2 s): the SDK closed each stream
+        // that failed, so nothing reconnects behind its back.
+        await waitFor(async () => (await a.stats()).connections === 2, 'two connections on the restarted node');
+        await new Promise((r) => setTimeout(r, 2500));
+        assert.equal((await a.stats()).connections, 2);
         // Chat again after the restart.
         const ack3 = await publish(p2, { text: 'back' });
         await until(p1, (l) => l.got.some((e) => e.id === ack3.event_id), 'page 1 to get the message after the restart', nginx);
