@@ -94,6 +94,7 @@ export function fakeFetch() {
         resolve(new Response(new ReadableStream({ start: (c) => (ctl = c) }), { status: 200 }));
       };
       call.push = (s) => ctl.enqueue(enc.encode(s));
+      call.pushBytes = (b) => ctl.enqueue(b);
       call.end = () => ctl.close();
       calls.push(call);
     });

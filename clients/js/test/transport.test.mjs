@@ -62,6 +62,19 @@ describe('http_stream', () => {
     assert.deepEqual(got, ['notice', 'other']);
   });
 
+  test('a character split between two chunks is decoded whole', async (t) => {
+    const { c, st } = await emulated(t);
+    const got = [];
+    c.on('message', (m) => got.push(m.data));
+    const bytes = new TextEncoder().encode(JSON.stringify({ type: 'notice', data: 'é€😀' }) + '\n');
+    const cut = bytes.indexOf(0xe2) + 1; // inside the euro sign
+    st.pushBytes(bytes.slice(0, cut));
+    await settle();
+    st.pushBytes(bytes.slice(cut));
+    await settle();
+    assert.deepEqual(got, ['é€😀']);
+  });
+
   test('frames queued while a POST is in flight go as one POST after it is answered, in order', async (t) => {
     const { c, F } = await emulated(t);
     c.send({ type: 'a' });
