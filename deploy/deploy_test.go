@@ -657,6 +657,17 @@ func TestNginxProxy(t *testing.T) {
 		}
 	}
 
+	// So does the emulation's, which also takes the POST limit (4 MiB).
+	emuLoc := regexp.MustCompile(`(?s)location /emulation/ \{(.*?)\n    \}`).FindSubmatch(conf)
+	if emuLoc == nil {
+		t.Fatal("no `location /emulation/` block")
+	}
+	for _, h := range []string{"proxy_buffering off;", "proxy_read_timeout 3600s;", "proxy_http_version 1.1;", "client_max_body_size 5m;"} {
+		if !bytes.Contains(emuLoc[1], []byte(h)) {
+			t.Errorf("the /emulation/ location lacks %q", h)
+		}
+	}
+
 	nginx, err := exec.LookPath("nginx")
 	if err != nil {
 		_, err = os.Stat("/usr/sbin/nginx")
@@ -689,6 +700,10 @@ events { worker_connections 256; }
 http {
     access_log %[1]s/access.log;
     client_body_temp_path %[1]s/client_body;
+    # Run as root, nginx's workers are nobody, who cannot enter the test's
+    # private temp directory: keep request bodies (the emulation's POSTs)
+    # in memory instead of a temp file there.
+    client_body_buffer_size 5m;
     proxy_temp_path %[1]s/proxy;
     fastcgi_temp_path %[1]s/fastcgi;
     uwsgi_temp_path %[1]s/uwsgi;
@@ -803,6 +818,16 @@ http {
 		t.Errorf("SSE through nginx: %+v", ev)
 	}
 
+	// An emulated session through nginx: the stream's first line comes
+	// at once, and a POSTed ping (with a body over nginx's 1 MiB default)
+	// is answered on it.
+	t.Cleanup(func() {
+		if b, _ := os.ReadFile(filepath.Join(dir, "error.log")); t.Failed() && len(b) > 0 {
+			t.Log(string(b))
+		}
+	})
+	emuThrough(t, front)
+
 	// The admin socket passes too, and the keyless dashboard refuses it
 	// because it came through a proxy.
 	a, _, err := websocket.DefaultDialer.Dial("ws://"+front+"/admin/ws", nil)
@@ -844,6 +869,68 @@ type sseEv struct{ id, event, data string }
 
 // openSSEThrough opens GET /sse?room=room at addr and checks the proxy
 // passed the stream's headers.
+// emuThrough runs a short emulated session through the proxy at addr.
+func emuThrough(t *testing.T, addr string) {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/emulation/stream?format=ndjson")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/x-ndjson" {
+		t.Fatalf("emulation stream through nginx: %s %v", resp.Status, resp.Header)
+	}
+	lines := make(chan string, 16)
+	go func() {
+		defer close(lines)
+		br := bufio.NewReader(resp.Body)
+		for range 50 {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			lines <- line
+		}
+	}()
+	line := func() string {
+		t.Helper()
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatal("emulation stream through nginx ended")
+			}
+			return l
+		case <-time.After(wait):
+			t.Fatal("nothing on the emulation stream through nginx (buffered?)")
+		}
+		return ""
+	}
+	var ce struct {
+		Data struct {
+			Session string `json:"session"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal([]byte(line()), &ce); err != nil || ce.Data.Session == "" {
+		t.Fatalf("connection_established through nginx: %v %+v", err, ce)
+	}
+	frames := `{"type":"ping","id":"pad","data":"` + strings.Repeat("x", 60000) + `"}`
+	body := `{"session":"` + ce.Data.Session + `","frames":[` + strings.Repeat(frames+",", 19) + `{"type":"ping","id":"nginx"}]}`
+	pr, err := http.Post("http://"+addr+"/emulation/send", "text/plain", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr.Body.Close()
+	if pr.StatusCode != http.StatusNoContent {
+		t.Fatalf("POST of %d bytes through nginx: %s", len(body), pr.Status)
+	}
+	for range 21 {
+		if l := line(); strings.Contains(l, `"id":"nginx"`) {
+			return
+		}
+	}
+	t.Fatal("no pong through nginx")
+}
+
 func openSSEThrough(t *testing.T, addr, room string) *sseThrough {
 	t.Helper()
 	resp, err := http.Get("http://" + addr + "/sse?room=" + room)

@@ -49,7 +49,11 @@ const (
 	maxSessionPending = 1024
 	// sessionWork bounds how long a claimed delivery may take: a frame's
 	// engine calls are bounded by EngineTimeout each.
-	sessionWork        = 60 * time.Second
+	sessionWork = 60 * time.Second
+	// maxSessionChunk bounds the frames' bytes in one session_send: a
+	// larger POST goes as several requests, one after the other, as
+	// brokers cap a message (NATS: 1 MiB by default).
+	maxSessionChunk    = 256 << 10
 	sessionSecretBytes = 18
 )
 
@@ -127,6 +131,9 @@ func (h *Hub) DeliverToSession(ctx context.Context, session string, frames [][]b
 		}
 		return nil
 	}
+	if h.localEngine { // one node: no other can have it
+		return ErrUnknownSession
+	}
 	return h.routeSession(ctx, connID, secret, frames)
 }
 
@@ -164,9 +171,27 @@ func (c *Client) deliver(secret string, frames [][]byte) (ok bool) {
 	return true
 }
 
-// routeSession asks the other nodes to deliver frames and waits for the
-// owner's answer.
+// routeSession asks the other nodes to deliver frames, in chunks of at
+// most maxSessionChunk bytes (or one frame), each after the previous one
+// was done, so that the order holds.
 func (h *Hub) routeSession(ctx context.Context, connID, secret string, frames [][]byte) error {
+	for len(frames) > 0 {
+		n, size := 1, len(frames[0])
+		for n < len(frames) && size+len(frames[n]) <= maxSessionChunk {
+			size += len(frames[n])
+			n++
+		}
+		if err := h.routeChunk(ctx, connID, secret, frames[:n]); err != nil {
+			return err
+		}
+		frames = frames[n:]
+	}
+	return nil
+}
+
+// routeChunk asks the other nodes to deliver frames and waits for the
+// owner's answer.
+func (h *Hub) routeChunk(ctx context.Context, connID, secret string, frames [][]byte) error {
 	r := &h.sessions
 	r.init()
 	req := randomID(8)

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"encoding/json"
 	"net"
 	"net/http"
 	"net/netip"
@@ -108,4 +109,34 @@ func splitHostPortLoose(addr string) (string, string, error) {
 		return h, p, nil
 	}
 	return addr, "", nil
+}
+
+// The POST /emulation/send body: any bytes give either an error with a
+// 4xx status and a code, or a session and 1 to 64 JSON objects, none
+// over the frame limit.
+func FuzzSendBody(f *testing.F) {
+	f.Add([]byte(`{"session":"0123456789abcdef.x","frames":[{"type":"ping"}]}`))
+	f.Add([]byte(`{"session":"s","frames":[1,"a",null]}`))
+	f.Add([]byte(`{"session":"s","frames":[ {"type":"ping"} , {}]}`))
+	f.Add([]byte(`{"session":"s","frames":{}}`))
+	f.Add([]byte(`[]`))
+	f.Add([]byte(``))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		const maxFrame = 64
+		session, frames, status, code, _ := parseSendBody(body, maxFrame)
+		if status != 0 {
+			if status < 400 || status > 499 || code == "" || frames != nil {
+				t.Fatalf("refusal %d %q with %d frames", status, code, len(frames))
+			}
+			return
+		}
+		if session == "" || len(frames) == 0 || len(frames) > 64 {
+			t.Fatalf("accepted session %q with %d frames", session, len(frames))
+		}
+		for _, fr := range frames {
+			if len(fr) > maxFrame || fr[0] != '{' || !json.Valid(fr) {
+				t.Fatalf("accepted frame %q", fr)
+			}
+		}
+	})
 }

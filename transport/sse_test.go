@@ -57,18 +57,7 @@ func openSSE(t *testing.T, n *wstest.Node, query string, hdr http.Header) *sseSt
 
 func getSSE(t *testing.T, n *wstest.Node, query string, hdr http.Header) *http.Response {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, "http://"+n.Addr+"/sse?"+query, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, vs := range hdr {
-		req.Header[k] = vs
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp
+	return httpDo(t, http.MethodGet, "http://"+n.Addr+"/sse?"+query, nil, hdr)
 }
 
 func (s *sseStream) close() { s.resp.Body.Close() }

@@ -5,8 +5,6 @@ import (
 	"strconv"
 	"testing"
 	"time"
-
-	"github.com/switchboard-rt/switchboard/internal/natstest"
 )
 
 // TestBanAcrossNodesAndRestart runs two real nodes per engine: a ban made
@@ -15,26 +13,10 @@ import (
 // restarted (the ban is in Redis or NATS with its expiry, not only in the
 // nodes' memory); other users are let in.
 func TestBanAcrossNodesAndRestart(t *testing.T) {
-	engines := []struct {
-		name string
-		cfg  func(t *testing.T) nodeConfig
-	}{
-		{"redis", func(t *testing.T) nodeConfig {
-			addr := sharedRedis(t)
-			return nodeConfig{redis: addr, prefix: keyPrefix(t, addr), args: []string{"--jwt-secret", jwtSecret}}
-		}},
-		{"nats", func(t *testing.T) nodeConfig {
-			u := natstest.URL(t)
-			return nodeConfig{args: []string{"--jwt-secret", jwtSecret, "--engine", "nats", "--nats-url", u, "--nats-prefix", natsPrefix(t, u)}}
-		}},
-	}
-	for _, eng := range engines {
+	for _, eng := range clusterEngines("--jwt-secret", jwtSecret) {
 		t.Run(eng.name, func(t *testing.T) {
 			cfg := eng.cfg(t)
-			n1 := launchNode(t, "n1", cfg)
-			n2 := launchNode(t, "n2", cfg)
-			n1.waitReady(startTimeout)
-			n2.waitReady(startTimeout)
+			n1, n2 := startPair(t, cfg)
 
 			mallory := mustDial(t, n2.wsURL(), dialOptions{token: mintToken(t, jwtSecret, "mallory")})
 			mustAPI(t, n1, http.MethodPost, "/api/users/mallory/ban", map[string]int{"seconds": 120}, nil)

@@ -188,17 +188,13 @@ func TestNginxConfShipped(t *testing.T) {
 	nginxTest(t, bin, t.TempDir(), abs)
 
 	ws := locationBlock(t, readShippedConf(t), "= /ws")
-	for _, d := range []struct{ name, want string }{
+	wantDirectives(t, "location = /ws", ws, [][2]string{
 		{"proxy_http_version", "1.1"},
 		{"proxy_set_header Upgrade", "$http_upgrade"},
 		{"proxy_set_header Connection", "$connection_upgrade"},
 		{"proxy_set_header X-Forwarded-For", "$proxy_add_x_forwarded_for"},
 		{"proxy_buffering", "off"},
-	} {
-		if got := directive(ws, d.name); got != d.want {
-			t.Errorf("location = /ws: %s is %q, want %q", d.name, got, d.want)
-		}
-	}
+	})
 	for _, name := range []string{"proxy_read_timeout", "proxy_send_timeout"} {
 		v, err := nginxDuration(directive(ws, name))
 		if err != nil {
@@ -209,6 +205,23 @@ func TestNginxConfShipped(t *testing.T) {
 			t.Errorf("location = /ws: %s %s does not outlast the longest heartbeat plus pong timeout (%s)", name, v, floor)
 		}
 		t.Logf("%s %s; default heartbeat %s", name, v, transport.DefaultHeartbeatInterval)
+	}
+	// The emulation's stream is unbuffered and long; its POSTs fit.
+	wantDirectives(t, "location /emulation/", locationBlock(t, readShippedConf(t), "/emulation/"), [][2]string{
+		{"proxy_http_version", "1.1"},
+		{"proxy_buffering", "off"},
+		{"proxy_read_timeout", "3600s"},
+		{"client_max_body_size", "5m"},
+	})
+}
+
+// wantDirectives checks the values of directives (name, value) in block.
+func wantDirectives(t *testing.T, where, block string, want [][2]string) {
+	t.Helper()
+	for _, d := range want {
+		if got := directive(block, d[0]); got != d[1] {
+			t.Errorf("%s: %s is %q, want %q", where, d[0], got, d[1])
+		}
 	}
 }
 
