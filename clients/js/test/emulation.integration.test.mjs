@@ -219,7 +219,7 @@ describe('emulation against the Go server', { skip: !bin }, () => {
     assert.ok(ack.event_id);
   });
 
-  test('server restarts (drain, then kill): reconnect on the same transport, recovered:false surfaced, chat again', async () => {
+  test('server restarts (drain, then kill): reconnect over the emulation, recovered:false surfaced, chat again', async () => {
     const a = mk(srv.url, { transports: ['http_stream', 'sse'] });
     const b = mk(srv.url, { transports: ['sse'] });
     const sa = a.subscribe('chat:restart');
@@ -249,7 +249,9 @@ describe('emulation against the Go server', { skip: !bin }, () => {
         assert.equal(d.recovered, false); // an in-memory server restarted: new epoch
         assert.equal(d.resubscribed, true);
       }
-      assert.equal(a.transport, 'http_stream');
+      // a starts with http_stream, which worked; if that attempt comes before
+      // the node is back, sse is tried next, so either may carry it now.
+      assert.ok(['http_stream', 'sse'].includes(a.transport), a.transport);
       assert.equal(b.transport, 'sse');
       const ack = await b.publish('chat:restart', signal);
       await waitFor(() => ga.some((e) => e.id === ack.event_id), `a gets the message after ${signal}`);
