@@ -23,7 +23,9 @@ mkdirSync(shots, { recursive: true });
 
 // Chromium logs a console error for each failed WebSocket attempt while a
 // server is down; those are expected in the restart test.
-const benign = (e) => /WebSocket connection to .* failed/.test(e);
+// While the node is down the SDK's attempts fail: the WebSocket, and the
+// HTTP transports it falls back to (fetch logs a refused connection).
+const benign = (e) => /WebSocket connection to .* failed|Failed to load resource: net::ERR_CONNECTION_REFUSED/.test(e);
 
 describe('demo page', { skip: !!missing }, () => {
   let browser;

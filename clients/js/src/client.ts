@@ -1,12 +1,13 @@
 import { Emitter, Envelope, SwitchboardError } from './emitter';
 import { backoffDelay, closeInfo } from './codes';
 import { Subscription, SubscribedData } from './subscription';
+import { Emulation, emuURL, TransportName, EventSourceConstructor, FetchLike } from './transport';
 
 /**
  * Client state. `reconnecting` is the wait between a lost connection and
  * the next attempt (also while the page is hidden or the browser offline);
- * `connecting` covers getting a token and the WebSocket handshake, up to the
- * server's connection_established.
+ * `connecting` covers getting a token and the handshake (of every transport
+ * tried in turn), up to the server's connection_established.
  */
 export type State = 'connecting' | 'open' | 'closing' | 'closed' | 'reconnecting';
 
@@ -27,6 +28,26 @@ export type WebSocketConstructor = new (url: string, protocols?: string | string
 export interface ClientOptions {
   /** WebSocket implementation. Default: globalThis.WebSocket. On Node 20 pass the ws package. */
   WebSocket?: WebSocketConstructor;
+  /**
+   * The transports to try, in order: when one fails before the server's
+   * connection_established, the next is tried at once. A transport that
+   * worked is tried first on later reconnects; after a round in which every
+   * transport failed, the next round starts from the top again. Transports
+   * this runtime cannot run (websocket without a WebSocket class, the HTTP
+   * ones without fetch) are left out. Default ['websocket', 'http_stream', 'sse'].
+   */
+  transports?: TransportName[];
+  /** URL of the emulation's stream. Default: beside the WebSocket URL, /ws -> /emulation/stream, http(s). */
+  streamURL?: string;
+  /** URL of the emulation's POSTs. Default: beside the WebSocket URL, /ws -> /emulation/send, http(s). */
+  sendURL?: string;
+  /** fetch implementation of the HTTP transports. Default: globalThis.fetch. */
+  fetch?: FetchLike;
+  /**
+   * EventSource class of the sse transport. Default: globalThis.EventSource;
+   * without one (Node 20, or null here) the sse stream is read with fetch.
+   */
+  EventSource?: EventSourceConstructor | null;
   /** Subprotocols offered. Default "switchboard.v1". */
   protocols?: string | string[];
   /** Token sent as the first frame ({"type":"auth"}). */
@@ -60,6 +81,12 @@ export interface ClientOptions {
   maxMissedPongs?: number;
   /** Default timeout of publish, history, presence and rpc; 0 for none. Default 15000. */
   timeout?: number;
+  /**
+   * How long an attempt may take from the handshake to connection_established
+   * before it counts as failed (the next transport is tried); 0 for no limit.
+   * Default 10000.
+   */
+  connectTimeout?: number;
 }
 
 /** The data of connection_established. */
@@ -74,6 +101,8 @@ export interface ConnectionInfo {
   expires_at?: number;
   /** The server sends {"type":"ping"} with every heartbeat (the client answers pong). */
   json_ping?: boolean;
+  /** The transport of this connection (set by the client). */
+  transport: TransportName;
 }
 
 /** The `close` event: the connection ended. */
@@ -93,6 +122,8 @@ export interface ClientEvents {
   error: SwitchboardError;
   state: { state: State; prev: State };
   reconnecting: { attempt: number; delay: number; code: number };
+  /** A transport failed before connection_established: the next one is tried now. */
+  fallback: { from: TransportName; to: TransportName; code: number; reason: string };
   message: Envelope;
 }
 
@@ -173,7 +204,7 @@ const REPLY = /^(ack|error|subscribed|history_result|presence_result|rpc_result|
 // Server frames that are not room events.
 const CONTROL = /^(ack|error|subscribed|unsubscribed|history_result|presence_result|rpc_result|refreshed|pong|connection_established|disconnect|session_expiring|subscription_expiring)$/;
 // Client event names that a frame type does not also use.
-const OWN = /^(open|close|error|state|reconnecting|message)$/;
+const OWN = /^(open|close|error|state|reconnecting|fallback|message)$/;
 
 const noop = () => {};
 const str = JSON.stringify;
@@ -197,7 +228,11 @@ export class Client extends Emitter<ClientEvents> {
   state: State = 'closed';
   /** The data of the latest connection_established. */
   info?: ConnectionInfo;
-  private o: Required<Omit<ClientOptions, 'token' | 'getToken'>> & ClientOptions;
+  private o: Required<Omit<ClientOptions, 'token' | 'getToken' | 'streamURL' | 'sendURL' | 'EventSource'>> & ClientOptions;
+  private T: TransportName[]; // the transports this runtime can run, in order
+  private ti = 0; // the transport of the current attempt
+  private p = 0; // where the next round of attempts starts
+  private tn: TransportName | null = null;
   private ws?: WebSocketLike;
   private up = false; // connection_established seen: send directly
   private token?: string;
@@ -205,6 +240,7 @@ export class Client extends Emitter<ClientEvents> {
   private gen = 0; // bumped per dial and close, to drop stale callbacks
   private attempt = 0;
   private timer?: ReturnType<typeof setTimeout>;
+  private ct?: ReturnType<typeof setTimeout>; // connectTimeout
   private waiting = false; // an attempt is due but paused
   private listening = false;
   private hb?: ReturnType<typeof setInterval>;
@@ -221,8 +257,12 @@ export class Client extends Emitter<ClientEvents> {
     options: ClientOptions = {},
   ) {
     super();
+    const F = globalThis.fetch;
     this.o = {
       WebSocket: globalThis.WebSocket,
+      transports: ['websocket', 'http_stream', 'sse'],
+      fetch: F && ((u, i) => F(u, i)),
+      EventSource: (globalThis as any).EventSource,
       protocols: 'switchboard.v1',
       reconnect: true,
       initialDelay: 500,
@@ -233,14 +273,27 @@ export class Client extends Emitter<ClientEvents> {
       pingInterval: 25000,
       maxMissedPongs: 2,
       timeout: 15000,
+      connectTimeout: 10000,
       ...options,
     };
-    if (!this.o.WebSocket) throw new TypeError('switchboard: no WebSocket: pass options.WebSocket (for example the ws package)');
+    this.T = this.o.transports.filter((t) => (t == 'websocket' ? this.o.WebSocket : this.o.fetch || (t == 'sse' && this.o.EventSource)));
+    if (!this.T.length)
+      throw new TypeError(
+        this.o.transports.includes('websocket')
+          ? 'switchboard: no WebSocket: pass options.WebSocket (for example the ws package)'
+          : 'switchboard: no usable transport in options.transports',
+      );
     this.token = options.token;
+  }
+
+  /** The transport of the open connection ('websocket', 'http_stream', 'sse'); null while not open. */
+  get transport(): TransportName | null {
+    return this.tn;
   }
 
   /** connect opens the connection (or makes a waiting reconnect happen now). */
   connect(): this {
+    if (this.state == 'closed') this.ti = this.p = 0;
     if (this.state == 'closed' || this.state == 'reconnecting') {
       this.listen(true);
       this.dial();
@@ -407,17 +460,38 @@ export class Client extends Emitter<ClientEvents> {
     this.set('connecting');
     const go = (token?: string) => {
       if (g != this.gen) return;
+      const t = this.T[this.ti];
+      const o = this.o;
       let ws: WebSocketLike;
       try {
-        ws = this.ws = new this.o.WebSocket(this.url, this.o.protocols);
+        ws = this.ws =
+          t == 'websocket'
+            ? new o.WebSocket(this.url, o.protocols)
+            : new Emulation(
+                t == 'sse',
+                o.streamURL || emuURL(this.url, 'emulation/stream', true),
+                o.sendURL || emuURL(this.url, 'emulation/send', false),
+                token,
+                o.fetch,
+                o.EventSource,
+              );
       } catch (e) {
         this.emit('error', err('connect', why(e)));
         return this.lost(1006, why(e));
       }
-      ws.onopen = () => token && ws.send(str({ type: 'auth', id: this.id(), data: { token } }));
+      // The HTTP transports send the token with the request (no auth frame).
+      ws.onopen = () => token && t == 'websocket' && ws.send(str({ type: 'auth', id: this.id(), data: { token } }));
       ws.onmessage = (e) => this.recv(e.data);
       ws.onclose = (e) => this.lost(e.code, e.reason);
       ws.onerror = noop; // the close event that follows has the code
+      // A handshake that hangs (a proxy that holds the upgrade) fails too.
+      const ms = o.connectTimeout;
+      if (ms > 0)
+        this.ct = setTimeout(() => {
+          if (this.ws != ws || this.up) return;
+          this.lost(1006, `no connection_established within ${ms} ms`);
+          ws.close();
+        }, ms);
     };
     const get = this.o.getToken;
     if (this.token != null || !get) go(this.token);
@@ -429,7 +503,7 @@ export class Client extends Emitter<ClientEvents> {
           (e) => {
             if (g != this.gen) return;
             this.emit('error', err('token', 'getToken failed: ' + why(e)));
-            this.lost(1006, 'no token');
+            this.lost(1006, 'no token', 1);
           },
         );
   }
@@ -460,10 +534,11 @@ export class Client extends Emitter<ClientEvents> {
 
   private opened(d: ConnectionInfo): void {
     if (this.state != 'connecting') return;
-    this.info = d;
+    this.info = d = { ...d, transport: (this.tn = this.T[(this.p = this.ti)]) };
     this.attempt = this.missed = 0;
     this.exp = undefined;
     this.up = true;
+    clearTimeout(this.ct);
     clearInterval(this.hb);
     if (this.o.pingInterval > 0)
       this.hb = setInterval(() => {
@@ -571,11 +646,15 @@ export class Client extends Emitter<ClientEvents> {
 
   // lost handles the end of a connection (or of an attempt): what was sent
   // and not answered is queued again or rejected, then the close code decides.
-  private lost(code: number, reason: string): void {
+  // nt: no transport was tried (getToken failed): no fallback.
+  private lost(code: number, reason: string, nt?: 1): void {
     const ws = this.ws;
     if (ws) ws.onopen = ws.onmessage = ws.onclose = ws.onerror = noop;
+    const was = this.up;
+    clearTimeout(this.ct);
     this.ws = undefined;
     this.up = false;
+    this.tn = null;
     clearInterval(this.hb);
     const again: Req[] = [];
     this.reqs.forEach((r) => {
@@ -596,10 +675,19 @@ export class Client extends Emitter<ClientEvents> {
     if (info.refresh) this.token = undefined;
     let retry =
       !mine && this.o.reconnect && (adv && adv.code == code ? adv.reconnect : info.reconnect) && (!info.refresh || !!this.o.getToken);
-    const gaveUp = retry && this.attempt >= this.o.maxAttempts;
+    const from = this.T[this.ti];
+    // An attempt that never came up: the next transport, at once; after the
+    // last, a new round from the top after the backoff. A connection that
+    // came up: the next round starts with its transport.
+    if (!nt) this.ti = was ? this.p : ++this.ti < this.T.length ? this.ti : (this.p = 0);
+    const fall = retry && !was && !nt && this.ti > 0;
+    const gaveUp = retry && !fall && this.attempt >= this.o.maxAttempts;
     if (gaveUp) retry = false;
     this.emit('close', { code, reason, name: info.name, reconnect: retry });
-    if (retry) {
+    if (fall) {
+      this.emit('fallback', { from, to: this.T[this.ti], code, reason });
+      this.dial();
+    } else if (retry) {
       const delay = backoffDelay(this.attempt++, this.o);
       this.set('reconnecting');
       this.emit('reconnecting', { attempt: this.attempt, delay, code });

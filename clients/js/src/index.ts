@@ -1,4 +1,4 @@
-// Switchboard client: one WebSocket connection that survives network
+// Switchboard client: one connection (WebSocket, or its HTTP emulation) that survives network
 // failures and server restarts, with rooms that recover missed events.
 export { Client } from './client';
 export type {
@@ -23,3 +23,4 @@ export { SwitchboardError, Emitter } from './emitter';
 export type { Envelope } from './emitter';
 export { closeInfo, closeCodes, backoffDelay } from './codes';
 export type { CloseInfo, BackoffOptions } from './codes';
+export type { TransportName, EventSourceLike, EventSourceConstructor, FetchLike } from './transport';

@@ -61,7 +61,8 @@ function spyClass() {
 const clients = [];
 function mk(url, opts = {}) {
   const WS = spyClass();
-  const c = new Client(url, { WebSocket: WS, initialDelay: 50, maxDelay: 300, pingInterval: 1000, ...opts });
+  // WebSocket only: these tests are about the WebSocket (emulation.integration.test.mjs has the rest).
+  const c = new Client(url, { WebSocket: WS, transports: ['websocket'], initialDelay: 50, maxDelay: 300, pingInterval: 1000, ...opts });
   const log = { close: [], error: [], open: [] };
   for (const k of Object.keys(log)) c.on(k, (x) => log[k].push(x));
   clients.push(c);

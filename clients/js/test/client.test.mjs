@@ -10,7 +10,7 @@ const noId = ({ id, ...rest }) => rest;
 function setup(t, opts = {}) {
   t.mock.timers.enable({ apis: ['setTimeout', 'setInterval'] });
   const WS = fakeSocketClass();
-  const c = new Client('ws://test/ws', { WebSocket: WS, pingInterval: 0, ...opts });
+  const c = new Client('ws://test/ws', { WebSocket: WS, transports: ['websocket'], pingInterval: 0, ...opts });
   const log = { close: [], error: [], state: [], reconnecting: [], open: [] };
   for (const k of Object.keys(log)) c.on(k, (x) => log[k].push(x));
   return { c, WS, log };
@@ -245,7 +245,12 @@ describe('states and close', () => {
     const saved = globalThis.WebSocket;
     try {
       delete globalThis.WebSocket;
-      assert.throws(() => new Client('ws://x'), /pass options.WebSocket/);
+      assert.throws(() => new Client('ws://x', { transports: ['websocket'] }), /pass options.WebSocket/);
+      // The HTTP transports need only fetch: websocket is left out.
+      const c = new Client('ws://x', { transports: ['websocket', 'sse'], fetch: async () => ({}) });
+      assert.equal(c.transport, null);
+      assert.throws(() => new Client('ws://x', { transports: ['websocket', 'sse'], fetch: null, EventSource: null }), /pass options.WebSocket/);
+      assert.throws(() => new Client('ws://x', { transports: [] }), /no usable transport/);
     } finally {
       if (saved) globalThis.WebSocket = saved;
     }
@@ -261,7 +266,7 @@ describe('states and close', () => {
       }
     };
     t.mock.timers.enable({ apis: ['setTimeout', 'setInterval'] });
-    const c = new Client('ws://x', { WebSocket: Flaky, initialDelay: 10, pingInterval: 0 });
+    const c = new Client('ws://x', { WebSocket: Flaky, transports: ['websocket'], initialDelay: 10, pingInterval: 0 });
     const errors = [];
     c.on('error', (e) => errors.push(e));
     c.connect();

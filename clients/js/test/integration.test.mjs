@@ -43,7 +43,9 @@ class Gated extends WebSocket {
 
 const clients = [];
 function mk(url, opts = {}) {
-  const c = new Client(url, { WebSocket, initialDelay: 50, maxDelay: 300, pingInterval: 1000, ...opts });
+  // WebSocket only: a refused reconnect must not fall back to the HTTP transports here
+  // (emulation.integration.test.mjs tests those).
+  const c = new Client(url, { WebSocket, transports: ['websocket'], initialDelay: 50, maxDelay: 300, pingInterval: 1000, ...opts });
   clients.push(c);
   return c;
 }

@@ -50,7 +50,7 @@ function spyClass() {
 const clients = [];
 function mk(url, user = 'alice') {
   const WS = spyClass();
-  const c = new Client(url, { WebSocket: WS, token: session(user), initialDelay: 50, maxDelay: 300 });
+  const c = new Client(url, { WebSocket: WS, transports: ['websocket'], token: session(user), initialDelay: 50, maxDelay: 300 });
   clients.push(c);
   return { c, WS };
 }

@@ -8,7 +8,7 @@ import { fakeSocketClass, flush } from './fake.mjs';
 
 function connected(opts = {}) {
   const WS = fakeSocketClass();
-  const c = new Client('ws://test/ws', { WebSocket: WS, pingInterval: 0, initialDelay: 1, maxDelay: 1, ...opts });
+  const c = new Client('ws://test/ws', { WebSocket: WS, transports: ['websocket'], pingInterval: 0, initialDelay: 1, maxDelay: 1, ...opts });
   c.connect();
   WS.last.establish();
   return { c, WS };

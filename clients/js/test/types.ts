@@ -1,7 +1,7 @@
 // Compiled with tsc --noEmit (npm test): the published declarations must
 // let an app write ordinary code with useful types. Never run.
 import { Client, SwitchboardError, closeInfo } from '../dist/index.js';
-import type { Ack, ConnectionInfo, HistoryPage, PresenceInfo, State, SubscribedData, Envelope } from '../dist/index.js';
+import type { Ack, ConnectionInfo, HistoryPage, PresenceInfo, State, SubscribedData, Envelope, TransportName } from '../dist/index.js';
 
 export async function example(): Promise<void> {
   // The DOM WebSocket class is an acceptable implementation.
@@ -29,6 +29,30 @@ export async function example(): Promise<void> {
   sub.unsubscribe();
   c.close(1000, 'bye');
   void [ready, page.events[0]?.id, who.clients, sum + 1, ok, closeInfo(1012).reconnect, c.state];
+}
+
+// Transports: the option, the getter, the open and fallback events.
+export function transports(): void {
+  const c = new Client('wss://rt.example/ws', {
+    transports: ['websocket', 'http_stream', 'sse'],
+    streamURL: 'https://rt.example/emulation/stream',
+    sendURL: 'https://rt.example/emulation/send',
+    fetch: (url, init) => fetch(url, init),
+    EventSource,
+    connectTimeout: 5000,
+  });
+  new Client('/ws', { transports: ['sse'], EventSource: null });
+  // @ts-expect-error: not a transport
+  new Client('/ws', { transports: ['long_polling'] });
+  const now: TransportName | null = c.transport;
+  // @ts-expect-error: the getter is read-only
+  c.transport = 'sse';
+  c.on('open', (info) => {
+    const t: TransportName = info.transport;
+    return t.length;
+  });
+  c.on('fallback', (f) => f.from.length + f.to.length + f.code + f.reason.length);
+  void now;
 }
 
 interface Chat {
