@@ -228,12 +228,9 @@ describe('SDK behind nginx that refuses WebSockets', { skip: !!missing }, () => 
   // stream's CORS (with credentials, and the Authorization header's
   // preflight for http_stream) and the POSTs' must let it through.
   // http_stream across origins needs the node to answer the preflight of
-  // GET /emulation/stream (Authorization is not a simple header); until it
-  // does (noted in the emulation contract) that case is a todo, and the
-  // default order still connects by falling back to sse.
-  const PREFLIGHT = 'the node does not answer the CORS preflight of GET /emulation/stream yet';
+  // GET /emulation/stream (Authorization is not a simple header).
   for (const [tr, list, opts] of [
-    ['http_stream', ['http_stream'], { todo: PREFLIGHT }],
+    ['http_stream', ['http_stream'], {}],
     ['sse', ['sse'], {}],
     ['http_stream or sse', ['http_stream', 'sse'], {}],
   ]) {
