@@ -8,13 +8,12 @@
 // shows the native EventSource path.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
-import { createServer, Socket } from 'node:net';
+import { spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { repo, requirements, startServer, launch, watch, waitFor } from './lib.mjs';
+import { repo, requirements, redisMissing, startRedis, freePort, listening, startServer, launch, watch, waitFor } from './lib.mjs';
 
 const NGINX = process.env.NGINX_PATH || '/usr/sbin/nginx';
 const bundle = join(repo, 'clients/js/dist/switchboard.min.js');
@@ -22,11 +21,7 @@ const bundle = join(repo, 'clients/js/dist/switchboard.min.js');
 function missingTools() {
   const missing = [requirements()];
   if (!existsSync(NGINX)) missing.push(`nginx at ${NGINX} (apt-get install -y nginx, or set NGINX_PATH)`);
-  try {
-    execFileSync('redis-server', ['--version'], { stdio: 'ignore' });
-  } catch {
-    missing.push('redis-server (apt-get install -y redis-server)');
-  }
+  missing.push(redisMissing());
   if (!existsSync(bundle)) missing.push(`the SDK bundle ${bundle} (cd clients/js && npm ci && npm run build)`);
   return missing.filter(Boolean).join('; ');
 }
@@ -37,43 +32,6 @@ test('Chromium, Go, nginx, redis-server and the SDK bundle are available', (t) =
   if (process.env.CI) assert.fail(`${missing}: required on CI for the fallback browser test`);
   t.skip(`${missing}: fallback browser test skipped`);
 });
-
-/** freePort asks the kernel for a loopback port that is free now. */
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-const listening = (port) =>
-  new Promise((resolve) => {
-    const s = new Socket();
-    s.once('error', () => resolve(false));
-    s.connect(port, '127.0.0.1', () => {
-      s.end();
-      resolve(true);
-    });
-  });
-
-/** startRedis runs a private redis-server (no persistence) on a free port. */
-async function startRedis() {
-  const port = await freePort();
-  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-  const exited = new Promise((r) => proc.once('exit', r));
-  await waitFor(() => listening(port), 'redis-server to listen', 10000);
-  return {
-    addr: `127.0.0.1:${port}`,
-    stop: async () => {
-      proc.kill('SIGTERM');
-      await exited;
-    },
-  };
-}
 
 /**
  * startNginx runs a private nginx (its own prefix, config, pid and logs in a

@@ -5,6 +5,7 @@ import { spawn, execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createServer, Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 
@@ -171,4 +172,53 @@ export async function waitFor(check, what, ms = 15000) {
     if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 25));
   }
+}
+
+/** redisMissing says what to install when redis-server is not on PATH, else ''. */
+export function redisMissing() {
+  try {
+    execFileSync('redis-server', ['--version'], { stdio: 'ignore' });
+    return '';
+  } catch {
+    return 'redis-server (apt-get install -y redis-server)';
+  }
+}
+
+/** freePort asks the kernel for a loopback port that is free now. */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** listening reports whether something accepts connections on 127.0.0.1:port. */
+export function listening(port) {
+  return new Promise((resolve) => {
+    const s = new Socket();
+    s.once('error', () => resolve(false));
+    s.connect(port, '127.0.0.1', () => {
+      s.end();
+      resolve(true);
+    });
+  });
+}
+
+/** startRedis runs a private redis-server (no persistence) on a free port. */
+export async function startRedis() {
+  const port = await freePort();
+  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  const exited = new Promise((r) => proc.once('exit', r));
+  await waitFor(() => listening(port), 'redis-server to listen', 10000);
+  return {
+    addr: `127.0.0.1:${port}`,
+    stop: async () => {
+      proc.kill('SIGTERM');
+      await exited;
+    },
+  };
 }

@@ -5,18 +5,7 @@
 // the Redis), in order, once each.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
-import { createServer, Socket } from 'node:net';
-import { requirements, startServer, launch, watch, waitFor } from './lib.mjs';
-
-function redisMissing() {
-  try {
-    execFileSync('redis-server', ['--version'], { stdio: 'ignore' });
-    return '';
-  } catch {
-    return 'redis-server (apt-get install -y redis-server)';
-  }
-}
+import { requirements, redisMissing, startRedis, startServer, launch, watch, waitFor } from './lib.mjs';
 
 const missing = [requirements(), redisMissing()].filter(Boolean).join('; ');
 test('Chromium, Go and redis-server are available', (t) => {
@@ -24,45 +13,6 @@ test('Chromium, Go and redis-server are available', (t) => {
   if (process.env.CI) assert.fail(`${missing}: required on CI for the SSE browser test`);
   t.skip(`${missing}: SSE browser test skipped`);
 });
-
-/** freePort asks the kernel for a loopback port that is free now. */
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-/** startRedis runs a private redis-server (no persistence) on a free port. */
-async function startRedis() {
-  const port = await freePort();
-  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-  const exited = new Promise((r) => proc.once('exit', r));
-  await waitFor(
-    () =>
-      new Promise((resolve) => {
-        const s = new Socket();
-        s.once('error', () => resolve(false));
-        s.connect(port, '127.0.0.1', () => {
-          s.end();
-          resolve(true);
-        });
-      }),
-    'redis-server to listen',
-    10000,
-  );
-  return {
-    addr: `127.0.0.1:${port}`,
-    stop: async () => {
-      proc.kill('SIGTERM');
-      await exited;
-    },
-  };
-}
 
 describe('EventSource on /sse', { skip: !!missing }, () => {
   let browser;
