@@ -76,14 +76,11 @@ type sessionRouter struct {
 	mu      sync.Mutex
 	pending map[string]chan sessionReply
 	running chan struct{} // semaphore of remote deliveries run here
-	once    sync.Once
 }
 
 func (r *sessionRouter) init() {
-	r.once.Do(func() {
-		r.pending = make(map[string]chan sessionReply)
-		r.running = make(chan struct{}, maxSessionPending)
-	})
+	r.pending = make(map[string]chan sessionReply)
+	r.running = make(chan struct{}, maxSessionPending)
 }
 
 func newSessionSecret() string {
@@ -194,7 +191,6 @@ func (h *Hub) routeSession(ctx context.Context, connID, secret string, frames []
 // owner's answer.
 func (h *Hub) routeChunk(ctx context.Context, connID, secret string, frames [][]byte) error {
 	r := &h.sessions
-	r.init()
 	req := randomID(8)
 	ch := make(chan sessionReply, 2)
 	r.mu.Lock()
@@ -263,7 +259,6 @@ func (h *Hub) applySessionSend(cmd *control) {
 		return
 	}
 	r := &h.sessions
-	r.init()
 	select {
 	case r.running <- struct{}{}:
 	default:
@@ -304,7 +299,6 @@ func (h *Hub) applySessionReply(cmd *control) {
 		return
 	}
 	r := &h.sessions
-	r.init()
 	r.mu.Lock()
 	ch := r.pending[cmd.Req]
 	r.mu.Unlock()

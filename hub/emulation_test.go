@@ -206,7 +206,6 @@ func TestDeliverToSessionAcrossNodes(t *testing.T) {
 
 	// The bounds: an owner running as many remote deliveries as it takes
 	// says busy; an asker with as many requests waiting refuses at once.
-	a.sessions.init()
 	for range cap(a.sessions.running) {
 		a.sessions.running <- struct{}{}
 	}

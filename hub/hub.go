@@ -279,6 +279,7 @@ func New(opts Options) (*Hub, error) {
 		opts.DedupWindow = DefaultDedupWindow
 	}
 	h := &Hub{opts: opts, eng: opts.Engine, log: opts.Logger, seed: maphash.MakeSeed()}
+	h.sessions.init()
 	opts.Auth.fill()
 	def := PermAnyone
 	if opts.Auth.Authenticator != nil {
